@@ -1,0 +1,219 @@
+#include "core/validate.hpp"
+
+#include <curl/curl.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+
+namespace pg_sync::validate {
+namespace {
+
+Problem problem(std::string message, std::string detail = {}, std::string hint = {}) {
+    return Problem{std::move(message), std::move(detail), std::move(hint)};
+}
+
+bool printable_ascii(std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+// Shows a user value in a message without letting it break the message.
+std::string shown(std::string_view s) {
+    std::string out;
+    for (char c : s.substr(0, 80)) {
+        if (c >= 0x20 && c < 0x7f)
+            out += c;
+        else
+            out += '?';
+    }
+    if (s.size() > 80)
+        out += "...";
+    return out;
+}
+
+struct CurlUrlDeleter {
+    void operator()(CURLU *u) const { curl_url_cleanup(u); }
+};
+struct CurlFreeDeleter {
+    void operator()(char *p) const { curl_free(p); }
+};
+using CurlString = std::unique_ptr<char, CurlFreeDeleter>;
+
+CurlString url_part(CURLU *u, CURLUPart part) {
+    char *value = nullptr;
+    if (curl_url_get(u, part, &value, 0) != CURLUE_OK)
+        return CurlString(nullptr);
+    return CurlString(value);
+}
+
+} // namespace
+
+Problem endpoint_name(std::string_view name) {
+    if (name.empty())
+        return problem("endpoint name must not be empty");
+    if (name.size() > kMaxEndpointNameLength)
+        return problem("endpoint name is too long",
+                       "It has " + std::to_string(name.size()) + " characters; the limit is " +
+                           std::to_string(kMaxEndpointNameLength) + ".");
+    for (char c : name) {
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+            return problem("invalid endpoint name \"" + shown(name) + "\"", {},
+                           "Use letters, digits, \"_\", \"-\" and \".\".");
+    }
+    return {};
+}
+
+Problem url(std::string_view text) {
+    if (text.empty())
+        return problem("endpoint URL must not be empty");
+    if (text.size() > kMaxUrlLength)
+        return problem("endpoint URL is too long", "It has " + std::to_string(text.size()) +
+                                                       " characters; the limit is " +
+                                                       std::to_string(kMaxUrlLength) + ".");
+    if (!printable_ascii(text) || text.find(' ') != std::string_view::npos)
+        return problem("invalid endpoint URL \"" + shown(text) + "\"",
+                       "URLs may not contain spaces, control characters or non-ASCII characters.",
+                       "Percent-encode such characters; write international host names in "
+                       "punycode.");
+    const std::string s(text);
+    std::unique_ptr<CURLU, CurlUrlDeleter> u(curl_url());
+    if (!u)
+        throw std::bad_alloc();
+    // CURLU_NON_SUPPORT_SCHEME so that an unknown scheme gets our message, not libcurl's.
+    const CURLUcode rc = curl_url_set(u.get(), CURLUPART_URL, s.c_str(), CURLU_NON_SUPPORT_SCHEME);
+    if (rc != CURLUE_OK)
+        return problem("invalid endpoint URL \"" + shown(text) + "\"",
+                       std::string("libcurl: ") + curl_url_strerror(rc) + ".",
+                       "Give an absolute URL such as https://example.com/hook.");
+    const CurlString scheme = url_part(u.get(), CURLUPART_SCHEME);
+    const std::string sch = scheme ? lower(scheme.get()) : std::string();
+    if (sch != "http" && sch != "https")
+        return problem("endpoint URL scheme must be http or https", "The URL uses \"" + shown(sch) + "\".");
+    const CurlString host = url_part(u.get(), CURLUPART_HOST);
+    if (!host || host.get()[0] == '\0')
+        return problem("endpoint URL has no host");
+    if (url_part(u.get(), CURLUPART_USER) || url_part(u.get(), CURLUPART_PASSWORD))
+        return problem("endpoint URL must not contain credentials", {},
+                       "Pass credentials in the headers argument, for example "
+                       "'{\"Authorization\": \"Bearer ...\"}'; headers are never shown in views.");
+    if (url_part(u.get(), CURLUPART_FRAGMENT))
+        return problem("endpoint URL must not contain a fragment", "A fragment (#...) is never sent to the server.");
+    return {};
+}
+
+bool is_header_token(std::string_view name) {
+    if (name.empty())
+        return false;
+    static const std::string_view extra = "!#$%&'*+-.^_`|~";
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || extra.find(c) != std::string_view::npos;
+    });
+}
+
+bool is_reserved_header(std::string_view name) {
+    const std::string n = lower(name);
+    static const char *const reserved[] = {"content-type", "content-length", "transfer-encoding",
+                                           "host",         "connection",     "expect",
+                                           "te",           "trailer",        "upgrade",
+                                           "keep-alive"};
+    for (const char *r : reserved)
+        if (n == r)
+            return true;
+    return n.rfind("webhook-", 0) == 0 || n.rfind("proxy-", 0) == 0;
+}
+
+Problem headers(std::string_view json_text) {
+    nlohmann::json doc = nlohmann::json::parse(json_text.begin(), json_text.end(), nullptr, false);
+    if (doc.is_discarded() || !doc.is_object())
+        return problem("headers must be a JSON object of header names to string values",
+                       {}, "For example '{\"Authorization\": \"Bearer abc\"}'.");
+    if (doc.size() > kMaxHeaders)
+        return problem("too many headers", "There are " + std::to_string(doc.size()) +
+                                               "; the limit is " + std::to_string(kMaxHeaders) + ".");
+    std::string seen_lower;
+    for (auto it = doc.begin(); it != doc.end(); ++it) {
+        const std::string &name = it.key();
+        if (name.size() > kMaxHeaderNameLength || !is_header_token(name))
+            return problem("invalid header name \"" + shown(name) + "\"",
+                           "Header names are HTTP tokens: letters, digits and !#$%&'*+-.^_`|~.");
+        if (is_reserved_header(name))
+            return problem("header \"" + shown(name) + "\" cannot be set", 
+                           "pg_sync sets Content-Type, Content-Length, Host, the connection headers and "
+                           "the webhook-* signature headers itself.");
+        if (!it.value().is_string())
+            return problem("value of header \"" + shown(name) + "\" must be a JSON string");
+        const std::string &value = it.value().get_ref<const std::string &>();
+        if (value.size() > kMaxHeaderValueLength)
+            return problem("value of header \"" + shown(name) + "\" is too long",
+                           "The limit is " + std::to_string(kMaxHeaderValueLength) + " bytes.");
+        if (!std::all_of(value.begin(), value.end(),
+                         [](char c) { return c == '\t' || (c >= 0x20 && c < 0x7f); }))
+            return problem("value of header \"" + shown(name) + "\" contains a control or non-ASCII character",
+                           "CR, LF and other control characters would allow header injection.");
+    }
+    // JSON objects may repeat a key and differ only in case; HTTP names are case-insensitive.
+    for (auto a = doc.begin(); a != doc.end(); ++a)
+        for (auto b = std::next(a); b != doc.end(); ++b)
+            if (lower(a.key()) == lower(b.key()))
+                return problem("header \"" + shown(a.key()) + "\" is given twice");
+    return {};
+}
+
+long base64_decoded_length(std::string_view b64) {
+    std::size_t n = b64.size();
+    std::size_t pad = 0;
+    while (n > 0 && b64[n - 1] == '=' && pad < 2) {
+        --n;
+        ++pad;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const char c = b64[i];
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'))
+            return -1;
+    }
+    if (n % 4 == 1 || (pad > 0 && (n + pad) % 4 != 0))
+        return -1;
+    return static_cast<long>(n * 3 / 4);
+}
+
+Problem secret(std::string_view s) {
+    static constexpr std::string_view prefix = "whsec_";
+    const std::string_view hint_text =
+        "A Standard Webhooks secret is \"whsec_\" followed by the base64 encoding of 24 to 64 "
+        "random bytes, for example \"whsec_\" followed by the output of openssl rand -base64 32.";
+    if (s.substr(0, prefix.size()) != prefix)
+        return problem("secret must start with \"whsec_\"", {}, std::string(hint_text));
+    const long n = base64_decoded_length(s.substr(prefix.size()));
+    if (n < 0)
+        return problem("secret is not valid base64 after \"whsec_\"", {}, std::string(hint_text));
+    if (n < 24 || n > 64)
+        return problem("secret must encode 24 to 64 bytes",
+                       "It encodes " + std::to_string(n) + " bytes.", std::string(hint_text));
+    return {};
+}
+
+Problem in_range(const Range &r, long value) {
+    if (value < r.min || value > r.max)
+        return problem(std::string(r.name) + " must be between " + std::to_string(r.min) + " and " +
+                           std::to_string(r.max),
+                       "The value given is " + std::to_string(value) + ".");
+    return {};
+}
+
+Problem retry_bounds(long base_ms, long max_ms) {
+    if (base_ms > max_ms)
+        return problem("retry_base_ms must not be greater than retry_max_ms",
+                       "retry_base_ms is " + std::to_string(base_ms) + ", retry_max_ms is " +
+                           std::to_string(max_ms) + ".");
+    return {};
+}
+
+} // namespace pg_sync::validate

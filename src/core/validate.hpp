@@ -1,0 +1,57 @@
+// Validation of endpoint settings: names, URLs, headers, secrets and numeric limits.
+// PostgreSQL-free; the SQL functions call it through src/pg/sql_api.cpp.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace pg_sync::validate {
+
+// Empty message means valid. Messages follow PostgreSQL's style: lower case, no final period;
+// hints are full sentences.
+struct Problem {
+    std::string message;
+    std::string detail;
+    std::string hint;
+    bool ok() const { return message.empty(); }
+};
+
+// Bounds of the numeric endpoint settings, shared with the documentation.
+struct Range {
+    const char *name;
+    long min;
+    long max;
+};
+inline constexpr Range kBatchSize{"batch_size", 1, 10000};
+inline constexpr Range kMaxAttempts{"max_attempts", 1, 1000};
+inline constexpr Range kTimeoutMs{"timeout_ms", 100, 600000};
+inline constexpr Range kMaxInFlight{"max_in_flight", 1, 256};
+inline constexpr Range kRetryBaseMs{"retry_base_ms", 1, 86400000};
+inline constexpr Range kRetryMaxMs{"retry_max_ms", 1, 604800000};
+
+inline constexpr std::size_t kMaxUrlLength = 2048;
+inline constexpr std::size_t kMaxHeaders = 64;
+inline constexpr std::size_t kMaxHeaderNameLength = 256;
+inline constexpr std::size_t kMaxHeaderValueLength = 8192;
+inline constexpr std::size_t kMaxEndpointNameLength = 63;
+
+Problem endpoint_name(std::string_view name);
+// http or https, parses with libcurl's URL API, has a host, no credentials, no fragment,
+// printable ASCII only.
+Problem url(std::string_view url);
+// A JSON object (as text) of header name -> string value; names are HTTP tokens and not
+// reserved (Content-Type, Content-Length, Host, webhook-*, ...); values printable ASCII.
+Problem headers(std::string_view json_text);
+// Standard Webhooks secret: "whsec_" + base64 of 24..64 bytes.
+Problem secret(std::string_view secret);
+Problem in_range(const Range &r, long value);
+// retry_base_ms <= retry_max_ms
+Problem retry_bounds(long base_ms, long max_ms);
+
+// Helpers exposed for tests.
+bool is_header_token(std::string_view name);
+bool is_reserved_header(std::string_view name);
+// Decoded length of standard base64 (padding optional), or -1 when not base64.
+long base64_decoded_length(std::string_view b64);
+
+} // namespace pg_sync::validate

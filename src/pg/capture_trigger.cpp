@@ -1,0 +1,822 @@
+// The capture trigger: writes one queue row per (row change, endpoint) in the writer's
+// transaction.
+//
+// Hot path, so:
+//  * per-relation capture plans (which endpoints, which columns, how to render each column,
+//    the compiled filter) are cached per backend and dropped by relcache invalidation: of the
+//    relation itself (ALTER TABLE), of its tracked ancestor (partitions), or of pg_sync._tracked
+//    (track/untrack call pg_sync._config_changed());
+//  * values are rendered to JSON text directly, with PostgreSQL's own output functions for the
+//    common types and PostgreSQL's to_json for everything else, so that the output is exactly
+//    what to_json gives;
+//  * the queue row goes in with heap_insert + index_insert: no SPI, no executor, no permission
+//    checks (writers have no rights on pg_sync, by design).
+//
+// This file calls PostgreSQL throughout, so it is written C-style: no object with a destructor
+// lives in these frames (see guard.hpp). JSON text is built through core/json_render.hpp with a
+// StringInfo sink.
+extern "C" {
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
+#include "parser/parser.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/datum.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
+
+PG_FUNCTION_INFO_V1(pg_sync_capture);
+PG_FUNCTION_INFO_V1(pg_sync_config_changed);
+PG_FUNCTION_INFO_V1(pg_sync_check_filter);
+}
+
+#include "core/json_render.hpp"
+#include "pg/capture.hpp"
+
+namespace {
+
+namespace json = pg_sync::json;
+
+// ---------------------------------------------------------------------------------------------
+// JSON output into a StringInfo
+
+struct StringInfoSink {
+    StringInfo si;
+    void append(const char *p, std::size_t n) { appendBinaryStringInfo(si, p, static_cast<int>(n)); }
+    void push(char c) { appendStringInfoCharMacro(si, c); }
+};
+
+// How one column is rendered. The fast kinds cover the common built-in types (after looking
+// through domains); everything else goes through PostgreSQL's to_json.
+enum class Kind : uint8 { Bool, Int2, Int4, Int8, NumberOut, Text, StringOut, RawOut, DateTime, ToJson };
+
+struct ColumnPlan {
+    AttrNumber attnum;
+    char *key;        // "\"name\":" rendered once
+    int key_len;
+    Kind kind;
+    Oid base_type;    // for DateTime
+    bool byval;
+    int16 typlen;
+    FmgrInfo fn;      // output function (NumberOut, StringOut, RawOut) or to_json (ToJson)
+};
+
+enum EventBits : uint8 { EV_INSERT = 1, EV_UPDATE = 2, EV_DELETE = 4, EV_TRUNCATE = 8 };
+
+struct EndpointPlan {
+    int32 endpoint_id;
+    uint8 events;
+    bool columns_limited;  // `columns` was given: UPDATEs touching none of them are skipped
+    int ncols;
+    ColumnPlan *cols;
+    int nkeys;
+    ColumnPlan *keys;
+    SPIPlanPtr filter;     // NULL when no filter
+};
+
+struct RelPlan {
+    Oid relid;             // hash key: the relation the trigger fires on (a partition, maybe)
+    Oid tracked_relid;     // the tracked table (relid itself or a partitioned ancestor)
+    bool valid;
+    int in_use;            // trigger frames using this entry; reset at transaction end
+    MemoryContext cxt;
+    text *table_name;      // "schema.table" of the tracked table
+    int neps;
+    EndpointPlan *eps;
+};
+
+HTAB *rel_plans = nullptr;
+// Bumped by every relcache invalidation: a plan built while one arrived is not trusted.
+uint64 inval_counter = 0;
+
+// OIDs of our own objects in the current database; InvalidOid = look up again.
+Oid queue_relid = InvalidOid;
+Oid queue_seqid = InvalidOid;
+Oid tracked_relid_cache = InvalidOid;
+
+// Attribute numbers of the queue columns the trigger fills, checked when the queue is looked up.
+enum QueueCol { Q_ID, Q_ENDPOINT, Q_OP, Q_TBL, Q_KEY, Q_NEW, Q_OLD, Q_TXID, Q_CAPTURED_AT, Q_ATTEMPTS, Q_NCOLS };
+struct QueueColumnSpec {
+    const char *name;
+    Oid type;
+};
+const QueueColumnSpec queue_columns[Q_NCOLS] = {
+    {"id", INT8OID},       {"endpoint_id", INT4OID}, {"op", TEXTOID},   {"tbl", TEXTOID},
+    {"key", JSONOID},      {"new_row", JSONOID},     {"old_row", JSONOID}, {"txid", XID8OID},
+    {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}};
+AttrNumber queue_attnum[Q_NCOLS];
+int queue_natts = 0;
+
+Oid pg_sync_namespace() {
+    Oid nsp = get_namespace_oid("pg_sync", true);
+    if (!OidIsValid(nsp))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_SCHEMA),
+                        errmsg("schema pg_sync does not exist"),
+                        errhint("Run CREATE EXTENSION pg_sync in this database.")));
+    return nsp;
+}
+
+Oid own_relation(const char *name) {
+    Oid relid = get_relname_relid(name, pg_sync_namespace());
+    if (!OidIsValid(relid))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE),
+                        errmsg("pg_sync.%s does not exist", name),
+                        errhint("The pg_sync extension is damaged; reinstall it.")));
+    return relid;
+}
+
+Oid tracked_table_oid() {
+    if (!OidIsValid(tracked_relid_cache))
+        tracked_relid_cache = own_relation("_tracked");
+    return tracked_relid_cache;
+}
+
+// Looks up the queue and checks that its columns are the ones this library fills; any other
+// column must be nullable (the trigger leaves it NULL, defaults are not applied).
+void lookup_queue() {
+    if (OidIsValid(queue_relid))
+        return;
+    Oid relid = own_relation("_queue");
+    Oid seqid = own_relation("_queue_id_seq");
+    Relation rel = table_open(relid, AccessShareLock);
+    TupleDesc desc = RelationGetDescr(rel);
+    for (int c = 0; c < Q_NCOLS; ++c)
+        queue_attnum[c] = InvalidAttrNumber;
+    for (int i = 0; i < desc->natts; ++i) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        if (att->attisdropped)
+            continue;
+        bool known = false;
+        for (int c = 0; c < Q_NCOLS; ++c) {
+            if (strcmp(NameStr(att->attname), queue_columns[c].name) == 0 &&
+                att->atttypid == queue_columns[c].type) {
+                queue_attnum[c] = att->attnum;
+                known = true;
+            }
+        }
+        if (!known && att->attnotnull)
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("pg_sync queue column \"%s\" is not known to this library version",
+                                   NameStr(att->attname)),
+                            errhint("Run ALTER EXTENSION pg_sync UPDATE, or install the matching library.")));
+    }
+    for (int c = 0; c < Q_NCOLS; ++c)
+        if (queue_attnum[c] == InvalidAttrNumber)
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("pg_sync queue has no column \"%s\" of the expected type",
+                                   queue_columns[c].name),
+                            errhint("Run ALTER EXTENSION pg_sync UPDATE, or install the matching library.")));
+    queue_natts = desc->natts;
+    table_close(rel, AccessShareLock);
+    queue_seqid = seqid;
+    queue_relid = relid;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalidation
+
+void free_plan_contents(RelPlan *plan) {
+    for (int i = 0; i < plan->neps; ++i)
+        if (plan->eps[i].filter)
+            SPI_freeplan(plan->eps[i].filter);
+    plan->neps = 0;
+    plan->eps = nullptr;
+    plan->table_name = nullptr;
+    if (plan->cxt)
+        MemoryContextDelete(plan->cxt);
+    plan->cxt = nullptr;
+}
+
+void invalidate_all() {
+    if (!rel_plans)
+        return;
+    HASH_SEQ_STATUS status;
+    hash_seq_init(&status, rel_plans);
+    RelPlan *plan;
+    while ((plan = static_cast<RelPlan *>(hash_seq_search(&status))) != nullptr)
+        plan->valid = false;
+}
+
+// Runs while invalidation messages are processed: only marks, never touches catalogs.
+void relcache_callback(Datum, Oid relid) {
+    ++inval_counter;
+    if (relid == InvalidOid) {
+        queue_relid = tracked_relid_cache = InvalidOid;
+        invalidate_all();
+        return;
+    }
+    if (relid == queue_relid || relid == queue_seqid)
+        queue_relid = InvalidOid;
+    if (relid == tracked_relid_cache) {
+        invalidate_all();
+        return;
+    }
+    if (!rel_plans)
+        return;
+    HASH_SEQ_STATUS status;
+    hash_seq_init(&status, rel_plans);
+    RelPlan *plan;
+    while ((plan = static_cast<RelPlan *>(hash_seq_search(&status))) != nullptr)
+        if (plan->relid == relid || plan->tracked_relid == relid)
+            plan->valid = false;
+}
+
+void xact_callback(XactEvent event, void *) {
+    if (!rel_plans || (event != XACT_EVENT_ABORT && event != XACT_EVENT_COMMIT &&
+                       event != XACT_EVENT_PARALLEL_ABORT))
+        return;
+    HASH_SEQ_STATUS status;
+    hash_seq_init(&status, rel_plans);
+    RelPlan *plan;
+    while ((plan = static_cast<RelPlan *>(hash_seq_search(&status))) != nullptr)
+        plan->in_use = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan building
+
+void plan_column(ColumnPlan *col, Form_pg_attribute att, MemoryContext cxt) {
+    col->attnum = att->attnum;
+    {
+        StringInfoData key;
+        initStringInfo(&key);
+        StringInfoSink sink{&key};
+        const char *name = NameStr(att->attname);
+        json::append_string(sink, name, strlen(name));
+        appendStringInfoChar(&key, ':');
+        col->key = key.data;
+        col->key_len = key.len;
+    }
+    col->byval = att->attbyval;
+    col->typlen = att->attlen;
+    Oid base = getBaseType(att->atttypid);
+    col->base_type = base;
+    Oid outfn = InvalidOid;
+    bool varlena = false;
+    switch (base) {
+    case BOOLOID: col->kind = Kind::Bool; break;
+    case INT2OID: col->kind = Kind::Int2; break;
+    case INT4OID: col->kind = Kind::Int4; break;
+    case INT8OID: col->kind = Kind::Int8; break;
+    case FLOAT4OID:
+    case FLOAT8OID:
+    case NUMERICOID: col->kind = Kind::NumberOut; break;
+    case TEXTOID:
+    case VARCHAROID: col->kind = Kind::Text; break;
+    case BPCHAROID:
+    case UUIDOID: col->kind = Kind::StringOut; break;
+    case JSONOID:
+    case JSONBOID: col->kind = Kind::RawOut; break;
+    case DATEOID:
+    case TIMESTAMPOID:
+    case TIMESTAMPTZOID: col->kind = Kind::DateTime; break;
+    default: col->kind = Kind::ToJson; break;
+    }
+    switch (col->kind) {
+    case Kind::NumberOut:
+    case Kind::StringOut:
+    case Kind::RawOut:
+        getTypeOutputInfo(base, &outfn, &varlena);
+        fmgr_info_cxt(outfn, &col->fn, cxt);
+        break;
+    case Kind::ToJson: {
+        // to_json looks at its argument's declared type through fn_expr.
+        fmgr_info_cxt(F_TO_JSON, &col->fn, cxt);
+        Node *arg = reinterpret_cast<Node *>(makeNullConst(att->atttypid, att->atttypmod, att->attcollation));
+        Node *call = reinterpret_cast<Node *>(makeFuncExpr(F_TO_JSON, JSONOID, list_make1(arg), InvalidOid,
+                                                           InvalidOid, COERCE_EXPLICIT_CALL));
+        fmgr_info_set_expr(call, &col->fn);
+        break;
+    }
+    default: break;
+    }
+}
+
+Form_pg_attribute find_column(TupleDesc desc, const char *name, Relation rel) {
+    for (int i = 0; i < desc->natts; ++i) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+            return att;
+    }
+    ereport(ERROR, (errcode(ERRCODE_UNDEFINED_COLUMN),
+                    errmsg("column \"%s\" tracked by pg_sync does not exist in table %s", name,
+                           RelationGetRelationName(rel)),
+                    errhint("Call pg_sync.track() again with the current column names.")));
+    return nullptr;
+}
+
+List *text_array_to_list(Datum array) {
+    List *names = NIL;
+    Datum *elems;
+    bool *nulls;
+    int n;
+    deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+    for (int i = 0; i < n; ++i)
+        if (!nulls[i])
+            names = lappend(names, TextDatumGetCString(elems[i]));
+    return names;
+}
+
+// Key column names: key_columns when given, else the tracked table's primary key.
+List *key_column_names(Oid tracked, Datum key_columns, bool key_isnull) {
+    if (!key_isnull)
+        return text_array_to_list(key_columns);
+    List *names = NIL;
+    Relation trel = relation_open(tracked, AccessShareLock);
+    Oid pk = RelationGetPrimaryKeyIndex(trel);
+    if (OidIsValid(pk)) {
+        Relation irel = index_open(pk, AccessShareLock);
+        for (int i = 0; i < irel->rd_index->indnkeyatts; ++i) {
+            AttrNumber a = irel->rd_index->indkey.values[i];
+            names = lappend(names, pstrdup(NameStr(TupleDescAttr(RelationGetDescr(trel), a - 1)->attname)));
+        }
+        index_close(irel, AccessShareLock);
+    }
+    relation_close(trel, AccessShareLock);
+    if (names == NIL)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("table %s tracked by pg_sync has no primary key", get_rel_name(tracked)),
+                        errhint("Add a primary key, or call pg_sync.track() with key_columns.")));
+    return names;
+}
+
+ColumnPlan *plan_columns(List *names, TupleDesc desc, Relation rel, MemoryContext cxt, int *count) {
+    ColumnPlan *cols = static_cast<ColumnPlan *>(MemoryContextAllocZero(cxt, sizeof(ColumnPlan) * Max(list_length(names), 1)));
+    int n = 0;
+    ListCell *lc;
+    foreach (lc, names)
+        plan_column(&cols[n++], find_column(desc, static_cast<char *>(lfirst(lc)), rel), cxt);
+    *count = n;
+    return cols;
+}
+
+// The filter runs as a query over the row type of the relation the trigger fires on:
+//   SELECT (<filter>) FROM (SELECT ($1).*) AS new, (SELECT ($2).*) AS old
+// so that NEW.col and OLD.col work as in plpgsql. search_path is pinned to pg_catalog while
+// it is parsed, so what a name means cannot depend on the writer's session.
+char *filter_query(const char *filter) {
+    return psprintf("SELECT (%s) FROM (SELECT ($1).*) AS new, (SELECT ($2).*) AS old", filter);
+}
+
+// Checks that the filter is one expression (no way to smuggle in FROM, a second target or a
+// second statement) before it is ever embedded in a query.
+void check_filter_syntax(const char *filter) {
+    List *stmts = raw_parser(psprintf("SELECT (%s)", filter), RAW_PARSE_DEFAULT);
+    bool ok = list_length(stmts) == 1;
+    if (ok) {
+        Node *stmt = linitial_node(RawStmt, stmts)->stmt;
+        ok = IsA(stmt, SelectStmt);
+        if (ok) {
+            SelectStmt *s = reinterpret_cast<SelectStmt *>(stmt);
+            ok = s->op == SETOP_NONE && list_length(s->targetList) == 1 && s->fromClause == NIL &&
+                 s->whereClause == nullptr && s->groupClause == NIL && s->havingClause == nullptr &&
+                 s->windowClause == NIL && s->sortClause == NIL && s->limitCount == nullptr &&
+                 s->limitOffset == nullptr && s->lockingClause == NIL && s->withClause == nullptr &&
+                 s->intoClause == nullptr && s->distinctClause == NIL && s->valuesLists == NIL;
+        }
+    }
+    if (!ok)
+        ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("filter must be a single boolean expression"),
+                        errhint("For example: NEW.status = 'paid' OR OLD.status IS DISTINCT FROM NEW.status")));
+}
+
+// Prepares the filter plan (inside an SPI connection). Errors if it is not boolean.
+SPIPlanPtr prepare_filter(const char *filter, Oid rowtype) {
+    check_filter_syntax(filter);
+    Oid argtypes[2] = {rowtype, rowtype};
+    int nest = NewGUCNestLevel();
+    (void)set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+    SPIPlanPtr plan = SPI_prepare(filter_query(filter), 2, argtypes);
+    AtEOXact_GUC(true, nest);
+    if (!plan)
+        elog(ERROR, "SPI_prepare failed for pg_sync filter: %s", SPI_result_code_string(SPI_result));
+    List *sources = SPI_plan_get_plan_sources(plan);
+    CachedPlanSource *src = static_cast<CachedPlanSource *>(linitial(sources));
+    if (!src->resultDesc || src->resultDesc->natts != 1 ||
+        getBaseType(TupleDescAttr(src->resultDesc, 0)->atttypid) != BOOLOID)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("filter must be a boolean expression"),
+                        errdetail("It returns type %s.",
+                                  src->resultDesc && src->resultDesc->natts == 1
+                                      ? format_type_be(TupleDescAttr(src->resultDesc, 0)->atttypid)
+                                      : "record")));
+    return plan;
+}
+
+uint8 parse_events(Datum events) {
+    Datum *elems;
+    bool *nulls;
+    int n;
+    uint8 bits = 0;
+    deconstruct_array(DatumGetArrayTypeP(events), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+    for (int i = 0; i < n; ++i) {
+        if (nulls[i])
+            continue;
+        char *e = TextDatumGetCString(elems[i]);
+        if (strcmp(e, "insert") == 0) bits |= EV_INSERT;
+        else if (strcmp(e, "update") == 0) bits |= EV_UPDATE;
+        else if (strcmp(e, "delete") == 0) bits |= EV_DELETE;
+        else if (strcmp(e, "truncate") == 0) bits |= EV_TRUNCATE;
+    }
+    return bits;
+}
+
+AttrNumber column_number(TupleDesc desc, const char *name) {
+    for (int i = 0; i < desc->natts; ++i)
+        if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+            return static_cast<AttrNumber>(i + 1);
+    elog(ERROR, "pg_sync._tracked has no column \"%s\"", name);
+    return InvalidAttrNumber;
+}
+
+void build_plan(RelPlan *plan, Relation rel) {
+    const uint64 inval_at_start = inval_counter;
+    Oid relid = RelationGetRelid(rel);
+    List *ancestors = rel->rd_rel->relispartition ? get_partition_ancestors(relid) : NIL;
+    TupleDesc desc = RelationGetDescr(rel);
+
+    plan->cxt = AllocSetContextCreate(CacheMemoryContext, "pg_sync capture plan", ALLOCSET_SMALL_SIZES);
+    MemoryContextSetIdentifier(plan->cxt, MemoryContextStrdup(plan->cxt, RelationGetRelationName(rel)));
+    plan->tracked_relid = relid;
+    plan->neps = 0;
+
+    Relation trel = table_open(tracked_table_oid(), AccessShareLock);
+    TupleDesc tdesc = RelationGetDescr(trel);
+    AttrNumber a_tbl = column_number(tdesc, "tbl"), a_ep = column_number(tdesc, "endpoint_id"),
+               a_events = column_number(tdesc, "events"), a_cols = column_number(tdesc, "columns"),
+               a_keys = column_number(tdesc, "key_columns"), a_filter = column_number(tdesc, "filter");
+
+    // First pass: count matching rows so the endpoint array has its final size.
+    int capacity = 0;
+    SysScanDesc scan = systable_beginscan(trel, InvalidOid, false, nullptr, 0, nullptr);
+    HeapTuple tup;
+    while ((tup = systable_getnext(scan)) != nullptr)
+        ++capacity;
+    systable_endscan(scan);
+    plan->eps = static_cast<EndpointPlan *>(MemoryContextAllocZero(plan->cxt, sizeof(EndpointPlan) * Max(capacity, 1)));
+
+    bool spi_connected = false;
+    scan = systable_beginscan(trel, InvalidOid, false, nullptr, 0, nullptr);
+    while ((tup = systable_getnext(scan)) != nullptr && plan->neps < capacity) {
+        bool isnull;
+        Oid tbl = DatumGetObjectId(heap_getattr(tup, a_tbl, tdesc, &isnull));
+        if (tbl != relid && !list_member_oid(ancestors, tbl))
+            continue;
+        plan->tracked_relid = tbl;
+        MemoryContext old = MemoryContextSwitchTo(plan->cxt);
+        EndpointPlan *ep = &plan->eps[plan->neps];
+        ep->endpoint_id = DatumGetInt32(heap_getattr(tup, a_ep, tdesc, &isnull));
+        ep->events = parse_events(heap_getattr(tup, a_events, tdesc, &isnull));
+
+        bool cols_null;
+        Datum cols = heap_getattr(tup, a_cols, tdesc, &cols_null);
+        List *col_names = NIL;
+        if (cols_null) {
+            for (int i = 0; i < desc->natts; ++i)
+                if (!TupleDescAttr(desc, i)->attisdropped)
+                    col_names = lappend(col_names, NameStr(TupleDescAttr(desc, i)->attname));
+        } else {
+            col_names = text_array_to_list(cols);
+        }
+        ep->columns_limited = !cols_null;
+        ep->cols = plan_columns(col_names, desc, rel, plan->cxt, &ep->ncols);
+
+        bool keys_null;
+        Datum keys = heap_getattr(tup, a_keys, tdesc, &keys_null);
+        ep->keys = plan_columns(key_column_names(tbl, keys, keys_null), desc, rel, plan->cxt, &ep->nkeys);
+
+        bool filter_null;
+        Datum filter = heap_getattr(tup, a_filter, tdesc, &filter_null);
+        MemoryContextSwitchTo(old);
+        if (!filter_null) {
+            if (!spi_connected) {
+                if (SPI_connect() != SPI_OK_CONNECT)
+                    elog(ERROR, "SPI_connect failed");
+                spi_connected = true;
+            }
+            SPIPlanPtr fp = prepare_filter(TextDatumGetCString(filter), rel->rd_rel->reltype);
+            SPI_keepplan(fp);
+            ep->filter = fp;
+        }
+        plan->neps++;
+    }
+    systable_endscan(scan);
+    table_close(trel, AccessShareLock);
+    if (spi_connected)
+        SPI_finish();
+
+    char *name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(plan->tracked_relid)),
+                                            get_rel_name(plan->tracked_relid));
+    plan->table_name = static_cast<text *>(MemoryContextAlloc(plan->cxt, VARHDRSZ + strlen(name)));
+    SET_VARSIZE(plan->table_name, VARHDRSZ + strlen(name));
+    memcpy(VARDATA(plan->table_name), name, strlen(name));
+    plan->valid = inval_counter == inval_at_start;
+}
+
+RelPlan *get_plan(Relation rel) {
+    if (!rel_plans) {
+        HASHCTL ctl;
+        memset(&ctl, 0, sizeof ctl);
+        ctl.keysize = sizeof(Oid);
+        ctl.entrysize = sizeof(RelPlan);
+        ctl.hcxt = CacheMemoryContext;
+        rel_plans = hash_create("pg_sync capture plans", 64, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    }
+    Oid relid = RelationGetRelid(rel);
+    bool found;
+    RelPlan *plan = static_cast<RelPlan *>(hash_search(rel_plans, &relid, HASH_ENTER, &found));
+    if (!found) {
+        plan->cxt = nullptr;
+        plan->neps = 0;
+        plan->eps = nullptr;
+        plan->valid = false;
+        plan->in_use = 0;
+        plan->tracked_relid = relid;
+    }
+    // An entry in use by an outer trigger frame is kept (stale but alive) until it is free.
+    if (!plan->valid && plan->in_use == 0) {
+        free_plan_contents(plan);
+        build_plan(plan, rel);
+    }
+    return plan;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+void render_value(StringInfoSink &sink, const ColumnPlan *col, Datum value, bool isnull) {
+    if (isnull) {
+        sink.append("null", 4);
+        return;
+    }
+    char buf[MAXDATELEN + 32];
+    switch (col->kind) {
+    case Kind::Bool:
+        if (DatumGetBool(value))
+            sink.append("true", 4);
+        else
+            sink.append("false", 5);
+        break;
+    case Kind::Int2: sink.append(buf, pg_itoa(DatumGetInt16(value), buf)); break;
+    case Kind::Int4: sink.append(buf, pg_ltoa(DatumGetInt32(value), buf)); break;
+    case Kind::Int8: sink.append(buf, pg_lltoa(DatumGetInt64(value), buf)); break;
+    case Kind::NumberOut: {
+        char *s = OutputFunctionCall(const_cast<FmgrInfo *>(&col->fn), value);
+        json::append_number_text(sink, s, strlen(s));
+        break;
+    }
+    case Kind::Text: {
+        text *t = DatumGetTextPP(value);
+        json::append_string(sink, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+        break;
+    }
+    case Kind::StringOut: {
+        char *s = OutputFunctionCall(const_cast<FmgrInfo *>(&col->fn), value);
+        json::append_string(sink, s, strlen(s));
+        break;
+    }
+    case Kind::RawOut: {
+        char *s = OutputFunctionCall(const_cast<FmgrInfo *>(&col->fn), value);
+        sink.append(s, strlen(s));
+        break;
+    }
+    case Kind::DateTime: {
+        JsonEncodeDateTime(buf, value, col->base_type, nullptr);
+        sink.push('"');
+        sink.append(buf, strlen(buf));
+        sink.push('"');
+        break;
+    }
+    case Kind::ToJson: {
+        text *t = DatumGetTextPP(FunctionCall1(const_cast<FmgrInfo *>(&col->fn), value));
+        sink.append(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+        break;
+    }
+    }
+}
+
+// Renders the listed columns of a deformed slot as a JSON object, returned as a json datum.
+Datum render_object(const ColumnPlan *cols, int ncols, TupleTableSlot *slot) {
+    StringInfoData buf;
+    initStringInfo(&buf);
+    appendStringInfoSpaces(&buf, VARHDRSZ); // room for the varlena header
+    StringInfoSink sink{&buf};
+    json::ObjectWriter<StringInfoSink> obj(sink);
+    for (int i = 0; i < ncols; ++i) {
+        const ColumnPlan *col = &cols[i];
+        obj.raw_key(col->key, col->key_len);
+        render_value(sink, col, slot->tts_values[col->attnum - 1], slot->tts_isnull[col->attnum - 1]);
+    }
+    obj.finish();
+    SET_VARSIZE(buf.data, buf.len);
+    return PointerGetDatum(buf.data);
+}
+
+bool columns_changed(const EndpointPlan *ep, TupleTableSlot *old_slot, TupleTableSlot *new_slot) {
+    for (int i = 0; i < ep->ncols; ++i) {
+        const int a = ep->cols[i].attnum - 1;
+        const bool on = old_slot->tts_isnull[a], nn = new_slot->tts_isnull[a];
+        if (on != nn)
+            return true;
+        if (!on && !datum_image_eq(old_slot->tts_values[a], new_slot->tts_values[a], ep->cols[i].byval,
+                                   ep->cols[i].typlen))
+            return true;
+    }
+    return false;
+}
+
+bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableSlot *old_slot) {
+    Datum args[2];
+    char nulls[2] = {'n', 'n'};
+    if (new_slot) {
+        args[0] = ExecFetchSlotHeapTupleDatum(new_slot);
+        nulls[0] = ' ';
+    }
+    if (old_slot) {
+        args[1] = ExecFetchSlotHeapTupleDatum(old_slot);
+        nulls[1] = ' ';
+    }
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    int rc = SPI_execute_plan(ep->filter, args, nulls, true, 1);
+    if (rc != SPI_OK_SELECT)
+        elog(ERROR, "pg_sync filter failed: %s", SPI_result_code_string(rc));
+    bool pass = false;
+    if (SPI_processed > 0) {
+        bool isnull;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+        pass = !isnull && DatumGetBool(d);
+    }
+    SPI_finish();
+    return pass;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue insert
+
+const char *op_name(uint8 op) {
+    switch (op) {
+    case EV_INSERT: return "insert";
+    case EV_UPDATE: return "update";
+    case EV_DELETE: return "delete";
+    default: return "truncate";
+    }
+}
+
+void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datum new_row, Datum old_row,
+                  bool key_null, bool new_null, bool old_null) {
+    lookup_queue();
+    Relation rel = table_open(queue_relid, RowExclusiveLock);
+    Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * queue_natts));
+    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * queue_natts));
+    memset(nulls, true, sizeof(bool) * queue_natts);
+    auto set = [&](QueueCol c, Datum v, bool isnull) {
+        values[queue_attnum[c] - 1] = v;
+        nulls[queue_attnum[c] - 1] = isnull;
+    };
+    set(Q_ID, Int64GetDatum(nextval_internal(queue_seqid, false)), false);
+    set(Q_ENDPOINT, Int32GetDatum(endpoint_id), false);
+    set(Q_OP, CStringGetTextDatum(op_name(op)), false);
+    set(Q_TBL, PointerGetDatum(table_name), false);
+    set(Q_KEY, key, key_null);
+    set(Q_NEW, new_row, new_null);
+    set(Q_OLD, old_row, old_null);
+    set(Q_TXID, FullTransactionIdGetDatum(GetTopFullTransactionId()), false);
+    set(Q_CAPTURED_AT, TimestampTzGetDatum(GetCurrentTimestamp()), false);
+    set(Q_ATTEMPTS, Int32GetDatum(0), false);
+
+    HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+    simple_heap_insert(rel, tup);
+
+    // Index maintenance by hand: the queue's indexes are plain column indexes (no expressions,
+    // no predicates), so their values come straight from the row.
+    List *indexes = RelationGetIndexList(rel);
+    ListCell *lc;
+    foreach (lc, indexes) {
+        Relation irel = index_open(lfirst_oid(lc), RowExclusiveLock);
+        IndexInfo *info = BuildIndexInfo(irel);
+        if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
+            elog(ERROR, "pg_sync queue index \"%s\" has expressions or a predicate",
+                 RelationGetRelationName(irel));
+        Datum ivalues[INDEX_MAX_KEYS];
+        bool inulls[INDEX_MAX_KEYS];
+        for (int k = 0; k < info->ii_NumIndexAttrs; ++k) {
+            AttrNumber a = info->ii_IndexAttrNumbers[k];
+            ivalues[k] = values[a - 1];
+            inulls[k] = nulls[a - 1];
+        }
+        index_insert(irel, ivalues, inulls, &tup->t_self, rel,
+                     irel->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
+        index_close(irel, NoLock);
+    }
+    table_close(rel, NoLock);
+}
+
+void capture_row(RelPlan *plan, uint8 op, TupleTableSlot *new_slot, TupleTableSlot *old_slot) {
+    if (new_slot)
+        slot_getallattrs(new_slot);
+    if (old_slot)
+        slot_getallattrs(old_slot);
+    TupleTableSlot *key_slot = new_slot ? new_slot : old_slot;
+    for (int i = 0; i < plan->neps; ++i) {
+        const EndpointPlan *ep = &plan->eps[i];
+        if (!(ep->events & op))
+            continue;
+        if (op == EV_UPDATE && ep->columns_limited && !columns_changed(ep, old_slot, new_slot))
+            continue;
+        if (ep->filter && !filter_passes(ep, new_slot, old_slot))
+            continue;
+        Datum key = render_object(ep->keys, ep->nkeys, key_slot);
+        Datum new_row = new_slot ? render_object(ep->cols, ep->ncols, new_slot) : (Datum)0;
+        Datum old_row = old_slot ? render_object(ep->cols, ep->ncols, old_slot) : (Datum)0;
+        queue_insert(ep->endpoint_id, op, plan->table_name, key, new_row, old_row, false, !new_slot, !old_slot);
+    }
+}
+
+} // namespace
+
+namespace pg_sync::pg {
+void capture_init() {
+    CacheRegisterRelcacheCallback(relcache_callback, (Datum)0);
+    RegisterXactCallback(xact_callback, nullptr);
+}
+} // namespace pg_sync::pg
+
+// pg_sync._capture(): AFTER INSERT OR UPDATE OR DELETE FOR EACH ROW, and AFTER TRUNCATE FOR
+// EACH STATEMENT, installed by pg_sync.track().
+extern "C" Datum pg_sync_capture(PG_FUNCTION_ARGS) {
+    if (!CALLED_AS_TRIGGER(fcinfo))
+        ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                        errmsg("pg_sync._capture() must be called as a trigger")));
+    TriggerData *td = reinterpret_cast<TriggerData *>(fcinfo->context);
+    if (!TRIGGER_FIRED_AFTER(td->tg_event))
+        ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                        errmsg("pg_sync._capture() must be an AFTER trigger")));
+
+    RelPlan *plan = get_plan(td->tg_relation);
+    if (plan->neps == 0)
+        return PointerGetDatum(nullptr);
+    plan->in_use++;
+    if (TRIGGER_FIRED_FOR_ROW(td->tg_event)) {
+        if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+            capture_row(plan, EV_INSERT, td->tg_trigslot, nullptr);
+        else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+            capture_row(plan, EV_UPDATE, td->tg_newslot, td->tg_trigslot);
+        else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+            capture_row(plan, EV_DELETE, nullptr, td->tg_trigslot);
+    } else if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)) {
+        for (int i = 0; i < plan->neps; ++i)
+            if (plan->eps[i].events & EV_TRUNCATE)
+                queue_insert(plan->eps[i].endpoint_id, EV_TRUNCATE, plan->table_name, 0, 0, 0, true, true, true);
+    }
+    plan->in_use--;
+    return PointerGetDatum(nullptr);
+}
+
+// pg_sync._config_changed(): tells every backend (at commit) to drop its capture plans.
+extern "C" Datum pg_sync_config_changed(PG_FUNCTION_ARGS) {
+    CacheInvalidateRelcacheByRelid(tracked_table_oid());
+    PG_RETURN_VOID();
+}
+
+// pg_sync._check_filter(tbl regclass, filter text): errors unless filter is one boolean
+// expression over NEW/OLD of the table's row type.
+extern "C" Datum pg_sync_check_filter(PG_FUNCTION_ARGS) {
+    Oid relid = PG_GETARG_OID(0);
+    char *filter = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    Oid rowtype = get_rel_type_id(relid);
+    if (!OidIsValid(rowtype))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation with OID %u does not exist", relid)));
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    SPIPlanPtr plan = prepare_filter(filter, rowtype);
+    SPI_freeplan(plan);
+    SPI_finish();
+    PG_RETURN_VOID();
+}
