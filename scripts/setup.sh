@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what is missing on Debian 12 (apt), then builds and installs pg_sync.
+# Used by scripts/demo.sh, scripts/test.sh and CI. Idempotent; quick when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+
+packages=(
+    postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib
+    libcurl4-openssl-dev nlohmann-json3-dev googletest libgtest-dev
+    g++ make cmake clang-14 llvm-14 python3 ca-certificates
+    postgresql-15-pgq3 # PgQ, a baseline of bench/capture
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing ${missing[*]}"
+    # Debian's postgresql package creates and starts a cluster on 5432; we never use it.
+    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+        $SUDO mkdir -p /etc/postgresql-common
+        echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
+    fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+make -s WERROR=1 PG_CONFIG=$PG_CONFIG >/dev/null
+$SUDO make -s install PG_CONFIG=$PG_CONFIG >/dev/null
+echo "setup: pg_sync built and installed into $($PG_CONFIG --pkglibdir)"
