@@ -28,7 +28,7 @@ run_regress() {
     cp -r Makefile pg_sync.control.in sql expected test "$work/"
     chown -R postgres "$work"
     local tests=""
-    [ -n "${REGRESS_ONLY:-}" ] && tests="REGRESS=$REGRESS_ONLY"
+    [ -n "${REGRESS_ONLY:-}" ] && tests="REGRESS='$REGRESS_ONLY'"
     if ! su postgres -s /bin/bash -c "make -s -C '$work' installcheck PG_CONFIG=$PG_CONFIG $tests"; then
         head -n 300 "$work/regression.diffs" 2>/dev/null
         # Developers: REGRESS_ACCEPT=1 copies the new outputs into expected/ (review the diff!).

@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <cctype>
 #include <memory>
 
 namespace pg_sync::validate {
@@ -14,6 +13,12 @@ Problem problem(std::string message, std::string detail = {}, std::string hint =
     return Problem{std::move(message), std::move(detail), std::move(hint)};
 }
 
+// Not <cctype>: the backend runs with the database's LC_CTYPE, where isalnum() accepts Latin-1
+// letters and, in tr_TR, tolower('I') is not 'i' (so "CONNECTION" would pass the reserved check).
+bool ascii_alnum(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
 bool printable_ascii(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
@@ -21,7 +26,7 @@ bool printable_ascii(std::string_view s) {
 std::string lower(std::string_view s) {
     std::string out(s);
     std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+                   [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
     return out;
 }
 
@@ -64,7 +69,7 @@ Problem endpoint_name(std::string_view name) {
                        "It has " + std::to_string(name.size()) + " characters; the limit is " +
                            std::to_string(kMaxEndpointNameLength) + ".");
     for (char c : name) {
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.'))
+        if (!(ascii_alnum(c) || c == '_' || c == '-' || c == '.'))
             return problem("invalid endpoint name \"" + shown(name) + "\"", {},
                            "Use letters, digits, \"_\", \"-\" and \".\".");
     }
@@ -114,7 +119,7 @@ bool is_header_token(std::string_view name) {
         return false;
     static const std::string_view extra = "!#$%&'*+-.^_`|~";
     return std::all_of(name.begin(), name.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || extra.find(c) != std::string_view::npos;
+        return ascii_alnum(c) || extra.find(c) != std::string_view::npos;
     });
 }
 
@@ -176,7 +181,7 @@ long base64_decoded_length(std::string_view b64) {
     }
     for (std::size_t i = 0; i < n; ++i) {
         const char c = b64[i];
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'))
+        if (!(ascii_alnum(c) || c == '+' || c == '/'))
             return -1;
     }
     if (n % 4 == 1 || (pad > 0 && (n + pad) % 4 != 0))

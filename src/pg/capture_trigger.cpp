@@ -498,9 +498,14 @@ void build_plan(RelPlan *plan, Relation rel) {
         Datum cols = heap_getattr(tup, a_cols, tdesc, &cols_null);
         List *col_names = NIL;
         if (cols_null) {
-            for (int i = 0; i < desc->natts; ++i)
-                if (!TupleDescAttr(desc, i)->attisdropped)
-                    col_names = lappend(col_names, NameStr(TupleDescAttr(desc, i)->attname));
+            // Every column, in the tracked table's order (a partition may order them otherwise).
+            Relation tracked_rel = tbl == relid ? rel : relation_open(tbl, AccessShareLock);
+            TupleDesc tracked_desc = RelationGetDescr(tracked_rel);
+            for (int i = 0; i < tracked_desc->natts; ++i)
+                if (!TupleDescAttr(tracked_desc, i)->attisdropped)
+                    col_names = lappend(col_names, pstrdup(NameStr(TupleDescAttr(tracked_desc, i)->attname)));
+            if (tracked_rel != rel)
+                relation_close(tracked_rel, AccessShareLock);
         } else {
             col_names = text_array_to_list(cols);
         }
