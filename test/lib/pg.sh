@@ -2,6 +2,7 @@
 #
 # pg_start NAME [extra postgresql.conf lines...]
 #   initdb (as the unprivileged OS user "postgres") into a fresh temp directory, on a free
+#   (PG_PRELOAD overrides shared_preload_libraries, default pg_sync)
 #   loopback port, with pg_sync preloaded; sets PGHOST, PGPORT, PGUSER, PGDATABASE, PG_DIR,
 #   PG_PID. psql then works as root over TCP with trust auth.
 # pg_stop
@@ -29,7 +30,7 @@ pg_start() {
 listen_addresses = '127.0.0.1'
 port = $PGPORT
 unix_socket_directories = '$PG_DIR'
-shared_preload_libraries = 'pg_sync'
+shared_preload_libraries = '${PG_PRELOAD-pg_sync}'
 fsync = on
 log_min_messages = warning
 log_line_prefix = '%m [%p] %d '

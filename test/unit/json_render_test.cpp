@@ -106,12 +106,12 @@ TEST(JsonAppendString, OtherControlCharactersAsLowercaseUnicodeEscapes) {
 
 TEST(JsonAppendString, DeleteAndHighBytesPassThrough) {
     EXPECT_EQ(rendered("\x7f"), "\"\x7f\"");
-    EXPECT_EQ(rendered(" "), "\" \""); // 0x20 is the first byte left alone
-    EXPECT_EQ(rendered("caf\xc3\xa9"), "\"caf\xc3\xa9\"");               // é
-    EXPECT_EQ(rendered("\xe2\x82\xac"), "\"\xe2\x82\xac\"");             // €
-    EXPECT_EQ(rendered("\xf0\x9f\x98\x80"), "\"\xf0\x9f\x98\x80\"");     // U+1F600
-    EXPECT_EQ(rendered("\xe2\x80\xa8"), "\"\xe2\x80\xa8\"");             // U+2028 is not escaped either
-    EXPECT_EQ(rendered("\xff\xfe\x80"), "\"\xff\xfe\x80\"");             // bytes, not characters
+    EXPECT_EQ(rendered(" "), "\" \"");                               // 0x20 is the first byte left alone
+    EXPECT_EQ(rendered("caf\xc3\xa9"), "\"caf\xc3\xa9\"");           // é
+    EXPECT_EQ(rendered("\xe2\x82\xac"), "\"\xe2\x82\xac\"");         // €
+    EXPECT_EQ(rendered("\xf0\x9f\x98\x80"), "\"\xf0\x9f\x98\x80\""); // U+1F600
+    EXPECT_EQ(rendered("\xe2\x80\xa8"), "\"\xe2\x80\xa8\"");         // U+2028 is not escaped either
+    EXPECT_EQ(rendered("\xff\xfe\x80"), "\"\xff\xfe\x80\"");         // bytes, not characters
 }
 
 TEST(JsonAppendString, EveryByteMatchesEscapeJson) {
@@ -178,9 +178,10 @@ TEST(JsonIsNumber, AcceptsJsonNumbers) {
 }
 
 TEST(JsonIsNumber, RejectsEverythingElse) {
-    for (const char *s : {"", "-", "NaN", "nan", "Infinity", "-Infinity", "+1", "01", "-01", "00", "1.",
-                          ".5", "-.5", "1e", "1e+", "1E-", "e5", " 1", "1 ", "0x10", "1.2.3", "1e5.5", "--1",
-                          "1_000", "1,5", "Inf", "true", "null", "\"1\""})
+    for (const char *s :
+         {"",      "-",     "NaN", "nan",   "Infinity", "-Infinity", "+1",   "01",   "-01",  "00",
+          "1.",    ".5",    "-.5", "1e",    "1e+",      "1E-",       "e5",   " 1",   "1 ",   "0x10",
+          "1.2.3", "1e5.5", "--1", "1_000", "1,5",      "Inf",       "true", "null", "\"1\""})
         EXPECT_FALSE(is_number(s)) << '"' << s << '"';
 }
 

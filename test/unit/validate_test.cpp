@@ -5,8 +5,14 @@
 
 #include <climits>
 #include <clocale>
+#include <ostream>
 #include <string>
 #include <vector>
+
+namespace pg_sync::validate {
+// Names parameterized tests by the setting instead of the bytes of the struct.
+void PrintTo(const Range &r, std::ostream *os) { *os << r.name; }
+} // namespace pg_sync::validate
 
 namespace {
 
@@ -23,7 +29,8 @@ std::string base64_of(std::size_t n, bool padded = true) {
         bytes[i] = static_cast<unsigned char>(i * 37 + 251); // covers '+' and '/' too
     std::string out;
     for (std::size_t i = 0; i < n; i += 3) {
-        const unsigned v = bytes[i] << 16 | (i + 1 < n ? bytes[i + 1] << 8 : 0) | (i + 2 < n ? bytes[i + 2] : 0);
+        const unsigned v =
+            bytes[i] << 16 | (i + 1 < n ? bytes[i + 1] << 8 : 0) | (i + 2 < n ? bytes[i + 2] : 0);
         out += alphabet[(v >> 18) & 63];
         out += alphabet[(v >> 12) & 63];
         out += i + 1 < n ? alphabet[(v >> 6) & 63] : '=';
@@ -64,8 +71,9 @@ TEST(ValidateEndpointName, LengthLimitIs63) {
 }
 
 TEST(ValidateEndpointName, RejectsOtherCharacters) {
-    for (const std::string n : {"a b", " a", "a ", "a\"b", "a'b", "a/b", "a:b", "a;b", "a,b", "a@b", "a*b", "a\tb",
-                                "a\nb", "caf\xc3\xa9", "\xe2\x82\xac", "a\0b"s, "a\x7f"})
+    for (const std::string &n :
+         std::vector<std::string>{"a b", " a", "a ", "a\"b", "a'b", "a/b", "a:b", "a;b", "a,b", "a@b", "a*b",
+                                  "a\tb", "a\nb", "caf\xc3\xa9", "\xe2\x82\xac", "a\0b"s, "a\x7f"})
         EXPECT_FALSE(validate::endpoint_name(n).ok()) << n;
 }
 
@@ -81,12 +89,12 @@ TEST(ValidateEndpointName, MessageShowsNameSafely) {
 // url
 
 TEST(ValidateUrl, AcceptsHttpAndHttps) {
-    for (const char *u : {"http://example.com", "https://example.com/", "http://example.com:8080/hook",
-                          "https://example.com:443/a/b/c?x=1&y=two", "http://localhost:65535/",
-                          "http://127.0.0.1:9000/hook", "http://[::1]/", "http://[::1]:8080/x?a=b",
-                          "https://[2001:db8::1]:8443/hook", "HTTPS://EXAMPLE.COM/Hook",
-                          "https://example.com/path%20with%20escapes", "https://sub.domain.example.co.uk/h?q",
-                          "https://xn--mnchen-3ya.de/"})
+    for (const char *u :
+         {"http://example.com", "https://example.com/", "http://example.com:8080/hook",
+          "https://example.com:443/a/b/c?x=1&y=two", "http://localhost:65535/", "http://127.0.0.1:9000/hook",
+          "http://[::1]/", "http://[::1]:8080/x?a=b", "https://[2001:db8::1]:8443/hook",
+          "HTTPS://EXAMPLE.COM/Hook", "https://example.com/path%20with%20escapes",
+          "https://sub.domain.example.co.uk/h?q", "https://xn--mnchen-3ya.de/"})
         EXPECT_TRUE(validate::url(u).ok()) << u << ": " << validate::url(u).message;
 }
 
@@ -104,8 +112,8 @@ TEST(ValidateUrl, LengthLimit) {
 }
 
 TEST(ValidateUrl, RejectsOtherSchemes) {
-    for (const char *u : {"file:///etc/passwd", "gopher://example.com/", "ftp://example.com/", "ws://example.com/",
-                          "ldap://example.com/", "dict://example.com/"}) {
+    for (const char *u : {"file:///etc/passwd", "gopher://example.com/", "ftp://example.com/",
+                          "ws://example.com/", "ldap://example.com/", "dict://example.com/"}) {
         const Problem p = validate::url(u);
         EXPECT_EQ(p.message, "endpoint URL scheme must be http or https") << u;
     }
@@ -122,7 +130,8 @@ TEST(ValidateUrl, RejectsMissingSchemeAndRelative) {
         EXPECT_FALSE(p.ok()) << u;
         EXPECT_EQ(p.message, "invalid endpoint URL \"" + std::string(u) + "\"") << u;
     }
-    EXPECT_EQ(validate::url("example.com/hook").hint, "Give an absolute URL such as https://example.com/hook.");
+    EXPECT_EQ(validate::url("example.com/hook").hint,
+              "Give an absolute URL such as https://example.com/hook.");
 }
 
 TEST(ValidateUrl, RejectsMissingHost) {
@@ -137,11 +146,11 @@ TEST(ValidateUrl, RejectsBadPort) {
 }
 
 TEST(ValidateUrl, RejectsSpacesControlAndNonAscii) {
-    for (const std::string u : {"http://example.com/a b", " http://example.com/", "http://example.com/ ",
-                                "http://example.com/\t", "http://example.com/\r\nX-Injected: 1",
-                                "http://example.com/\n", "http://example.com/\r", "http://example.com/\x01",
-                                "http://example.com/\x7f", "http://example.com/\0"s, "https://m\xc3\xbcnchen.de/",
-                                "https://example.com/caf\xc3\xa9"}) {
+    for (const std::string &u : std::vector<std::string>{
+             "http://example.com/a b", " http://example.com/", "http://example.com/ ",
+             "http://example.com/\t", "http://example.com/\r\nX-Injected: 1", "http://example.com/\n",
+             "http://example.com/\r", "http://example.com/\x01", "http://example.com/\x7f",
+             "http://example.com/\0"s, "https://m\xc3\xbcnchen.de/", "https://example.com/caf\xc3\xa9"}) {
         const Problem p = validate::url(u);
         EXPECT_FALSE(p.ok()) << u;
         EXPECT_EQ(p.detail, "URLs may not contain spaces, control characters or non-ASCII characters.") << u;
@@ -151,8 +160,8 @@ TEST(ValidateUrl, RejectsSpacesControlAndNonAscii) {
 }
 
 TEST(ValidateUrl, RejectsCredentials) {
-    for (const char *u : {"http://user@example.com/", "http://user:pw@example.com/", "https://:pw@example.com/",
-                          "https://user:@example.com:8443/hook"}) {
+    for (const char *u : {"http://user@example.com/", "http://user:pw@example.com/",
+                          "https://:pw@example.com/", "https://user:@example.com:8443/hook"}) {
         const Problem p = validate::url(u);
         EXPECT_EQ(p.message, "endpoint URL must not contain credentials") << u;
         EXPECT_NE(p.hint.find("headers argument"), std::string::npos) << u;
@@ -163,7 +172,8 @@ TEST(ValidateUrl, RejectsFragment) {
     const Problem p = validate::url("https://example.com/hook#section");
     EXPECT_EQ(p.message, "endpoint URL must not contain a fragment");
     EXPECT_EQ(p.detail, "A fragment (#...) is never sent to the server.");
-    EXPECT_EQ(validate::url("https://example.com/?a=1#f").message, "endpoint URL must not contain a fragment");
+    EXPECT_EQ(validate::url("https://example.com/?a=1#f").message,
+              "endpoint URL must not contain a fragment");
 }
 
 TEST(ValidateUrl, LongValueShownTruncated) {
@@ -178,10 +188,11 @@ TEST(ValidateUrl, LongValueShownTruncated) {
 // headers
 
 TEST(ValidateHeaders, AcceptsObjectOfStrings) {
-    for (const char *h : {"{}", " { } ", "{\"Authorization\": \"Bearer abc\"}",
-                          "{\"X-Api-Key\": \"k\", \"X-Tenant\": \"t1\", \"Accept\": \"application/json\"}",
-                          "{\"X-Empty\": \"\"}", "{\"X-Tab\": \"a\\tb\"}", "{\"!#$%&'*+-.^_`|~09azAZ\": \"v\"}",
-                          "{\"User-Agent\": \"pg_sync/0.1 (+https://example.com)\"}"})
+    for (const char *h :
+         {"{}", " { } ", "{\"Authorization\": \"Bearer abc\"}",
+          "{\"X-Api-Key\": \"k\", \"X-Tenant\": \"t1\", \"Accept\": \"application/json\"}",
+          "{\"X-Empty\": \"\"}", "{\"X-Tab\": \"a\\tb\"}", "{\"!#$%&'*+-.^_`|~09azAZ\": \"v\"}",
+          "{\"User-Agent\": \"pg_sync/0.1 (+https://example.com)\"}"})
         EXPECT_TRUE(validate::headers(h).ok()) << h << ": " << validate::headers(h).message;
 }
 
@@ -194,9 +205,11 @@ TEST(ValidateHeaders, RejectsNonObjects) {
 }
 
 TEST(ValidateHeaders, RejectsInvalidJson) {
-    for (const char *h : {"", " ", "{", "{\"A\": \"b\"", "{\"A\": \"b\",}", "{A: \"b\"}", "{'A': 'b'}",
-                          "{\"A\": \"b\"} x", "{\"A\": \"b\"}{}", "{\"A\": \"\\ud800\"}", "{\"A\": \"\xff\"}"})
-        EXPECT_EQ(validate::headers(h).message, "headers must be a JSON object of header names to string values")
+    for (const char *h :
+         {"", " ", "{", "{\"A\": \"b\"", "{\"A\": \"b\",}", "{A: \"b\"}", "{'A': 'b'}", "{\"A\": \"b\"} x",
+          "{\"A\": \"b\"}{}", "{\"A\": \"\\ud800\"}", "{\"A\": \"\xff\"}"})
+        EXPECT_EQ(validate::headers(h).message,
+                  "headers must be a JSON object of header names to string values")
             << h;
 }
 
@@ -207,9 +220,10 @@ TEST(ValidateHeaders, RejectsNonStringValues) {
 }
 
 TEST(ValidateHeaders, RejectsInvalidNames) {
-    for (const char *h : {"{\"X A\": \"v\"}", "{\"X:A\": \"v\"}", "{\"\": \"v\"}", "{\"caf\xc3\xa9\": \"v\"}",
-                          "{\"X-A\\n\": \"v\"}", "{\"X(A)\": \"v\"}", "{\"X/A\": \"v\"}", "{\"X\\\"A\": \"v\"}",
-                          "{\"X@A\": \"v\"}", "{\"X,A\": \"v\"}", "{\"X\\u0000\": \"v\"}", "{\"X\\tA\": \"v\"}"})
+    for (const char *h :
+         {"{\"X A\": \"v\"}", "{\"X:A\": \"v\"}", "{\"\": \"v\"}", "{\"caf\xc3\xa9\": \"v\"}",
+          "{\"X-A\\n\": \"v\"}", "{\"X(A)\": \"v\"}", "{\"X/A\": \"v\"}", "{\"X\\\"A\": \"v\"}",
+          "{\"X@A\": \"v\"}", "{\"X,A\": \"v\"}", "{\"X\\u0000\": \"v\"}", "{\"X\\tA\": \"v\"}"})
         EXPECT_EQ(validate::headers(h).message.rfind("invalid header name \"", 0), 0u) << h;
     const Problem p = validate::headers("{\"X A\": \"v\"}");
     EXPECT_EQ(p.message, "invalid header name \"X A\"");
@@ -226,7 +240,8 @@ TEST(ValidateHeaders, RejectsReservedNamesCaseInsensitively) {
     for (const char *name :
          {"Content-Type", "content-length", "HOST", "webhook-id", "Webhook-Signature", "webhook-timestamp",
           "WEBHOOK-ANYTHING", "Proxy-Authorization", "proxy-connection", "Transfer-Encoding", "Connection",
-          "CONNECTION", "TRANSFER-ENCODING", "Expect", "TE", "Trailer", "Upgrade", "Keep-Alive", "KEEP-ALIVE"}) {
+          "CONNECTION", "TRANSFER-ENCODING", "Expect", "TE", "Trailer", "Upgrade", "Keep-Alive",
+          "KEEP-ALIVE"}) {
         const Problem p = validate::headers("{\"" + std::string(name) + "\": \"v\"}");
         EXPECT_EQ(p.message, "header \"" + std::string(name) + "\" cannot be set") << name;
         EXPECT_TRUE(validate::is_reserved_header(name)) << name;
@@ -313,9 +328,10 @@ TEST(ValidateBase64, DecodedLength) {
 }
 
 TEST(ValidateBase64, RejectsMalformed) {
-    for (const std::string b : {"Q", "QUJDR", "Q===", "====", "=", "==", "QQ=", "QUJD=", "QUJD==", "QQ==QQ==",
-                                "Q=Q=", "QU-_", "QUJ D", "QUJD\n", "\nQUJD", "QUJ\xc3\xa9", "QU\0D"s, "QUJD===",
-                                "QQ===", "QUI=="})
+    for (const std::string &b :
+         std::vector<std::string>{"Q",      "QUJDR",       "Q===",     "====",    "=",     "==",    "QQ=",
+                                  "QUJD=",  "QUJD==",      "QQ==QQ==", "Q=Q=",    "QU-_",  "QUJ D", "QUJD\n",
+                                  "\nQUJD", "QUJ\xc3\xa9", "QU\0D"s,   "QUJD===", "QQ===", "QUI=="})
         EXPECT_EQ(validate::base64_decoded_length(b), -1) << b;
 }
 
@@ -329,10 +345,12 @@ TEST(ValidateSecret, AcceptsWhsecBase64Of24To64Bytes) {
 }
 
 TEST(ValidateSecret, RejectsMissingPrefix) {
-    const std::string hint = "A Standard Webhooks secret is \"whsec_\" followed by the base64 encoding of 24 to 64 "
-                             "random bytes, for example \"whsec_\" followed by the output of openssl rand -base64 32.";
-    for (const std::string s : {"", base64_of(32), "WHSEC_" + base64_of(32), "whsec" + base64_of(32),
-                                " whsec_" + base64_of(32), "whsk_" + base64_of(32)}) {
+    const std::string hint =
+        "A Standard Webhooks secret is \"whsec_\" followed by the base64 encoding of 24 to 64 "
+        "random bytes, for example \"whsec_\" followed by the output of openssl rand -base64 32.";
+    for (const std::string &s :
+         std::vector<std::string>{"", base64_of(32), "WHSEC_" + base64_of(32), "whsec" + base64_of(32),
+                                  " whsec_" + base64_of(32), "whsk_" + base64_of(32)}) {
         const Problem p = validate::secret(s);
         EXPECT_EQ(p.message, "secret must start with \"whsec_\"") << s;
         EXPECT_EQ(p.hint, hint);
@@ -341,9 +359,10 @@ TEST(ValidateSecret, RejectsMissingPrefix) {
 
 TEST(ValidateSecret, RejectsBadBase64) {
     const std::string good = base64_of(32);
-    for (const std::string s : {"whsec_" + good.substr(0, 10) + "-" + good.substr(11),
-                                "whsec_" + good.substr(0, 10) + "_" + good.substr(11), "whsec_" + good + " ",
-                                "whsec_" + good + "\n", "whsec_" + good.substr(0, 41) + "===", "whsec_" + good + "A"})
+    for (const std::string &s : std::vector<std::string>{
+             "whsec_" + good.substr(0, 10) + "-" + good.substr(11),
+             "whsec_" + good.substr(0, 10) + "_" + good.substr(11), "whsec_" + good + " ",
+             "whsec_" + good + "\n", "whsec_" + good.substr(0, 41) + "===", "whsec_" + good + "A"})
         EXPECT_EQ(validate::secret(s).message, "secret is not valid base64 after \"whsec_\"") << s;
 }
 
@@ -352,9 +371,10 @@ TEST(ValidateSecret, RejectsWrongLength) {
         std::string secret;
         long bytes;
     };
-    for (const Case &c : {Case{"whsec_", 0}, Case{"whsec_" + base64_of(1), 1}, Case{"whsec_" + base64_of(23), 23},
-                          Case{"whsec_" + base64_of(23, false), 23}, Case{"whsec_" + base64_of(65), 65},
-                          Case{"whsec_" + base64_of(65, false), 65}, Case{"whsec_" + base64_of(200), 200}}) {
+    for (const Case &c :
+         {Case{"whsec_", 0}, Case{"whsec_" + base64_of(1), 1}, Case{"whsec_" + base64_of(23), 23},
+          Case{"whsec_" + base64_of(23, false), 23}, Case{"whsec_" + base64_of(65), 65},
+          Case{"whsec_" + base64_of(65, false), 65}, Case{"whsec_" + base64_of(200), 200}}) {
         const Problem p = validate::secret(c.secret);
         EXPECT_EQ(p.message, "secret must encode 24 to 64 bytes") << c.secret;
         EXPECT_EQ(p.detail, "It encodes " + std::to_string(c.bytes) + " bytes.") << c.secret;
@@ -373,8 +393,8 @@ TEST_P(ValidateRange, Boundaries) {
     EXPECT_TRUE(validate::in_range(r, r.max).ok());
     EXPECT_TRUE(validate::in_range(r, r.min + 1).ok());
     EXPECT_TRUE(validate::in_range(r, r.max - 1).ok());
-    const std::string msg = std::string(r.name) + " must be between " + std::to_string(r.min) + " and " +
-                            std::to_string(r.max);
+    const std::string msg =
+        std::string(r.name) + " must be between " + std::to_string(r.min) + " and " + std::to_string(r.max);
     const Problem below = validate::in_range(r, r.min - 1);
     EXPECT_EQ(below.message, msg);
     EXPECT_EQ(below.detail, "The value given is " + std::to_string(r.min - 1) + ".");
@@ -388,8 +408,11 @@ TEST_P(ValidateRange, Boundaries) {
 
 INSTANTIATE_TEST_SUITE_P(AllSettings, ValidateRange,
                          ::testing::Values(validate::kBatchSize, validate::kMaxAttempts, validate::kTimeoutMs,
-                                           validate::kMaxInFlight, validate::kRetryBaseMs, validate::kRetryMaxMs),
-                         [](const ::testing::TestParamInfo<Range> &info) { return std::string(info.param.name); });
+                                           validate::kMaxInFlight, validate::kRetryBaseMs,
+                                           validate::kRetryMaxMs),
+                         [](const ::testing::TestParamInfo<Range> &info) {
+                             return std::string(info.param.name);
+                         });
 
 TEST(ValidateRangeValues, DocumentedBounds) {
     // These numbers are in the documentation; a change here must change it too.
@@ -401,7 +424,8 @@ TEST(ValidateRangeValues, DocumentedBounds) {
     EXPECT_EQ(validate::kMaxInFlight.max, 256);
     EXPECT_EQ(validate::kRetryBaseMs.max, 86400000);
     EXPECT_EQ(validate::kRetryMaxMs.max, 604800000);
-    EXPECT_EQ(validate::in_range(validate::kTimeoutMs, 99).message, "timeout_ms must be between 100 and 600000");
+    EXPECT_EQ(validate::in_range(validate::kTimeoutMs, 99).message,
+              "timeout_ms must be between 100 and 600000");
 }
 
 TEST(ValidateRetryBounds, BaseMustNotExceedMax) {
@@ -446,7 +470,8 @@ TEST(ValidateLocale, TurkishUppercaseIStillReserved) {
 }
 
 TEST(ValidateLocale, Latin1LettersStillRejected) {
-    LocaleGuard guard({"de_DE.ISO-8859-1", "de_DE", "fr_FR.ISO-8859-1", "tr_TR.ISO-8859-9", "en_US.ISO-8859-1"});
+    LocaleGuard guard(
+        {"de_DE.ISO-8859-1", "de_DE", "fr_FR.ISO-8859-1", "tr_TR.ISO-8859-9", "en_US.ISO-8859-1"});
     if (!guard.active())
         GTEST_SKIP() << "no single-byte Latin locale installed";
     EXPECT_FALSE(validate::endpoint_name("caf\xe9").ok()) << guard.active();
