@@ -263,6 +263,14 @@ SELECT pg_sync.track('bi_pk', 'other', filter => 'true) FROM pg_class WHERE (tru
 SELECT pg_sync.track('bi_pk', 'other', filter => 'true --');
 SELECT pg_sync.track('bi_pk', 'other', filter => 'true /*');
 SELECT pg_sync.track('bi_pk', 'other', filter => '1) , (2');
+-- Filters look only at the row: no aggregates, window functions, set-returning functions,
+-- subqueries (they would run as every writer) or parameters.
+SELECT pg_sync.track('bi_pk', 'other', filter => 'count(*) > 0');
+SELECT pg_sync.track('bi_pk', 'other', filter => 'row_number() OVER () > 0');
+SELECT pg_sync.track('bi_pk', 'other', filter => 'generate_series(1, 2) > 0');
+SELECT pg_sync.track('bi_pk', 'other', filter => '(SELECT true FROM pg_authid LIMIT 1)');
+SELECT pg_sync.track('bi_pk', 'other', filter => 'EXISTS (SELECT 1 FROM bi_victim)');
+SELECT pg_sync.track('bi_pk', 'other', filter => '$1 IS NOT NULL');
 SELECT pg_sync.track('bi_pk', 'other', filter => 'true) UNION SELECT (false');
 SELECT pg_sync.track('bi_pk', 'other', filter => 'NEW.nope = 1');
 SELECT pg_sync.track('bi_pk', 'other', filter => 'nope.id = 1');

@@ -193,30 +193,49 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
      WHERE i.indrelid = tbl AND i.indisprimary AND k.ord <= i.indnkeyatts
 $$;
 
--- (Re)creates the capture triggers of a table from the union of its endpoints' events.
+-- (Re)creates the capture triggers of a table from the union of its endpoints' events. Does
+-- nothing when the triggers already fire on those events, so that tracking a table for one
+-- more endpoint takes no lock that would wait for the table's writers.
 CREATE FUNCTION pg_sync._sync_triggers(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     evs text[];
-    row_events text;
-    trg name;
+    -- pg_trigger.tgtype bits: ROW 1, INSERT 4, DELETE 8, UPDATE 16, TRUNCATE 32
+    want_row int2;
+    want_truncate int2;
+    have_row int2;
+    have_truncate int2;
 BEGIN
     SELECT array_agg(DISTINCT e) INTO evs
       FROM pg_sync._tracked t, unnest(t.events) e WHERE t.tbl = _sync_triggers.tbl;
-    FOR trg IN SELECT tg.tgname FROM pg_trigger tg
-                WHERE tg.tgrelid = tbl AND NOT tg.tgisinternal AND tg.tgparentid = 0
-                  AND tg.tgname IN ('pg_sync_capture', 'pg_sync_capture_truncate') LOOP
-        EXECUTE format('DROP TRIGGER %I ON %s', trg, tbl);
-    END LOOP;
-    SELECT string_agg(upper(e), ' OR ' ORDER BY e) INTO row_events
-      FROM unnest(evs) e WHERE e IN ('insert', 'update', 'delete');
-    IF row_events IS NOT NULL THEN
-        EXECUTE format('CREATE TRIGGER pg_sync_capture AFTER %s ON %s FOR EACH ROW '
-                       'EXECUTE FUNCTION pg_sync._capture()', row_events, tbl);
+    want_row := nullif((CASE WHEN 'insert' = ANY (evs) THEN 4 ELSE 0 END)
+                     | (CASE WHEN 'delete' = ANY (evs) THEN 8 ELSE 0 END)
+                     | (CASE WHEN 'update' = ANY (evs) THEN 16 ELSE 0 END), 0) | 1;
+    want_truncate := CASE WHEN 'truncate' = ANY (evs) THEN 32 END;
+    SELECT tg.tgtype INTO have_row FROM pg_trigger tg
+     WHERE tg.tgrelid = tbl AND tg.tgname = 'pg_sync_capture' AND tg.tgparentid = 0;
+    SELECT tg.tgtype INTO have_truncate FROM pg_trigger tg
+     WHERE tg.tgrelid = tbl AND tg.tgname = 'pg_sync_capture_truncate' AND tg.tgparentid = 0;
+
+    IF have_row IS DISTINCT FROM want_row THEN
+        IF have_row IS NOT NULL THEN
+            EXECUTE format('DROP TRIGGER pg_sync_capture ON %s', tbl);
+        END IF;
+        IF want_row IS NOT NULL THEN
+            EXECUTE format('CREATE TRIGGER pg_sync_capture AFTER %s ON %s FOR EACH ROW '
+                           'EXECUTE FUNCTION pg_sync._capture()',
+                           (SELECT string_agg(upper(e), ' OR ' ORDER BY e) FROM unnest(evs) e
+                             WHERE e IN ('insert', 'update', 'delete')), tbl);
+        END IF;
     END IF;
-    IF 'truncate' = ANY (evs) THEN
-        EXECUTE format('CREATE TRIGGER pg_sync_capture_truncate AFTER TRUNCATE ON %s '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION pg_sync._capture()', tbl);
+    IF have_truncate IS DISTINCT FROM want_truncate THEN
+        IF have_truncate IS NOT NULL THEN
+            EXECUTE format('DROP TRIGGER pg_sync_capture_truncate ON %s', tbl);
+        END IF;
+        IF want_truncate IS NOT NULL THEN
+            EXECUTE format('CREATE TRIGGER pg_sync_capture_truncate AFTER TRUNCATE ON %s '
+                           'FOR EACH STATEMENT EXECUTE FUNCTION pg_sync._capture()', tbl);
+        END IF;
     END IF;
 END
 $$;
@@ -420,11 +439,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
           WHERE a.attrelid = tbl AND a.attnum = old_attnum AND a.attnum > 0 AND NOT a.attisdropped))
 $$;
 
-CREATE FUNCTION pg_sync.track(
-    tbl regclass, endpoint text, events text[] DEFAULT '{insert,update,delete}',
-    columns text[] DEFAULT NULL, key_columns text[] DEFAULT NULL, filter text DEFAULT NULL)
+-- pg_sync.track() is C (src/pg/sql_api.cpp): it checks the caller's rights on the table, then
+-- runs this as the extension's owner. Nobody else may execute _track.
+CREATE FUNCTION pg_sync._track(
+    tbl regclass, endpoint text, events text[], columns text[], key_columns text[], filter text)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ep_id int;
     rel record;
@@ -436,7 +456,6 @@ DECLARE
     key_nums int2[];
     other regclass;
 BEGIN
-    PERFORM pg_sync._require(tbl, 'tbl');
     ep_id := pg_sync._endpoint_id(endpoint);
     SELECT c.relkind, c.relpersistence, c.relowner, n.nspname, c.relispartition INTO rel
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
@@ -451,16 +470,6 @@ BEGIN
         RAISE EXCEPTION 'cannot track %: it is a system or pg_sync table', tbl
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    -- Tracking sends the table's rows elsewhere: the caller must be able to read them and be
-    -- allowed to put triggers on the table.
-    IF NOT has_table_privilege(session_user, tbl, 'SELECT')
-       OR NOT (has_table_privilege(session_user, tbl, 'TRIGGER')
-               OR pg_has_role(session_user, rel.relowner, 'MEMBER')) THEN
-        RAISE EXCEPTION 'permission denied to track table %', tbl
-            USING ERRCODE = 'insufficient_privilege',
-                  HINT = 'Tracking needs SELECT and TRIGGER privileges on the table (or its ownership).';
-    END IF;
-
     PERFORM pg_sync._require(events, 'events');
     IF cardinality(events) = 0 THEN
         RAISE EXCEPTION 'events must not be empty' USING ERRCODE = 'invalid_parameter_value',
@@ -500,9 +509,9 @@ BEGIN
 
     -- A partition and its partitioned ancestor tracked for one endpoint would send each change twice.
     SELECT t.tbl INTO other FROM pg_sync._tracked t
-     WHERE t.endpoint_id = ep_id AND t.tbl <> track.tbl
-       AND (t.tbl IN (SELECT relid FROM pg_partition_ancestors(track.tbl))
-            OR t.tbl IN (SELECT relid FROM pg_partition_tree(track.tbl)))
+     WHERE t.endpoint_id = ep_id AND t.tbl <> _track.tbl
+       AND (t.tbl IN (SELECT relid FROM pg_partition_ancestors(_track.tbl))
+            OR t.tbl IN (SELECT relid FROM pg_partition_tree(_track.tbl)))
      LIMIT 1;
     IF other IS NOT NULL THEN
         RAISE EXCEPTION 'table % is already tracked for endpoint "%" through partition hierarchy member %',
@@ -522,6 +531,11 @@ BEGIN
     PERFORM pg_sync._config_changed();
 END
 $$;
+
+CREATE FUNCTION pg_sync.track(
+    tbl regclass, endpoint text, events text[] DEFAULT '{insert,update,delete}',
+    columns text[] DEFAULT NULL, key_columns text[] DEFAULT NULL, filter text DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_track';
 
 CREATE FUNCTION pg_sync.untrack(tbl regclass, endpoint text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -612,7 +626,12 @@ SELECT e.name, e.url,
 
 CREATE VIEW pg_sync.tracked_tables AS
 SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,
-       coalesce(t.key_columns, pg_sync._primary_key(t.tbl)) AS key_columns,
+       coalesce(t.key_columns,
+                (SELECT array_agg(a.attname::text ORDER BY k.ord)
+                   FROM pg_index i
+                  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE i.indrelid = t.tbl AND i.indisprimary AND k.ord <= i.indnkeyatts)) AS key_columns,
        t.key_columns IS NULL AS key_is_primary_key, t.filter
   FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id;
 

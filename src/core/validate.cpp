@@ -15,9 +15,8 @@ Problem problem(std::string message, std::string detail = {}, std::string hint =
 
 // Not <cctype>: the backend runs with the database's LC_CTYPE, where isalnum() accepts Latin-1
 // letters and, in tr_TR, tolower('I') is not 'i' (so "CONNECTION" would pass the reserved check).
-bool ascii_alnum(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+bool ascii_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+bool ascii_alnum(char c) { return (c >= '0' && c <= '9') || ascii_alpha(c); }
 
 bool printable_ascii(std::string_view s) {
     return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
@@ -69,9 +68,9 @@ Problem endpoint_name(std::string_view name) {
                        "It has " + std::to_string(name.size()) + " characters; the limit is " +
                            std::to_string(kMaxEndpointNameLength) + ".");
     for (char c : name) {
-        if (!(ascii_alnum(c) || c == '_' || c == '-' || c == '.'))
+        if (!(ascii_alnum(c) || c == '_' || c == '-' || c == '.') || !ascii_alnum(name[0]))
             return problem("invalid endpoint name \"" + shown(name) + "\"", {},
-                           "Use letters, digits, \"_\", \"-\" and \".\".");
+                           "Start with a letter or digit; use letters, digits, \"_\", \"-\" and \".\".");
     }
     return {};
 }
@@ -88,6 +87,23 @@ Problem url(std::string_view text) {
                        "URLs may not contain spaces, control characters or non-ASCII characters.",
                        "Percent-encode such characters; write international host names in "
                        "punycode.");
+    // libcurl is lenient: it reads "https:///hooks" and "http:/hooks" as host "hooks". Demand
+    // scheme "://" authority explicitly, and no fragment at all (even an empty one).
+    const std::size_t sep = text.find("://");
+    const bool scheme_ok = sep != std::string_view::npos && sep > 0 && ascii_alpha(text[0]) &&
+                           std::all_of(text.begin(), text.begin() + static_cast<long>(sep), [](char c) {
+                               return ascii_alnum(c) || c == '+' || c == '-' || c == '.';
+                           });
+    if (!scheme_ok)
+        return problem("invalid endpoint URL \"" + shown(text) + "\"", "It does not start with a scheme and \"://\".",
+                       "Give an absolute URL such as https://example.com/hook.");
+    const std::string declared = lower(text.substr(0, sep));
+    if (declared != "http" && declared != "https")
+        return problem("endpoint URL scheme must be http or https", "The URL uses \"" + shown(declared) + "\".");
+    if (sep + 3 >= text.size() || text[sep + 3] == '/' || text[sep + 3] == '?' || text[sep + 3] == '#')
+        return problem("endpoint URL has no host");
+    if (text.find('#') != std::string_view::npos)
+        return problem("endpoint URL must not contain a fragment", "A fragment (#...) is never sent to the server.");
     const std::string s(text);
     std::unique_ptr<CURLU, CurlUrlDeleter> u(curl_url());
     if (!u)
@@ -109,8 +125,9 @@ Problem url(std::string_view text) {
         return problem("endpoint URL must not contain credentials", {},
                        "Pass credentials in the headers argument, for example "
                        "'{\"Authorization\": \"Bearer ...\"}'; headers are never shown in views.");
-    if (url_part(u.get(), CURLUPART_FRAGMENT))
-        return problem("endpoint URL must not contain a fragment", "A fragment (#...) is never sent to the server.");
+    const CurlString port = url_part(u.get(), CURLUPART_PORT);
+    if (port && std::string_view(port.get()) == "0")
+        return problem("endpoint URL port must be between 1 and 65535");
     return {};
 }
 

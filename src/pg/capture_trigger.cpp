@@ -34,6 +34,7 @@ extern "C" {
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "utils/array.h"
@@ -380,21 +381,52 @@ ColumnPlan *plan_columns(List *names, TupleDesc desc, Relation rel, MemoryContex
 // The filter runs as a query over the row type of the relation the trigger fires on:
 //   SELECT (<filter>) FROM (SELECT ($1).*) AS new, (SELECT ($2).*) AS old
 // so that NEW.col and OLD.col work as in plpgsql. search_path is pinned to pg_catalog while
-// it is parsed, so what a name means cannot depend on the writer's session.
+// it is parsed and run, so what a name means cannot depend on the writer's session.
 char *filter_query(const char *filter) {
     return psprintf("SELECT (%s) FROM (SELECT ($1).*) AS new, (SELECT ($2).*) AS old", filter);
 }
 
+// Reports errors inside a filter against the filter's own text (not the caller's statement),
+// and says where they come from.
+void filter_error_callback(void *arg) {
+    const char *query = static_cast<const char *>(arg);
+    const int pos = geterrposition();
+    if (pos > 0) {
+        errposition(0);
+        internalerrposition(pos);
+        internalerrquery(query);
+    }
+    errcontext("pg_sync filter");
+}
+
+bool contains_param_ref(Node *node, void *context) {
+    if (node == nullptr)
+        return false;
+    if (IsA(node, ParamRef))
+        return true;
+    // The walker API takes an untyped function pointer; void (*)() is the sanctioned detour.
+    return raw_expression_tree_walker(
+        node, reinterpret_cast<bool (*)()>(reinterpret_cast<void (*)()>(contains_param_ref)), context);
+}
+
+// Filters see only the row: NEW and OLD, constants, operators and functions.
+struct OverrideSearchPath filter_search_path = {NIL, true, false, 0};
+
 // Checks that the filter is one expression (no way to smuggle in FROM, a second target or a
 // second statement) before it is ever embedded in a query.
 void check_filter_syntax(const char *filter) {
-    List *stmts = raw_parser(psprintf("SELECT (%s)", filter), RAW_PARSE_DEFAULT);
+    char *query = psprintf("SELECT (%s)", filter);
+    ErrorContextCallback callback = {error_context_stack, filter_error_callback, query};
+    error_context_stack = &callback;
+    List *stmts = raw_parser(query, RAW_PARSE_DEFAULT);
+    error_context_stack = callback.previous;
     bool ok = list_length(stmts) == 1;
+    SelectStmt *s = nullptr;
     if (ok) {
         Node *stmt = linitial_node(RawStmt, stmts)->stmt;
         ok = IsA(stmt, SelectStmt);
         if (ok) {
-            SelectStmt *s = reinterpret_cast<SelectStmt *>(stmt);
+            s = reinterpret_cast<SelectStmt *>(stmt);
             ok = s->op == SETOP_NONE && list_length(s->targetList) == 1 && s->fromClause == NIL &&
                  s->whereClause == nullptr && s->groupClause == NIL && s->havingClause == nullptr &&
                  s->windowClause == NIL && s->sortClause == NIL && s->limitCount == nullptr &&
@@ -405,20 +437,34 @@ void check_filter_syntax(const char *filter) {
     if (!ok)
         ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("filter must be a single boolean expression"),
                         errhint("For example: NEW.status = 'paid' OR OLD.status IS DISTINCT FROM NEW.status")));
+    if (contains_param_ref(static_cast<Node *>(linitial(s->targetList)), nullptr))
+        ereport(ERROR, (errcode(ERRCODE_SYNTAX_ERROR), errmsg("filter must not contain parameters ($n)")));
 }
 
 // Prepares the filter plan (inside an SPI connection). Errors if it is not boolean.
 SPIPlanPtr prepare_filter(const char *filter, Oid rowtype) {
     check_filter_syntax(filter);
     Oid argtypes[2] = {rowtype, rowtype};
-    int nest = NewGUCNestLevel();
-    (void)set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
-    SPIPlanPtr plan = SPI_prepare(filter_query(filter), 2, argtypes);
-    AtEOXact_GUC(true, nest);
+    char *query = filter_query(filter);
+    ErrorContextCallback callback = {error_context_stack, filter_error_callback, query};
+    error_context_stack = &callback;
+    PushOverrideSearchPath(&filter_search_path);
+    SPIPlanPtr plan = SPI_prepare(query, 2, argtypes);
+    PopOverrideSearchPath();
+    error_context_stack = callback.previous;
     if (!plan)
         elog(ERROR, "SPI_prepare failed for pg_sync filter: %s", SPI_result_code_string(SPI_result));
     List *sources = SPI_plan_get_plan_sources(plan);
     CachedPlanSource *src = static_cast<CachedPlanSource *>(linitial(sources));
+    Query *parsed = linitial_node(Query, src->query_list);
+    const char *forbidden = parsed->hasSubLinks      ? "subqueries"
+                            : parsed->hasAggs        ? "aggregate functions"
+                            : parsed->hasWindowFuncs ? "window functions"
+                            : parsed->hasTargetSRFs  ? "set-returning functions"
+                                                     : nullptr;
+    if (forbidden)
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("filter must not use %s", forbidden),
+                        errdetail("A filter looks only at the changed row, through NEW and OLD.")));
     if (!src->resultDesc || src->resultDesc->natts != 1 ||
         getBaseType(TupleDescAttr(src->resultDesc, 0)->atttypid) != BOOLOID)
         ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("filter must be a boolean expression"),
@@ -669,7 +715,11 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
     }
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
+    // The same search_path as at prepare time, so the writer's session cannot change what the
+    // filter's names mean (the plan cache would re-analyse it under a different path).
+    PushOverrideSearchPath(&filter_search_path);
     int rc = SPI_execute_plan(ep->filter, args, nulls, true, 1);
+    PopOverrideSearchPath();
     if (rc != SPI_OK_SELECT)
         elog(ERROR, "pg_sync filter failed: %s", SPI_result_code_string(rc));
     bool pass = false;

@@ -71,3 +71,67 @@ extern "C" Datum pg_sync_check_endpoint(PG_FUNCTION_ARGS) {
     });
     PG_RETURN_VOID();
 }
+
+// pg_sync.track(tbl, endpoint, events, columns, key_columns, filter) — SECURITY INVOKER, in C,
+// because it must know who is really calling: tracking sends a table's rows elsewhere, so the
+// caller (current_user, which a SECURITY DEFINER plpgsql function could not see) must be able
+// to read the table and to put triggers on it. The configuration itself is then done by
+// pg_sync._track() as the extension's owner; nobody else may execute _track directly.
+extern "C" {
+#include "access/htup_details.h"
+#include "catalog/pg_proc.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
+#include "utils/regproc.h"
+#include "utils/syscache.h"
+
+PG_FUNCTION_INFO_V1(pg_sync_track);
+}
+
+extern "C" Datum pg_sync_track(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("tbl must not be null")));
+    const Oid relid = PG_GETARG_OID(0);
+    if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation with OID %u does not exist", relid)));
+
+    const Oid caller = GetUserId();
+    const bool may_read = pg_class_aclcheck(relid, caller, ACL_SELECT) == ACLCHECK_OK;
+    const bool may_trigger =
+        pg_class_aclcheck(relid, caller, ACL_TRIGGER) == ACLCHECK_OK || pg_class_ownercheck(relid, caller);
+    if (!may_read || !may_trigger)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied to track table %s",
+                               quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+                                                          get_rel_name(relid))),
+                        errdetail("Role \"%s\" lacks the %s privilege on it.", GetUserNameFromId(caller, false),
+                                  !may_read ? "SELECT" : "TRIGGER"),
+                        errhint("Tracking sends the table's rows to the endpoint: it needs SELECT and TRIGGER "
+                                "privileges on the table, or its ownership.")));
+
+    const Oid inner = DatumGetObjectId(DirectFunctionCall1(
+        regprocedurein, CStringGetDatum("pg_sync._track(regclass,text,text[],text[],text[],text)")));
+    HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(inner));
+    if (!HeapTupleIsValid(proc))
+        elog(ERROR, "cache lookup failed for function %u", inner);
+    const Oid owner = reinterpret_cast<Form_pg_proc>(GETSTRUCT(proc))->proowner;
+    ReleaseSysCache(proc);
+
+    FmgrInfo flinfo;
+    fmgr_info(inner, &flinfo);
+    LOCAL_FCINFO(call, 6);
+    InitFunctionCallInfoData(*call, &flinfo, 6, InvalidOid, nullptr, nullptr);
+    for (int i = 0; i < 6; ++i) {
+        call->args[i].value = PG_GETARG_DATUM(i);
+        call->args[i].isnull = PG_ARGISNULL(i);
+    }
+    // An error below aborts the (sub)transaction, which restores the user id.
+    Oid saved_user;
+    int saved_context;
+    GetUserIdAndSecContext(&saved_user, &saved_context);
+    SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
+    FunctionCallInvoke(call);
+    SetUserIdAndSecContext(saved_user, saved_context);
+    PG_RETURN_VOID();
+}

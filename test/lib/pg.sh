@@ -53,10 +53,10 @@ pg_restart_after_crash() {
 pg_stop() {
     [ -n "${PG_DIR:-}" ] || return 0
     if [ -n "${PG_PID:-}" ] && kill -0 "$PG_PID" 2>/dev/null; then
-        kill -INT "$PG_PID" 2>/dev/null
+        kill -INT "$PG_PID" 2>/dev/null || true
         local deadline=$((SECONDS + 30))
         while kill -0 "$PG_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
-        kill -9 "$PG_PID" 2>/dev/null
+        kill -9 "$PG_PID" 2>/dev/null || true
     fi
     if [ -n "${PG_KEEP:-}" ]; then
         echo "kept $PG_DIR" >&2

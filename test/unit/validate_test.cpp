@@ -53,8 +53,13 @@ std::string headers_json(std::size_t count) {
 // endpoint_name
 
 TEST(ValidateEndpointName, AcceptsLettersDigitsAndPunctuation) {
-    for (const char *n : {"a", "orders", "Orders_v2", "orders-eu.prod", "_", "-", ".", "0", "A1b2_C3-d4.e5"})
+    for (const char *n : {"a", "orders", "Orders_v2", "orders-eu.prod", "0", "A1b2_C3-d4.e5", "a-", "a."})
         EXPECT_TRUE(validate::endpoint_name(n).ok()) << n;
+}
+
+TEST(ValidateEndpointName, MustStartWithLetterOrDigit) {
+    for (const char *n : {"_", "-", ".", "-orders", ".hidden", "_x"})
+        EXPECT_FALSE(validate::endpoint_name(n).ok()) << n;
 }
 
 TEST(ValidateEndpointName, Empty) {
@@ -80,7 +85,7 @@ TEST(ValidateEndpointName, RejectsOtherCharacters) {
 TEST(ValidateEndpointName, MessageShowsNameSafely) {
     const Problem q = validate::endpoint_name("my \"name\"");
     EXPECT_EQ(q.message, "invalid endpoint name \"my \"name\"\"");
-    EXPECT_EQ(q.hint, "Use letters, digits, \"_\", \"-\" and \".\".");
+    EXPECT_EQ(q.hint, "Start with a letter or digit; use letters, digits, \"_\", \"-\" and \".\".");
     // Control and non-ASCII bytes are shown as '?', one per byte.
     EXPECT_EQ(validate::endpoint_name("caf\xc3\xa9\n").message, "invalid endpoint name \"caf???\"");
 }
@@ -137,6 +142,15 @@ TEST(ValidateUrl, RejectsMissingSchemeAndRelative) {
 TEST(ValidateUrl, RejectsMissingHost) {
     for (const char *u : {"http://", "https://", "http://:8080/", "http:///"})
         EXPECT_FALSE(validate::url(u).ok()) << u;
+    // libcurl alone would read these as host "path-only" / "hooks".
+    for (const char *u : {"https:///path-only", "http:///hooks?x=1", "http://?x", "http://#f"})
+        EXPECT_EQ(validate::url(u).message, "endpoint URL has no host") << u;
+    EXPECT_EQ(validate::url("http:/example.com/hook").message, "invalid endpoint URL \"http:/example.com/hook\"");
+}
+
+TEST(ValidateUrl, RejectsPortZeroAndEmptyFragment) {
+    EXPECT_EQ(validate::url("http://example.com:0/").message, "endpoint URL port must be between 1 and 65535");
+    EXPECT_EQ(validate::url("http://example.com/#").message, "endpoint URL must not contain a fragment");
 }
 
 TEST(ValidateUrl, RejectsBadPort) {
