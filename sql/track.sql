@@ -95,6 +95,20 @@ SELECT ep, op, tbl, key, new, old FROM q;
 -- A partition of a tracked parent cannot be tracked again for the same endpoint.
 SELECT pg_sync.track('measurements_eu', 'a');
 
+-- A filter that fails makes the write fail (nothing is silently skipped); after a savepoint
+-- rollback the same transaction goes on capturing, also after a schema change.
+CREATE TABLE ratios (id int PRIMARY KEY, a int, b int);
+SELECT pg_sync.track('ratios', 'b', filter => 'NEW.a / NEW.b > 0');
+TRUNCATE pg_sync._queue;
+BEGIN;
+SAVEPOINT s;
+INSERT INTO ratios VALUES (1, 1, 0);
+ROLLBACK TO SAVEPOINT s;
+ALTER TABLE ratios ADD COLUMN note text DEFAULT 'added';
+INSERT INTO ratios VALUES (2, 4, 2);
+COMMIT;
+SELECT ep, op, key, new FROM q;
+
 -- Leave the database as we found it for the next test file.
 SET client_min_messages = warning;
 DROP EXTENSION pg_sync CASCADE;

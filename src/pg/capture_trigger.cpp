@@ -106,7 +106,7 @@ struct RelPlan {
     Oid relid;             // hash key: the relation the trigger fires on (a partition, maybe)
     Oid tracked_relid;     // the tracked table (relid itself or a partitioned ancestor)
     bool valid;
-    int in_use;            // trigger frames using this entry; reset at transaction end
+    int in_use;            // trigger frames using this entry
     MemoryContext cxt;
     text *table_name;      // "schema.table" of the tracked table
     int neps;
@@ -249,17 +249,6 @@ void relcache_callback(Datum, Oid relid) {
             plan->valid = false;
 }
 
-void xact_callback(XactEvent event, void *) {
-    if (!rel_plans || (event != XACT_EVENT_ABORT && event != XACT_EVENT_COMMIT &&
-                       event != XACT_EVENT_PARALLEL_ABORT))
-        return;
-    HASH_SEQ_STATUS status;
-    hash_seq_init(&status, rel_plans);
-    RelPlan *plan;
-    while ((plan = static_cast<RelPlan *>(hash_seq_search(&status))) != nullptr)
-        plan->in_use = 0;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Plan building
 
@@ -391,7 +380,7 @@ char *filter_query(const char *filter) {
 void filter_error_callback(void *arg) {
     const char *query = static_cast<const char *>(arg);
     const int pos = geterrposition();
-    if (pos > 0) {
+    if (pos > 0 && query) {
         errposition(0);
         internalerrposition(pos);
         internalerrquery(query);
@@ -717,9 +706,12 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
         elog(ERROR, "SPI_connect failed");
     // The same search_path as at prepare time, so the writer's session cannot change what the
     // filter's names mean (the plan cache would re-analyse it under a different path).
+    ErrorContextCallback callback = {error_context_stack, filter_error_callback, nullptr};
+    error_context_stack = &callback;
     PushOverrideSearchPath(&filter_search_path);
     int rc = SPI_execute_plan(ep->filter, args, nulls, true, 1);
     PopOverrideSearchPath();
+    error_context_stack = callback.previous;
     if (rc != SPI_OK_SELECT)
         elog(ERROR, "pg_sync filter failed: %s", SPI_result_code_string(rc));
     bool pass = false;
@@ -819,7 +811,6 @@ void capture_row(RelPlan *plan, uint8 op, TupleTableSlot *new_slot, TupleTableSl
 namespace pg_sync::pg {
 void capture_init() {
     CacheRegisterRelcacheCallback(relcache_callback, (Datum)0);
-    RegisterXactCallback(xact_callback, nullptr);
 }
 } // namespace pg_sync::pg
 
@@ -837,20 +828,29 @@ extern "C" Datum pg_sync_capture(PG_FUNCTION_ARGS) {
     RelPlan *plan = get_plan(td->tg_relation);
     if (plan->neps == 0)
         return PointerGetDatum(nullptr);
+    // Keeps the plan alive for nested triggers on the same table (a filter could fire one);
+    // PG_FINALLY so that an error in a savepoint does not pin it for the rest of the transaction.
     plan->in_use++;
-    if (TRIGGER_FIRED_FOR_ROW(td->tg_event)) {
-        if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
-            capture_row(plan, EV_INSERT, td->tg_trigslot, nullptr);
-        else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
-            capture_row(plan, EV_UPDATE, td->tg_newslot, td->tg_trigslot);
-        else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
-            capture_row(plan, EV_DELETE, nullptr, td->tg_trigslot);
-    } else if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)) {
-        for (int i = 0; i < plan->neps; ++i)
-            if (plan->eps[i].events & EV_TRUNCATE)
-                queue_insert(plan->eps[i].endpoint_id, EV_TRUNCATE, plan->table_name, 0, 0, 0, true, true, true);
+    PG_TRY();
+    {
+        if (TRIGGER_FIRED_FOR_ROW(td->tg_event)) {
+            if (TRIGGER_FIRED_BY_INSERT(td->tg_event))
+                capture_row(plan, EV_INSERT, td->tg_trigslot, nullptr);
+            else if (TRIGGER_FIRED_BY_UPDATE(td->tg_event))
+                capture_row(plan, EV_UPDATE, td->tg_newslot, td->tg_trigslot);
+            else if (TRIGGER_FIRED_BY_DELETE(td->tg_event))
+                capture_row(plan, EV_DELETE, nullptr, td->tg_trigslot);
+        } else if (TRIGGER_FIRED_BY_TRUNCATE(td->tg_event)) {
+            for (int i = 0; i < plan->neps; ++i)
+                if (plan->eps[i].events & EV_TRUNCATE)
+                    queue_insert(plan->eps[i].endpoint_id, EV_TRUNCATE, plan->table_name, 0, 0, 0, true, true, true);
+        }
     }
-    plan->in_use--;
+    PG_FINALLY();
+    {
+        plan->in_use--;
+    }
+    PG_END_TRY();
     return PointerGetDatum(nullptr);
 }
 
