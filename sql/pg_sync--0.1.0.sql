@@ -86,7 +86,6 @@ CREATE TABLE pg_sync._queue (
     last_error      text
 );
 ALTER SEQUENCE pg_sync._queue_id_seq OWNED BY pg_sync._queue.id;
-CREATE INDEX _queue_endpoint_idx ON pg_sync._queue (endpoint_id, id);
 
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints_id_seq', '');

@@ -134,6 +134,10 @@ const QueueColumnSpec queue_columns[Q_NCOLS] = {
     {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}};
 AttrNumber queue_attnum[Q_NCOLS];
 int queue_natts = 0;
+// The queue's indexes with their IndexInfo, built once per lookup_queue() (CacheMemoryContext).
+int queue_nindexes = 0;
+Oid *queue_index_oids = nullptr;
+IndexInfo **queue_index_info = nullptr;
 
 Oid pg_sync_namespace() {
     Oid nsp = get_namespace_oid("pg_sync", true);
@@ -195,6 +199,34 @@ void lookup_queue() {
                                    queue_columns[c].name),
                             errhint("Run ALTER EXTENSION pg_sync UPDATE, or install the matching library.")));
     queue_natts = desc->natts;
+    // Index maintenance is done by hand (see queue_insert): only plain column indexes qualify.
+    List *indexes = RelationGetIndexList(rel);
+    MemoryContext old = MemoryContextSwitchTo(CacheMemoryContext);
+    if (queue_index_oids) {
+        for (int i = 0; i < queue_nindexes; ++i)
+            pfree(queue_index_info[i]);
+        pfree(queue_index_oids);
+        pfree(queue_index_info);
+    }
+    queue_nindexes = 0;
+    queue_index_oids = static_cast<Oid *>(palloc(sizeof(Oid) * Max(list_length(indexes), 1)));
+    queue_index_info = static_cast<IndexInfo **>(palloc(sizeof(IndexInfo *) * Max(list_length(indexes), 1)));
+    MemoryContextSwitchTo(old);
+    ListCell *lc;
+    foreach (lc, indexes) {
+        Relation irel = index_open(lfirst_oid(lc), AccessShareLock);
+        old = MemoryContextSwitchTo(CacheMemoryContext);
+        IndexInfo *info = BuildIndexInfo(irel);
+        MemoryContextSwitchTo(old);
+        if (info->ii_Expressions != NIL || info->ii_Predicate != NIL || !info->ii_ReadyForInserts)
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("pg_sync queue index \"%s\" is not a plain column index",
+                                   RelationGetRelationName(irel))));
+        queue_index_oids[queue_nindexes] = lfirst_oid(lc);
+        queue_index_info[queue_nindexes] = info;
+        queue_nindexes++;
+        index_close(irel, AccessShareLock);
+    }
     table_close(rel, AccessShareLock);
     queue_seqid = seqid;
     queue_relid = relid;
@@ -235,6 +267,9 @@ void relcache_callback(Datum, Oid relid) {
     }
     if (relid == queue_relid || relid == queue_seqid)
         queue_relid = InvalidOid;
+    for (int i = 0; i < queue_nindexes; ++i)
+        if (relid == queue_index_oids[i])
+            queue_relid = InvalidOid;
     if (relid == tracked_relid_cache) {
         invalidate_all();
         return;
@@ -761,16 +796,11 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
     simple_heap_insert(rel, tup);
 
-    // Index maintenance by hand: the queue's indexes are plain column indexes (no expressions,
-    // no predicates), so their values come straight from the row.
-    List *indexes = RelationGetIndexList(rel);
-    ListCell *lc;
-    foreach (lc, indexes) {
-        Relation irel = index_open(lfirst_oid(lc), RowExclusiveLock);
-        IndexInfo *info = BuildIndexInfo(irel);
-        if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
-            elog(ERROR, "pg_sync queue index \"%s\" has expressions or a predicate",
-                 RelationGetRelationName(irel));
+    // Index maintenance by hand: the queue's indexes are plain column indexes (checked in
+    // lookup_queue), so their values come straight from the row.
+    for (int i = 0; i < queue_nindexes; ++i) {
+        Relation irel = index_open(queue_index_oids[i], RowExclusiveLock);
+        IndexInfo *info = queue_index_info[i];
         Datum ivalues[INDEX_MAX_KEYS];
         bool inulls[INDEX_MAX_KEYS];
         for (int k = 0; k < info->ii_NumIndexAttrs; ++k) {
