@@ -19,11 +19,6 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
-    # Debian's postgresql package creates and starts a cluster on 5432; we never use it.
-    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
-        $SUDO mkdir -p /etc/postgresql-common
-        echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.conf >/dev/null
-    fi
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
