@@ -51,6 +51,18 @@ SELECT q.tbl FROM pg_sync._queue q;
 -- A dropped table leaves no tracking behind; DROP EXTENSION needs CASCADE while triggers use it.
 DROP TABLE archive.logbook;
 SELECT "table", endpoint FROM pg_sync.tracked_tables ORDER BY 1, 2;
+-- Capture keeps nothing open between statements: the queue can be truncated or pg_sync dropped
+-- later in the same transaction (after INSERT, after COPY, after TRUNCATE).
+BEGIN;
+INSERT INTO items VALUES (7, 'x', 1);
+TRUNCATE pg_sync._queue;
+COPY items FROM stdin;
+8	y	2
+\.
+SET LOCAL client_min_messages = warning;
+DROP EXTENSION pg_sync CASCADE;
+ROLLBACK;
+SELECT count(*) AS items_tracked FROM pg_sync.tracked_tables WHERE "table" = 'items'::regclass;
 DROP EXTENSION pg_sync;
 DROP EXTENSION pg_sync CASCADE;
 SELECT count(*) AS capture_triggers_left FROM pg_trigger WHERE tgname LIKE 'pg_sync%';

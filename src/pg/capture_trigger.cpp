@@ -20,6 +20,8 @@ extern "C" {
 
 #include "access/genam.h"
 #include "access/heapam.h"
+#include "access/hio.h"
+#include "storage/bufmgr.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -29,7 +31,9 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "commands/trigger.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
+#include "tcop/utility.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -50,6 +54,7 @@ extern "C" {
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
@@ -771,10 +776,98 @@ const char *op_name(uint8 op) {
     }
 }
 
+// The queue as one statement writes it: the table and its indexes opened once, and the page
+// being filled kept pinned (a BulkInsertState without a ring strategy), instead of opening,
+// locking and looking up the target page for every row. Everything is owned by the top
+// transaction's resource owner, so subtransactions neither release nor leak it, and is
+// released at the end of each executor run (after the statement's AFTER triggers) and of each
+// utility statement,
+// before commit, or forgotten at abort (the resource owner has released it then).
+struct QueueWriter {
+    bool open;
+    Relation rel;
+    Relation *indexes;
+    BulkInsertStateData bistate;
+};
+QueueWriter writer = {false, nullptr, nullptr, {nullptr, InvalidBuffer}};
+ExecutorEnd_hook_type prev_executor_end = nullptr;
+ProcessUtility_hook_type prev_process_utility = nullptr;
+
+void writer_close() {
+    if (!writer.open)
+        return;
+    writer.open = false;
+    ResourceOwner saved = CurrentResourceOwner;
+    CurrentResourceOwner = TopTransactionResourceOwner;
+    if (writer.bistate.current_buf != InvalidBuffer)
+        ReleaseBuffer(writer.bistate.current_buf);
+    writer.bistate.current_buf = InvalidBuffer;
+    for (int i = 0; i < queue_nindexes; ++i)
+        index_close(writer.indexes[i], NoLock);
+    table_close(writer.rel, NoLock);
+    CurrentResourceOwner = saved;
+}
+
+void writer_open() {
+    if (writer.open && OidIsValid(queue_relid))
+        return;
+    writer_close(); // the queue's definition changed under an open writer: start afresh
+    lookup_queue();
+    if (!writer.indexes)
+        writer.indexes = static_cast<Relation *>(MemoryContextAlloc(TopMemoryContext, sizeof(Relation) * INDEX_MAX_KEYS));
+    if (queue_nindexes > INDEX_MAX_KEYS)
+        elog(ERROR, "pg_sync queue has too many indexes");
+    ResourceOwner saved = CurrentResourceOwner;
+    CurrentResourceOwner = TopTransactionResourceOwner;
+    writer.rel = table_open(queue_relid, RowExclusiveLock);
+    for (int i = 0; i < queue_nindexes; ++i)
+        writer.indexes[i] = index_open(queue_index_oids[i], RowExclusiveLock);
+    CurrentResourceOwner = saved;
+    writer.bistate.strategy = nullptr;
+    writer.bistate.current_buf = InvalidBuffer;
+    writer.open = true;
+}
+
+void writer_executor_end(QueryDesc *query) {
+    if (prev_executor_end)
+        prev_executor_end(query);
+    else
+        standard_ExecutorEnd(query);
+    writer_close();
+}
+
+// COPY and TRUNCATE capture outside the executor: close after every utility statement too, so
+// that a later TRUNCATE or DROP of the queue in the same transaction does not find it in use.
+void writer_process_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree,
+                            ProcessUtilityContext context, ParamListInfo params, QueryEnvironment *env,
+                            DestReceiver *dest, QueryCompletion *qc) {
+    if (prev_process_utility)
+        prev_process_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+    else
+        standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+    writer_close();
+}
+
+void writer_xact_callback(XactEvent event, void *) {
+    switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+    case XACT_EVENT_PARALLEL_PRE_COMMIT:
+    case XACT_EVENT_PRE_PREPARE:
+        writer_close();
+        break;
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_ABORT:
+        writer.open = false; // the resource owner released the pin and the relations
+        writer.bistate.current_buf = InvalidBuffer;
+        break;
+    default:
+        break;
+    }
+}
+
 void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datum new_row, Datum old_row,
                   bool key_null, bool new_null, bool old_null) {
-    lookup_queue();
-    Relation rel = table_open(queue_relid, RowExclusiveLock);
+    writer_open();
     Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * queue_natts));
     bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * queue_natts));
     memset(nulls, true, sizeof(bool) * queue_natts);
@@ -793,13 +886,25 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
     set(Q_CAPTURED_AT, TimestampTzGetDatum(GetCurrentTimestamp()), false);
     set(Q_ATTEMPTS, Int32GetDatum(0), false);
 
+    Relation rel = writer.rel;
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-    simple_heap_insert(rel, tup);
+    tup->t_tableOid = RelationGetRelid(rel);
+    // The pinned page belongs to the top transaction's resource owner.
+    ResourceOwner saved = CurrentResourceOwner;
+    CurrentResourceOwner = TopTransactionResourceOwner;
+    PG_TRY();
+    {
+        heap_insert(rel, tup, GetCurrentCommandId(true), 0, &writer.bistate);
+    }
+    PG_FINALLY();
+    {
+        CurrentResourceOwner = saved;
+    }
+    PG_END_TRY();
 
     // Index maintenance by hand: the queue's indexes are plain column indexes (checked in
     // lookup_queue), so their values come straight from the row.
     for (int i = 0; i < queue_nindexes; ++i) {
-        Relation irel = index_open(queue_index_oids[i], RowExclusiveLock);
         IndexInfo *info = queue_index_info[i];
         Datum ivalues[INDEX_MAX_KEYS];
         bool inulls[INDEX_MAX_KEYS];
@@ -808,11 +913,10 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
             ivalues[k] = values[a - 1];
             inulls[k] = nulls[a - 1];
         }
+        Relation irel = writer.indexes[i];
         index_insert(irel, ivalues, inulls, &tup->t_self, rel,
                      irel->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
-        index_close(irel, NoLock);
     }
-    table_close(rel, NoLock);
 }
 
 void capture_row(RelPlan *plan, uint8 op, TupleTableSlot *new_slot, TupleTableSlot *old_slot) {
@@ -841,6 +945,11 @@ void capture_row(RelPlan *plan, uint8 op, TupleTableSlot *new_slot, TupleTableSl
 namespace pg_sync::pg {
 void capture_init() {
     CacheRegisterRelcacheCallback(relcache_callback, (Datum)0);
+    RegisterXactCallback(writer_xact_callback, nullptr);
+    prev_executor_end = ExecutorEnd_hook;
+    ExecutorEnd_hook = writer_executor_end;
+    prev_process_utility = ProcessUtility_hook;
+    ProcessUtility_hook = writer_process_utility;
 }
 } // namespace pg_sync::pg
 
