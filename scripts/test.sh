@@ -14,9 +14,10 @@ layers=${1:-all}
 
 run_unit() {
     echo "== unit tests (GoogleTest)"
-    cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
-    cmake --build build -j2 >/dev/null
-    ctest --test-dir build --output-on-failure
+    # Called in an || list, where set -e does not apply: every step checks its own status.
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null || return 1
+    cmake --build build -j2 >/dev/null || return 1
+    ctest --test-dir build --output-on-failure || return 1
 }
 
 run_regress() {
@@ -24,9 +25,9 @@ run_regress() {
     # pg_regress --temp-instance runs initdb, which refuses root: run it as postgres in a copy
     # of the tree that user can read.
     local work
-    work=$(mktemp -d /tmp/pg_sync_regress.XXXXXX)
-    cp -r Makefile pg_sync.control.in sql expected test "$work/"
-    chown -R postgres "$work"
+    work=$(mktemp -d /tmp/pg_sync_regress.XXXXXX) || return 1
+    cp -r Makefile pg_sync.control.in sql expected test "$work/" || return 1
+    chown -R postgres "$work" || return 1
     local tests=""
     [ -n "${REGRESS_ONLY:-}" ] && tests="REGRESS='$REGRESS_ONLY'"
     if ! su postgres -s /bin/bash -c "make -s -C '$work' installcheck PG_CONFIG=$PG_CONFIG $tests"; then
@@ -55,11 +56,21 @@ run_integration() {
     return $failed
 }
 
+# (set -e does not apply inside && lists, so every layer's status is checked explicitly)
+status=0
 case $layers in
-unit) run_unit ;;
-regress) run_regress ;;
-integration) run_integration ;;
-all) run_unit && run_regress && run_integration ;;
+unit) run_unit || status=1 ;;
+regress) run_regress || status=1 ;;
+integration) run_integration || status=1 ;;
+all)
+    run_unit || status=1
+    run_regress || status=1
+    run_integration || status=1
+    ;;
 *) echo "usage: $0 [unit|regress|integration]" >&2; exit 2 ;;
 esac
+if [ $status -ne 0 ]; then
+    echo "== SOME TESTS FAILED"
+    exit 1
+fi
 echo "== all requested tests passed"

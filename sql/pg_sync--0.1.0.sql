@@ -114,6 +114,8 @@ CREATE FUNCTION pg_sync._check_endpoint(name text, url text, headers jsonb, secr
 -- ---------------------------------------------------------------------------------------------
 -- Internal helpers. All SECURITY DEFINER functions pin search_path.
 
+-- for_update: lock the endpoint row (configuration changes); otherwise a KEY SHARE lock, so
+-- that drop_endpoint waits for transactions that are queueing events for it.
 CREATE FUNCTION pg_sync._endpoint_id(endpoint text, for_update bool DEFAULT false) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -125,7 +127,7 @@ BEGIN
     IF for_update THEN
         SELECT e.id INTO result FROM pg_sync._endpoints e WHERE e.name = endpoint FOR UPDATE;
     ELSE
-        SELECT e.id INTO result FROM pg_sync._endpoints e WHERE e.name = endpoint;
+        SELECT e.id INTO result FROM pg_sync._endpoints e WHERE e.name = endpoint FOR KEY SHARE;
     END IF;
     IF result IS NULL THEN
         RAISE EXCEPTION 'endpoint "%" does not exist', endpoint
@@ -317,6 +319,11 @@ DECLARE
     t regclass;
 BEGIN
     PERFORM pg_sync._require(force, 'force');
+    -- Wait for writers that may have captured for this endpoint and not committed yet, so that
+    -- the count below sees their events and nothing arrives for a deleted endpoint afterwards.
+    FOR t IN SELECT tr.tbl FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id ORDER BY tr.tbl::oid LOOP
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', t);
+    END LOOP;
     SELECT count(*) INTO pending FROM pg_sync._queue q WHERE q.endpoint_id = ep_id;
     IF pending > 0 AND NOT force THEN
         RAISE EXCEPTION 'endpoint "%" has % pending events', drop_endpoint.name, pending
@@ -506,16 +513,17 @@ BEGIN
         PERFORM pg_sync._check_filter(tbl, filter);
     END IF;
 
-    -- A partition and its partitioned ancestor tracked for one endpoint would send each change twice.
+    -- A table and its partitioned ancestor (or a partition) cannot both be tracked: the capture
+    -- trigger of the parent is cloned onto its partitions under the same name.
     SELECT t.tbl INTO other FROM pg_sync._tracked t
-     WHERE t.endpoint_id = ep_id AND t.tbl <> _track.tbl
+     WHERE t.tbl <> _track.tbl
        AND (t.tbl IN (SELECT relid FROM pg_partition_ancestors(_track.tbl))
             OR t.tbl IN (SELECT relid FROM pg_partition_tree(_track.tbl)))
      LIMIT 1;
     IF other IS NOT NULL THEN
-        RAISE EXCEPTION 'table % is already tracked for endpoint "%" through partition hierarchy member %',
-                        tbl, endpoint, other
-            USING ERRCODE = 'duplicate_object', HINT = 'Track either the partitioned table or its partitions.';
+        RAISE EXCEPTION 'table % is in the same partition hierarchy as tracked table %', tbl, other
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Track either the partitioned table or its partitions, not both.';
     END IF;
 
     INSERT INTO pg_sync._tracked AS t (tbl, endpoint_id, events, columns, key_columns, filter,
@@ -585,12 +593,20 @@ $$;
 
 CREATE FUNCTION pg_sync._on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t regclass;
 BEGIN
     DELETE FROM pg_sync._tracked t USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = t.tbl::oid;
     IF FOUND THEN
         PERFORM pg_sync._config_changed();
     END IF;
+    -- Columns can also go without an ALTER TABLE on the tracked table (DROP TYPE ... CASCADE).
+    FOR t IN SELECT DISTINCT tr.tbl FROM pg_event_trigger_dropped_objects() d
+               JOIN pg_sync._tracked tr ON tr.tbl::oid = d.objid
+              WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0 LOOP
+        PERFORM pg_sync._reconcile(t);
+    END LOOP;
 END
 $$;
 
@@ -599,9 +615,14 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t regclass;
 BEGIN
-    FOR t IN SELECT DISTINCT tr.tbl FROM pg_event_trigger_ddl_commands() c
-               JOIN pg_sync._tracked tr ON tr.tbl::oid = c.objid
-              WHERE c.classid = 'pg_class'::regclass LOOP
+    -- The altered tables and everything that inherits from them (ALTER TABLE on a parent
+    -- renames or drops the column in its partitions and children too).
+    FOR t IN WITH RECURSIVE altered(relid) AS (
+                 SELECT c.objid FROM pg_event_trigger_ddl_commands() c
+                  WHERE c.classid = 'pg_class'::regclass
+                 UNION
+                 SELECT i.inhrelid FROM pg_inherits i JOIN altered a ON i.inhparent = a.relid)
+             SELECT DISTINCT tr.tbl FROM altered a JOIN pg_sync._tracked tr ON tr.tbl::oid = a.relid LOOP
         PERFORM pg_sync._reconcile(t);
     END LOOP;
 END

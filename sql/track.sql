@@ -109,9 +109,57 @@ INSERT INTO ratios VALUES (2, 4, 2);
 COMMIT;
 SELECT ep, op, key, new FROM q;
 
+-- An UPDATE that changes the key is sent as delete (old key) + insert (new key), also when
+-- `columns` does not include the key.
+CREATE TABLE accounts (id int PRIMARY KEY, owner text, tier text);
+INSERT INTO accounts VALUES (7, 'ann', 'gold');
+SELECT pg_sync.track('accounts', 'a');
+SELECT pg_sync.track('accounts', 'b', events => '{update}', columns => '{tier}');
+TRUNCATE pg_sync._queue;
+UPDATE accounts SET id = 8 WHERE id = 7;
+UPDATE accounts SET owner = 'ANN' WHERE id = 8;   -- b: no tracked column changed
+SELECT ep, op, key, new, old FROM q;
+
+-- A schema rename changes the table name in later events.
+CREATE SCHEMA s1;
+CREATE TABLE s1.things (id int PRIMARY KEY);
+SELECT pg_sync.track('s1.things', 'a');
+ALTER SCHEMA s1 RENAME TO s2;
+TRUNCATE pg_sync._queue;
+INSERT INTO s2.things VALUES (1);
+SELECT ep, op, tbl FROM q;
+
+-- A tracked partition follows a column rename made on its (untracked) parent, and a column
+-- dropped by DROP TYPE ... CASCADE leaves its columns list.
+CREATE TABLE readings (id int, region text, val numeric, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE readings_eu PARTITION OF readings FOR VALUES IN ('eu');
+SELECT pg_sync.track('readings_eu', 'a', columns => '{id,val}');
+SELECT pg_sync.track('readings', 'b');   -- same hierarchy: refused
+ALTER TABLE readings RENAME COLUMN val TO value;
+SELECT "table", columns FROM pg_sync.tracked_tables WHERE "table" = 'readings_eu'::regclass;
+CREATE DOMAIN grade AS text;
+ALTER TABLE readings ADD COLUMN g grade;
+SELECT pg_sync.track('readings_eu', 'a', columns => '{id,value,g}');
+DROP DOMAIN grade CASCADE;
+SELECT "table", columns FROM pg_sync.tracked_tables WHERE "table" = 'readings_eu'::regclass;
+TRUNCATE pg_sync._queue;
+INSERT INTO readings VALUES (1, 'eu', 2.5);
+SELECT ep, op, tbl, key, new FROM q;
+
+-- Dropping and re-creating the extension in one session leaves nothing stale behind.
+SET client_min_messages = warning;
+DROP EXTENSION pg_sync CASCADE;
+RESET client_min_messages;
+CREATE EXTENSION pg_sync;
+SELECT pg_sync.create_endpoint('a', 'http://127.0.0.1:9/a');
+SELECT pg_sync.track('accounts', 'a');
+INSERT INTO accounts VALUES (9, 'cy', 'basic');
+SELECT op, key::text FROM pg_sync._queue;
+
 -- Leave the database as we found it for the next test file.
 SET client_min_messages = warning;
 DROP EXTENSION pg_sync CASCADE;
 DROP SCHEMA public CASCADE;
+DROP SCHEMA IF EXISTS s2 CASCADE;
 CREATE SCHEMA public;
 RESET client_min_messages;

@@ -55,6 +55,7 @@ extern "C" {
 #include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
@@ -169,13 +170,15 @@ Oid tracked_table_oid() {
 }
 
 // Looks up the queue and checks that its columns are the ones this library fills; any other
-// column must be nullable (the trigger leaves it NULL, defaults are not applied).
+// column must be nullable (the trigger leaves it NULL, defaults are not applied). Takes and
+// keeps the locks the insert needs first, so that the metadata read here cannot change before
+// the rows are written (invalidations are processed when a lock is acquired).
 void lookup_queue() {
     if (OidIsValid(queue_relid))
         return;
     Oid relid = own_relation("_queue");
     Oid seqid = own_relation("_queue_id_seq");
-    Relation rel = table_open(relid, AccessShareLock);
+    Relation rel = table_open(relid, RowExclusiveLock);
     TupleDesc desc = RelationGetDescr(rel);
     for (int c = 0; c < Q_NCOLS; ++c)
         queue_attnum[c] = InvalidAttrNumber;
@@ -219,20 +222,25 @@ void lookup_queue() {
     MemoryContextSwitchTo(old);
     ListCell *lc;
     foreach (lc, indexes) {
-        Relation irel = index_open(lfirst_oid(lc), AccessShareLock);
+        Relation irel = index_open(lfirst_oid(lc), RowExclusiveLock);
         old = MemoryContextSwitchTo(CacheMemoryContext);
         IndexInfo *info = BuildIndexInfo(irel);
         MemoryContextSwitchTo(old);
-        if (info->ii_Expressions != NIL || info->ii_Predicate != NIL || !info->ii_ReadyForInserts)
+        // Like ExecOpenIndices: an index being built concurrently is not ready for inserts yet.
+        if (!info->ii_ReadyForInserts) {
+            index_close(irel, NoLock);
+            continue;
+        }
+        if (info->ii_Expressions != NIL || info->ii_Predicate != NIL)
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                             errmsg("pg_sync queue index \"%s\" is not a plain column index",
                                    RelationGetRelationName(irel))));
         queue_index_oids[queue_nindexes] = lfirst_oid(lc);
         queue_index_info[queue_nindexes] = info;
         queue_nindexes++;
-        index_close(irel, AccessShareLock);
+        index_close(irel, NoLock);
     }
-    table_close(rel, AccessShareLock);
+    table_close(rel, NoLock);
     queue_seqid = seqid;
     queue_relid = relid;
 }
@@ -276,6 +284,8 @@ void relcache_callback(Datum, Oid relid) {
         if (relid == queue_index_oids[i])
             queue_relid = InvalidOid;
     if (relid == tracked_relid_cache) {
+        // Also forget the OID: the table may have been dropped with the extension.
+        tracked_relid_cache = InvalidOid;
         invalidate_all();
         return;
     }
@@ -718,14 +728,13 @@ Datum render_object(const ColumnPlan *cols, int ncols, TupleTableSlot *slot) {
     return PointerGetDatum(buf.data);
 }
 
-bool columns_changed(const EndpointPlan *ep, TupleTableSlot *old_slot, TupleTableSlot *new_slot) {
-    for (int i = 0; i < ep->ncols; ++i) {
-        const int a = ep->cols[i].attnum - 1;
+bool any_changed(const ColumnPlan *cols, int ncols, TupleTableSlot *old_slot, TupleTableSlot *new_slot) {
+    for (int i = 0; i < ncols; ++i) {
+        const int a = cols[i].attnum - 1;
         const bool on = old_slot->tts_isnull[a], nn = new_slot->tts_isnull[a];
         if (on != nn)
             return true;
-        if (!on && !datum_image_eq(old_slot->tts_values[a], new_slot->tts_values[a], ep->cols[i].byval,
-                                   ep->cols[i].typlen))
+        if (!on && !datum_image_eq(old_slot->tts_values[a], new_slot->tts_values[a], cols[i].byval, cols[i].typlen))
             return true;
     }
     return false;
@@ -786,10 +795,14 @@ const char *op_name(uint8 op) {
 struct QueueWriter {
     bool open;
     Relation rel;
+    int nindexes;
     Relation *indexes;
     BulkInsertStateData bistate;
 };
-QueueWriter writer = {false, nullptr, nullptr, {nullptr, InvalidBuffer}};
+QueueWriter writer = {false, nullptr, 0, nullptr, {nullptr, InvalidBuffer}};
+// Capture trigger frames on the stack: executor runs nested in them (a filter's SPI query) must
+// not close the writer that the enclosing statement keeps using.
+int capture_depth = 0;
 ExecutorEnd_hook_type prev_executor_end = nullptr;
 ProcessUtility_hook_type prev_process_utility = nullptr;
 
@@ -802,7 +815,7 @@ void writer_close() {
     if (writer.bistate.current_buf != InvalidBuffer)
         ReleaseBuffer(writer.bistate.current_buf);
     writer.bistate.current_buf = InvalidBuffer;
-    for (int i = 0; i < queue_nindexes; ++i)
+    for (int i = 0; i < writer.nindexes; ++i)
         index_close(writer.indexes[i], NoLock);
     table_close(writer.rel, NoLock);
     CurrentResourceOwner = saved;
@@ -812,20 +825,28 @@ void writer_open() {
     if (writer.open && OidIsValid(queue_relid))
         return;
     writer_close(); // the queue's definition changed under an open writer: start afresh
-    lookup_queue();
     if (!writer.indexes)
         writer.indexes = static_cast<Relation *>(MemoryContextAlloc(TopMemoryContext, sizeof(Relation) * INDEX_MAX_KEYS));
-    if (queue_nindexes > INDEX_MAX_KEYS)
-        elog(ERROR, "pg_sync queue has too many indexes");
-    ResourceOwner saved = CurrentResourceOwner;
-    CurrentResourceOwner = TopTransactionResourceOwner;
-    writer.rel = table_open(queue_relid, RowExclusiveLock);
-    for (int i = 0; i < queue_nindexes; ++i)
-        writer.indexes[i] = index_open(queue_index_oids[i], RowExclusiveLock);
-    CurrentResourceOwner = saved;
-    writer.bistate.strategy = nullptr;
-    writer.bistate.current_buf = InvalidBuffer;
-    writer.open = true;
+    for (int attempt = 0;; ++attempt) {
+        lookup_queue();
+        if (queue_nindexes > INDEX_MAX_KEYS)
+            elog(ERROR, "pg_sync queue has too many indexes");
+        ResourceOwner saved = CurrentResourceOwner;
+        CurrentResourceOwner = TopTransactionResourceOwner;
+        writer.rel = table_open(queue_relid, RowExclusiveLock);
+        for (int i = 0; i < queue_nindexes; ++i)
+            writer.indexes[i] = index_open(queue_index_oids[i], RowExclusiveLock);
+        writer.nindexes = queue_nindexes;
+        CurrentResourceOwner = saved;
+        writer.bistate.strategy = nullptr;
+        writer.bistate.current_buf = InvalidBuffer;
+        writer.open = true;
+        if (OidIsValid(queue_relid))
+            return; // no invalidation of the queue arrived while it was being opened
+        writer_close();
+        if (attempt >= 10)
+            elog(ERROR, "pg_sync queue keeps changing while it is being opened");
+    }
 }
 
 void writer_executor_end(QueryDesc *query) {
@@ -833,7 +854,8 @@ void writer_executor_end(QueryDesc *query) {
         prev_executor_end(query);
     else
         standard_ExecutorEnd(query);
-    writer_close();
+    if (capture_depth == 0)
+        writer_close();
 }
 
 // COPY and TRUNCATE capture outside the executor: close after every utility statement too, so
@@ -858,6 +880,7 @@ void writer_xact_callback(XactEvent event, void *) {
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
         writer.open = false; // the resource owner released the pin and the relations
+        capture_depth = 0;
         writer.bistate.current_buf = InvalidBuffer;
         break;
     default:
@@ -904,7 +927,7 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
 
     // Index maintenance by hand: the queue's indexes are plain column indexes (checked in
     // lookup_queue), so their values come straight from the row.
-    for (int i = 0; i < queue_nindexes; ++i) {
+    for (int i = 0; i < writer.nindexes; ++i) {
         IndexInfo *info = queue_index_info[i];
         Datum ivalues[INDEX_MAX_KEYS];
         bool inulls[INDEX_MAX_KEYS];
@@ -924,18 +947,29 @@ void capture_row(RelPlan *plan, uint8 op, TupleTableSlot *new_slot, TupleTableSl
         slot_getallattrs(new_slot);
     if (old_slot)
         slot_getallattrs(old_slot);
-    TupleTableSlot *key_slot = new_slot ? new_slot : old_slot;
     for (int i = 0; i < plan->neps; ++i) {
         const EndpointPlan *ep = &plan->eps[i];
         if (!(ep->events & op))
             continue;
-        if (op == EV_UPDATE && ep->columns_limited && !columns_changed(ep, old_slot, new_slot))
+        // An UPDATE that changes the key is, for the receiver, the old key going away and a new
+        // one appearing: it is sent as delete (old key) + insert (new key), so that each key's
+        // events stay in order under that key. It is always sent, whatever `columns` says.
+        const bool key_changed = op == EV_UPDATE && any_changed(ep->keys, ep->nkeys, old_slot, new_slot);
+        if (op == EV_UPDATE && !key_changed && ep->columns_limited &&
+            !any_changed(ep->cols, ep->ncols, old_slot, new_slot))
             continue;
         if (ep->filter && !filter_passes(ep, new_slot, old_slot))
             continue;
-        Datum key = render_object(ep->keys, ep->nkeys, key_slot);
         Datum new_row = new_slot ? render_object(ep->cols, ep->ncols, new_slot) : (Datum)0;
         Datum old_row = old_slot ? render_object(ep->cols, ep->ncols, old_slot) : (Datum)0;
+        if (key_changed) {
+            queue_insert(ep->endpoint_id, EV_DELETE, plan->table_name, render_object(ep->keys, ep->nkeys, old_slot),
+                         0, old_row, false, true, false);
+            queue_insert(ep->endpoint_id, EV_INSERT, plan->table_name, render_object(ep->keys, ep->nkeys, new_slot),
+                         new_row, 0, false, false, true);
+            continue;
+        }
+        Datum key = render_object(ep->keys, ep->nkeys, new_slot ? new_slot : old_slot);
         queue_insert(ep->endpoint_id, op, plan->table_name, key, new_row, old_row, false, !new_slot, !old_slot);
     }
 }
@@ -943,8 +977,15 @@ void capture_row(RelPlan *plan, uint8 op, TupleTableSlot *new_slot, TupleTableSl
 } // namespace
 
 namespace pg_sync::pg {
+// A schema rename sends no relcache invalidation, but events name tables by schema.
+void namespace_callback(Datum, int, uint32) {
+    ++inval_counter;
+    invalidate_all();
+}
+
 void capture_init() {
     CacheRegisterRelcacheCallback(relcache_callback, (Datum)0);
+    CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_callback, (Datum)0);
     RegisterXactCallback(writer_xact_callback, nullptr);
     prev_executor_end = ExecutorEnd_hook;
     ExecutorEnd_hook = writer_executor_end;
@@ -970,6 +1011,7 @@ extern "C" Datum pg_sync_capture(PG_FUNCTION_ARGS) {
     // Keeps the plan alive for nested triggers on the same table (a filter could fire one);
     // PG_FINALLY so that an error in a savepoint does not pin it for the rest of the transaction.
     plan->in_use++;
+    capture_depth++;
     PG_TRY();
     {
         if (TRIGGER_FIRED_FOR_ROW(td->tg_event)) {
@@ -988,6 +1030,7 @@ extern "C" Datum pg_sync_capture(PG_FUNCTION_ARGS) {
     PG_FINALLY();
     {
         plan->in_use--;
+        capture_depth--;
     }
     PG_END_TRY();
     return PointerGetDatum(nullptr);

@@ -83,7 +83,9 @@ extern "C" {
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/lsyscache.h"
-#include "utils/regproc.h"
+#include "catalog/pg_type.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(pg_sync_track);
@@ -110,8 +112,10 @@ extern "C" Datum pg_sync_track(PG_FUNCTION_ARGS) {
                         errhint("Tracking sends the table's rows to the endpoint: it needs SELECT and TRIGGER "
                                 "privileges on the table, or its ownership.")));
 
-    const Oid inner = DatumGetObjectId(DirectFunctionCall1(
-        regprocedurein, CStringGetDatum("pg_sync._track(regclass,text,text[],text[],text[],text)")));
+    // By OIDs, not by a signature string: type names would be looked up in the caller's search_path.
+    Oid argtypes[6] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
+    const Oid inner =
+        LookupFuncName(list_make2(makeString(pstrdup("pg_sync")), makeString(pstrdup("_track"))), 6, argtypes, false);
     HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(inner));
     if (!HeapTupleIsValid(proc))
         elog(ERROR, "cache lookup failed for function %u", inner);
