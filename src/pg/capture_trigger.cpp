@@ -629,6 +629,21 @@ void build_plan(RelPlan *plan, Relation rel) {
     plan->valid = inval_counter == inval_at_start;
 }
 
+// Frees the invalid plans nobody uses (dropped relations, rotated partitions would otherwise
+// keep theirs for the life of the session). Runs only when some plan is being rebuilt anyway.
+void sweep_stale_plans(Oid keep) {
+    HASH_SEQ_STATUS status;
+    hash_seq_init(&status, rel_plans);
+    RelPlan *plan;
+    while ((plan = static_cast<RelPlan *>(hash_seq_search(&status))) != nullptr) {
+        if (plan->valid || plan->in_use > 0 || plan->relid == keep)
+            continue;
+        free_plan_contents(plan);
+        Oid relid = plan->relid;
+        (void)hash_search(rel_plans, &relid, HASH_REMOVE, nullptr);
+    }
+}
+
 RelPlan *get_plan(Relation rel) {
     if (!rel_plans) {
         HASHCTL ctl;
@@ -651,6 +666,7 @@ RelPlan *get_plan(Relation rel) {
     }
     // An entry in use by an outer trigger frame is kept (stale but alive) until it is free.
     if (!plan->valid && plan->in_use == 0) {
+        sweep_stale_plans(relid);
         free_plan_contents(plan);
         build_plan(plan, rel);
     }
