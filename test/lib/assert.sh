@@ -8,6 +8,6 @@ wait_for() {
     local deadline=$((SECONDS + secs))
     until "$@"; do
         [ $SECONDS -lt $deadline ] || fail "timed out after ${secs}s waiting for: $what"
-        sleep 0.05
+        sleep 0.05 # poll interval
     done
 }
