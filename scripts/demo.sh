@@ -4,6 +4,8 @@
 # display, shows what was captured and the status views, and stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Servers run as the OS user postgres (initdb refuses root), which needs root to arrange.
+[ "$(id -u)" -eq 0 ] || exec sudo -E bash "$0" "$@"
 scripts/setup.sh
 . test/lib/pg.sh
 

@@ -6,6 +6,8 @@
 #   scripts/test.sh unit|regress|integration   one layer
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Servers run as the OS user postgres (initdb refuses root), which needs root to arrange.
+[ "$(id -u)" -eq 0 ] || exec sudo -E bash "$0" "$@"
 root=$PWD
 export PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 layers=${1:-all}
