@@ -9,8 +9,10 @@
 #   fast shutdown by PID, kill -9 if it does not go within 30 s; removes the directory.
 #   Call it from a trap so that a failing test still stops its server.
 
-PG_BIN=${PG_BIN:-$(pg_config --bindir)}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_OS_USER=${PG_OS_USER:-postgres}
+# Use the PostgreSQL 15 binaries directly, not Debian's pg_wrapper (which depends on clusters).
+export PATH="$PG_BIN:$PATH"
 
 pg_free_port() {
     /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
