@@ -11,7 +11,6 @@ packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib
     libcurl4-openssl-dev libssl-dev nlohmann-json3-dev googletest libgtest-dev
     g++ make cmake clang-14 llvm-14 python3 ca-certificates
-    postgresql-15-pgq3 # PgQ, a baseline of bench/capture
 )
 missing=()
 for p in "${packages[@]}"; do
