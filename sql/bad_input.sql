@@ -271,6 +271,8 @@ SELECT pg_sync.track('bi_pk', 'other', filter => 'generate_series(1, 2) > 0');
 SELECT pg_sync.track('bi_pk', 'other', filter => '(SELECT true FROM pg_authid LIMIT 1)');
 SELECT pg_sync.track('bi_pk', 'other', filter => 'EXISTS (SELECT 1 FROM bi_victim)');
 SELECT pg_sync.track('bi_pk', 'other', filter => '$1 IS NOT NULL');
+SELECT pg_sync.track('bi_pk', 'other', filter => 'random() > 0.5');
+SELECT pg_sync.track('bi_pk', 'other', filter => $$nextval('pg_sync._queue_id_seq') > 0$$);
 SELECT pg_sync.track('bi_pk', 'other', filter => 'true) UNION SELECT (false');
 SELECT pg_sync.track('bi_pk', 'other', filter => 'NEW.nope = 1');
 SELECT pg_sync.track('bi_pk', 'other', filter => 'nope.id = 1');

@@ -39,6 +39,7 @@ extern "C" {
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
+#include "optimizer/optimizer.h"
 #include "nodes/parsenodes.h"
 #include "parser/parser.h"
 #include "utils/array.h"
@@ -504,6 +505,10 @@ SPIPlanPtr prepare_filter(const char *filter, Oid rowtype) {
     if (forbidden)
         ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("filter must not use %s", forbidden),
                         errdetail("A filter looks only at the changed row, through NEW and OLD.")));
+    // It may run once per endpoint and row, in the writer's transaction: no side effects.
+    if (contain_volatile_functions(reinterpret_cast<Node *>(parsed->targetList)))
+        ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg("filter must not call volatile functions"),
+                        errdetail("A filter may only use immutable and stable functions and operators.")));
     if (!src->resultDesc || src->resultDesc->natts != 1 ||
         getBaseType(TupleDescAttr(src->resultDesc, 0)->atttypid) != BOOLOID)
         ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH), errmsg("filter must be a boolean expression"),
