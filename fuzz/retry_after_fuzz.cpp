@@ -9,6 +9,7 @@
 //
 // The whole input is the header value; it is tried against several clocks and ceilings.
 // Built and run by scripts/fuzz.sh.
+#include "fuzz_common.hpp"
 #include "core/retry_policy.hpp"
 
 #include <climits>
@@ -24,14 +25,6 @@
 namespace {
 
 namespace retry = pg_sync::retry;
-
-#define FUZZ_CHECK(cond, what)                                                                     \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            std::fprintf(stderr, "invariant violated: %s (%s)\n", what, #cond);                    \
-            std::abort();                                                                          \
-        }                                                                                          \
-    } while (0)
 
 constexpr std::int64_t kNows[] = {std::numeric_limits<std::int64_t>::min(), -1, 0, 784111777, 1700000000,
                                   std::numeric_limits<std::int64_t>::max()};

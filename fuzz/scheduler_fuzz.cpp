@@ -11,6 +11,7 @@
 //   - progress: a ready event with no predecessor is left out only when every slot is used;
 //   - probe_only() limits; plan() is deterministic.
 // Built and run by scripts/fuzz.sh.
+#include "fuzz_common.hpp"
 #include "core/scheduler.hpp"
 
 #include <algorithm>
@@ -26,14 +27,6 @@
 namespace {
 
 namespace sch = pg_sync::scheduler;
-
-#define FUZZ_CHECK(cond, what)                                                                     \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            std::fprintf(stderr, "invariant violated: %s (%s)\n", what, #cond);                    \
-            std::abort();                                                                          \
-        }                                                                                          \
-    } while (0)
 
 constexpr std::size_t kMaxEvents = 256;
 

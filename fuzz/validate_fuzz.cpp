@@ -3,6 +3,7 @@
 // rules the header promises, with code written independently of validate.cpp, and every message
 // must be printable ASCII (they go straight into ereport and the server log).
 // Built and run by scripts/fuzz.sh.
+#include "fuzz_common.hpp"
 #include "core/signature.hpp"
 #include "core/validate.hpp"
 
@@ -19,14 +20,6 @@
 namespace {
 
 namespace v = pg_sync::validate;
-
-#define FUZZ_CHECK(cond, what)                                                                     \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            std::fprintf(stderr, "invariant violated: %s (%s)\n", what, #cond);                    \
-            std::abort();                                                                          \
-        }                                                                                          \
-    } while (0)
 
 bool alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool alnum(char c) { return alpha(c) || (c >= '0' && c <= '9'); }
