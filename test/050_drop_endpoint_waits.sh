@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib/pg.sh
 . test/lib/assert.sh
+. test/lib/session.sh
 pg_start dropwait
-trap 'exec {W[1]}>&- 2>/dev/null; pg_stop' EXIT
+trap pg_stop EXIT
 
 q >/dev/null <<'SQL'
 CREATE EXTENSION pg_sync;
@@ -16,39 +17,30 @@ CREATE TABLE t (id int PRIMARY KEY);
 SELECT pg_sync.track('t', 'e');
 SQL
 
-coproc W { psql -X -q -At -v ON_ERROR_STOP=1 2>&1; }
-writer() {
-    echo "$1" >&"${W[1]}"
-    echo "SELECT 'done';" >&"${W[1]}"
-    local line
-    while IFS= read -r -t 30 line <&"${W[0]}"; do
-        [ "$line" == "done" ] && return 0
-        [[ "$line" == *ERROR* ]] && fail "writer: $line"
-    done
-    fail "writer did not answer"
-}
+# The writer: one long-lived session (test/lib/session.sh).
+session_open
 waiting_on_lock() {
     [ "$(q -c "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%drop_endpoint%'")" == "1" ]
 }
 
 # 1. Without force: the drop waits for the open transaction, then refuses.
-writer "BEGIN; INSERT INTO t VALUES (1);"
+session "BEGIN; INSERT INTO t VALUES (1);"
 psql -X -q -At -c "SELECT pg_sync.drop_endpoint('e')" >"$PG_DIR/drop1.out" 2>&1 &
 drop_pid=$!
 wait_for "drop_endpoint to wait for the writer's lock" 30 waiting_on_lock
-writer "COMMIT;"
+session "COMMIT;"
 wait "$drop_pid" && fail "drop_endpoint succeeded although an event was pending"
 assert_contains "$(cat "$PG_DIR/drop1.out")" 'endpoint "e" has 1 pending events'
 
 # 2. With force, while another transaction emits to it: it waits, then removes everything.
-writer "BEGIN; SELECT pg_sync.emit('e', 'late', '{}'); INSERT INTO t VALUES (2);"
+session "BEGIN; SELECT pg_sync.emit('e', 'late', '{}'); INSERT INTO t VALUES (2);"
 psql -X -q -At -c "SELECT pg_sync.drop_endpoint('e', force => true)" >"$PG_DIR/drop2.out" 2>&1 &
 drop_pid=$!
 wait_for "forced drop_endpoint to wait" 30 waiting_on_lock
-writer "COMMIT;"
+session "COMMIT;"
 wait "$drop_pid" || { cat "$PG_DIR/drop2.out"; fail "forced drop_endpoint failed"; }
 assert_eq "$(q -c "SELECT count(*) FROM pg_sync._queue")" "0" "events left behind for a dropped endpoint"
 assert_eq "$(q -c "SELECT count(*) FROM pg_sync.tracked_tables")" "0" "tracking left behind"
-writer "INSERT INTO t VALUES (3);"
+session "INSERT INTO t VALUES (3);"
 assert_eq "$(q -c "SELECT count(*) FROM pg_sync._queue")" "0" "capture after the endpoint was dropped"
 echo "ok: drop_endpoint waits for uncommitted captures and emits, and leaves nothing behind"
