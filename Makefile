@@ -5,7 +5,9 @@ EXTVERSION  = 0.1.0
 
 MODULE_big  = pg_sync
 OBJS        = src/pg/module.o src/pg/guard.o src/pg/capture_trigger.o src/pg/sql_api.o \
-              src/core/validate.o
+              src/pg/launcher.o src/pg/delivery_worker.o \
+              src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o \
+              src/core/signature.o src/core/http_client.o src/core/dispatcher.o
 
 DATA        = sql/pg_sync--$(EXTVERSION).sql
 DATA_built  = pg_sync.control
@@ -17,9 +19,9 @@ REGRESS      = endpoints track capture_types ddl privileges bad_input emit views
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress.conf
 
 PG_CONFIG  ?= pg_config
-PG_CPPFLAGS = -I$(srcdir)/src
+PG_CPPFLAGS = -I$(srcdir)/src -DPG_SYNC_VERSION='"$(EXTVERSION)"'
 PG_CXXFLAGS = -std=c++17 -Wno-register -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK  = -lstdc++ -lcurl
+SHLIB_LINK  = -lstdc++ -lcurl -lcrypto
 
 # CI and scripts/test.sh build with WERROR=1.
 ifdef WERROR

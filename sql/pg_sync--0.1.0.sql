@@ -70,8 +70,10 @@ CREATE TABLE pg_sync._tracked (
 -- heap_insert (src/pg/capture_trigger.cpp checks the columns it fills by name and type; any
 -- other column must be nullable). SQL inserts (emit) use the defaults.
 CREATE SEQUENCE pg_sync._queue_id_seq AS bigint;
+-- The primary key leads with endpoint_id: the delivery worker reads each endpoint's queue in id
+-- order, and it is the only index the capture trigger has to maintain.
 CREATE TABLE pg_sync._queue (
-    id              bigint NOT NULL DEFAULT nextval('pg_sync._queue_id_seq') PRIMARY KEY,
+    id              bigint NOT NULL DEFAULT nextval('pg_sync._queue_id_seq'),
     endpoint_id     int NOT NULL,
     op              text NOT NULL,
     tbl             text,
@@ -83,15 +85,61 @@ CREATE TABLE pg_sync._queue (
     captured_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
     attempts        int NOT NULL DEFAULT 0,
     next_attempt_at timestamptz,
-    last_error      text
+    last_error      text,
+    last_status     int,
+    first_attempt_at timestamptz,
+    PRIMARY KEY (endpoint_id, id)
 );
 ALTER SEQUENCE pg_sync._queue_id_seq OWNED BY pg_sync._queue.id;
+-- Deleted rows at the head of the queue are what every pass walks first: vacuum it often.
+ALTER TABLE pg_sync._queue SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
+                                autovacuum_vacuum_insert_scale_factor = 0.05);
+
+-- Events that failed max_attempts times. They keep their queue id, and later events of their
+-- key wait behind them (DESIGN.md, Guarantee 3) until they are redelivered or purged.
+CREATE TABLE pg_sync._dead_letters (
+    id               bigint NOT NULL,
+    endpoint_id      int NOT NULL,
+    op               text NOT NULL,
+    tbl              text,
+    key              json,
+    new_row          json,
+    old_row          json,
+    emit_type        text,
+    txid             xid8 NOT NULL,
+    captured_at      timestamptz NOT NULL,
+    attempts         int NOT NULL,
+    last_status      int,
+    last_error       text,
+    first_attempt_at timestamptz,
+    dead_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (endpoint_id, id)
+);
+
+-- Delivery counters and state per endpoint, written by the delivery worker. No foreign key: the
+-- worker must never fail on an endpoint dropped while its request was in flight.
+CREATE TABLE pg_sync._endpoint_state (
+    endpoint_id           int PRIMARY KEY,
+    delivered_total       bigint NOT NULL DEFAULT 0,
+    failed_attempts_total bigint NOT NULL DEFAULT 0,
+    last_success_at       timestamptz,
+    last_failure_at       timestamptz,
+    last_error            text,
+    last_status           int,
+    in_flight             int NOT NULL DEFAULT 0,
+    consecutive_failures  int NOT NULL DEFAULT 0,
+    circuit               text NOT NULL DEFAULT 'closed',
+    next_attempt_at       timestamptz,
+    updated_at            timestamptz NOT NULL DEFAULT now()
+);
+ALTER TABLE pg_sync._endpoint_state SET (fillfactor = 50); -- room for HOT updates
 
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._tracked', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._queue', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._queue_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('pg_sync._dead_letters', '');
 
 -- ---------------------------------------------------------------------------------------------
 -- C functions
@@ -101,6 +149,16 @@ CREATE FUNCTION pg_sync._capture() RETURNS trigger
 
 CREATE FUNCTION pg_sync._config_changed() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_config_changed';
+
+-- Wake this database's delivery worker when the transaction commits (config: also reload the
+-- endpoints). Ask the launcher for a worker in this database at commit.
+CREATE FUNCTION pg_sync._wake(config bool DEFAULT false) RETURNS void
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pg_sync_wake';
+CREATE FUNCTION pg_sync._request_worker() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_request_worker';
+CREATE FUNCTION pg_sync._workers(OUT database text, OUT pid int, OUT started_at timestamptz,
+                                 OUT last_active_at timestamptz, OUT state text)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_workers';
 
 CREATE FUNCTION pg_sync._check_filter(tbl regclass, filter text) RETURNS void
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pg_sync_check_filter';
@@ -275,6 +333,7 @@ BEGIN
             create_endpoint.secret, create_endpoint.batch_size, create_endpoint.max_attempts,
             create_endpoint.timeout_ms, create_endpoint.max_in_flight,
             create_endpoint.retry_base_ms, create_endpoint.retry_max_ms);
+    PERFORM pg_sync._wake(true);
 END
 $$;
 
@@ -308,6 +367,7 @@ BEGIN
         retry_base_ms = coalesce(alter_endpoint.retry_base_ms, e.retry_base_ms),
         retry_max_ms  = coalesce(alter_endpoint.retry_max_ms, e.retry_max_ms)
      WHERE e.id = ep.id;
+    PERFORM pg_sync._wake(true);
 END
 $$;
 
@@ -330,7 +390,15 @@ BEGIN
             USING ERRCODE = 'object_in_use',
                   HINT = 'Wait until they are delivered, or call pg_sync.drop_endpoint(name, force => true) to discard them.';
     END IF;
+    SELECT count(*) INTO pending FROM pg_sync._dead_letters d WHERE d.endpoint_id = ep_id;
+    IF pending > 0 AND NOT force THEN
+        RAISE EXCEPTION 'endpoint "%" has % dead letters', drop_endpoint.name, pending
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Look at pg_sync.dead_letters first, or call pg_sync.drop_endpoint(name, force => true) to discard them.';
+    END IF;
     DELETE FROM pg_sync._queue q WHERE q.endpoint_id = ep_id;
+    DELETE FROM pg_sync._dead_letters d WHERE d.endpoint_id = ep_id;
+    DELETE FROM pg_sync._endpoint_state s WHERE s.endpoint_id = ep_id;
     FOR t IN DELETE FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id RETURNING tr.tbl LOOP
         PERFORM pg_sync._sync_triggers(t);
     END LOOP;
@@ -344,6 +412,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE pg_sync._endpoints e SET paused = true, paused_reason = 'paused by ' || session_user
      WHERE e.id = pg_sync._endpoint_id(pause_endpoint.name, true) AND NOT e.paused;
+    PERFORM pg_sync._wake(true);
 END
 $$;
 
@@ -352,6 +421,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     UPDATE pg_sync._endpoints e SET paused = false, paused_reason = NULL
      WHERE e.id = pg_sync._endpoint_id(resume_endpoint.name, true);
+    PERFORM pg_sync._wake(true);
 END
 $$;
 
@@ -584,6 +654,7 @@ BEGIN
     INSERT INTO pg_sync._queue (endpoint_id, op, key, new_row, emit_type)
     VALUES (pg_sync._endpoint_id(endpoint), 'emit', to_json(key), payload::json, type)
     RETURNING id INTO result;
+    PERFORM pg_sync._wake();
     RETURN result;
 END
 $$;
@@ -655,16 +726,42 @@ SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,
        t.key_columns IS NULL AS key_is_primary_key, t.filter
   FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id;
 
--- pending = captured and not yet delivered (waiting to retry included).
+-- pending = captured and not yet delivered nor dead (in flight and waiting to retry included).
+-- Delivery figures come from the worker (pg_sync._endpoint_state).
 CREATE VIEW pg_sync.endpoint_status AS
 SELECT e.name AS endpoint,
-       CASE WHEN e.paused THEN 'paused' ELSE 'active' END AS state,
+       CASE WHEN e.paused THEN 'paused'
+            WHEN s.circuit IN ('open', 'half_open') THEN 'circuit_open'
+            WHEN s.consecutive_failures > 0 OR q.retrying > 0 THEN 'retrying'
+            ELSE 'active' END AS state,
        coalesce(q.pending, 0) AS pending,
+       coalesce(s.in_flight, 0) AS in_flight,
+       coalesce(d.dead, 0) AS dead,
        now() - q.oldest AS oldest_pending_age,
+       coalesce(s.delivered_total, 0) AS delivered_total,
+       coalesce(s.failed_attempts_total, 0) AS failed_attempts_total,
+       s.last_success_at, s.last_failure_at, s.last_error, s.last_status,
+       coalesce(s.consecutive_failures, 0) AS consecutive_failures,
+       CASE WHEN s.circuit = 'open' THEN s.next_attempt_at ELSE q.next_attempt_at END AS next_attempt_at,
        e.paused_reason
   FROM pg_sync._endpoints e
-  LEFT JOIN (SELECT endpoint_id, count(*) AS pending, min(captured_at) AS oldest
-               FROM pg_sync._queue GROUP BY endpoint_id) q ON q.endpoint_id = e.id;
+  LEFT JOIN pg_sync._endpoint_state s ON s.endpoint_id = e.id
+  LEFT JOIN (SELECT endpoint_id, count(*) AS pending, min(captured_at) AS oldest,
+                    count(*) FILTER (WHERE attempts > 0) AS retrying,
+                    min(next_attempt_at) FILTER (WHERE next_attempt_at > now()) AS next_attempt_at
+               FROM pg_sync._queue GROUP BY endpoint_id) q ON q.endpoint_id = e.id
+  LEFT JOIN (SELECT endpoint_id, count(*) AS dead FROM pg_sync._dead_letters GROUP BY endpoint_id) d
+         ON d.endpoint_id = e.id;
+
+CREATE VIEW pg_sync.dead_letters AS
+SELECT d.id, e.name AS endpoint, d.tbl AS "table", d.op, d.key, d.attempts, d.last_status, d.last_error,
+       d.first_attempt_at, d.dead_at,
+       CASE WHEN d.op = 'emit' THEN json_build_object('type', d.emit_type, 'payload', d.new_row)
+            ELSE json_build_object('new', d.new_row, 'old', d.old_row) END AS payload
+  FROM pg_sync._dead_letters d JOIN pg_sync._endpoints e ON e.id = d.endpoint_id;
+
+-- Delivery workers of every database (like pg_stat_activity, the server's view).
+CREATE VIEW pg_sync.workers AS SELECT * FROM pg_sync._workers();
 
 -- ---------------------------------------------------------------------------------------------
 -- Privileges: nothing for PUBLIC but the schema's name space; admins configure, monitors read.
@@ -674,7 +771,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA pg_sync FROM PUBLIC;
 REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pg_sync FROM PUBLIC;
 GRANT USAGE ON SCHEMA pg_sync TO PUBLIC;
 
-GRANT SELECT ON pg_sync.endpoints, pg_sync.tracked_tables, pg_sync.endpoint_status
+GRANT SELECT ON pg_sync.endpoints, pg_sync.tracked_tables, pg_sync.endpoint_status,
+                pg_sync.dead_letters, pg_sync.workers
     TO pgsync_monitor;
 
 GRANT EXECUTE ON FUNCTION
@@ -686,5 +784,9 @@ GRANT EXECUTE ON FUNCTION
     pg_sync.track(regclass, text, text[], text[], text[], text),
     pg_sync.untrack(regclass, text)
     TO pgsync_admin;
+GRANT EXECUTE ON FUNCTION pg_sync._workers() TO pgsync_monitor; -- pg_sync.workers calls it as the reader
 -- Admins may pass emit() on to application roles.
 GRANT EXECUTE ON FUNCTION pg_sync.emit(text, text, jsonb, text) TO pgsync_admin WITH GRANT OPTION;
+
+-- Delivery starts as soon as CREATE EXTENSION commits.
+SELECT pg_sync._request_worker();

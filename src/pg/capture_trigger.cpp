@@ -67,6 +67,7 @@ PG_FUNCTION_INFO_V1(pg_sync_check_filter);
 
 #include "core/json_render.hpp"
 #include "pg/capture.hpp"
+#include "pg/workers.hpp"
 
 namespace {
 
@@ -912,6 +913,7 @@ void writer_xact_callback(XactEvent event, void *) {
 void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datum new_row, Datum old_row,
                   bool key_null, bool new_null, bool old_null) {
     writer_open();
+    pg_sync::pg::wake_at_commit(false);
     Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * queue_natts));
     bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * queue_natts));
     memset(nulls, true, sizeof(bool) * queue_natts);
@@ -1060,6 +1062,7 @@ extern "C" Datum pg_sync_capture(PG_FUNCTION_ARGS) {
 // pg_sync._config_changed(): tells every backend (at commit) to drop its capture plans.
 extern "C" Datum pg_sync_config_changed(PG_FUNCTION_ARGS) {
     CacheInvalidateRelcacheByRelid(tracked_table_oid());
+    pg_sync::pg::wake_at_commit(true);
     PG_RETURN_VOID();
 }
 

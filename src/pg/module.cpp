@@ -1,9 +1,14 @@
-// Module entry: library load checks. Delivery workers and GUCs are registered here too.
+// Module entry: library load checks, settings, shared memory, the launcher, and the utility hook
+// that keeps workers out of the way of database-level DDL.
 extern "C" {
 #include "postgres.h"
 
+#include "commands/defrem.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "tcop/utility.h"
+#include "utils/guc.h"
 
 PG_MODULE_MAGIC;
 
@@ -11,6 +16,117 @@ void _PG_init(void);
 }
 
 #include "pg/capture.hpp"
+#include "pg/workers.hpp"
+
+namespace {
+
+ProcessUtility_hook_type prev_utility = nullptr;
+
+// The database a command needs to itself (no other session connected), if any.
+const char *database_needing_exclusivity(Node *tree) {
+    switch (nodeTag(tree)) {
+    case T_DropdbStmt:
+        return reinterpret_cast<DropdbStmt *>(tree)->dbname;
+    case T_RenameStmt: {
+        RenameStmt *s = reinterpret_cast<RenameStmt *>(tree);
+        return s->renameType == OBJECT_DATABASE ? s->subname : nullptr;
+    }
+    case T_CreatedbStmt: {
+        ListCell *lc;
+        foreach (lc, reinterpret_cast<CreatedbStmt *>(tree)->options) {
+            DefElem *d = static_cast<DefElem *>(lfirst(lc));
+            if (strcmp(d->defname, "template") == 0 && d->arg)
+                return defGetString(d);
+        }
+        return nullptr;
+    }
+    case T_AlterDatabaseStmt: {
+        AlterDatabaseStmt *s = reinterpret_cast<AlterDatabaseStmt *>(tree);
+        ListCell *lc;
+        foreach (lc, s->options)
+            if (strcmp(static_cast<DefElem *>(lfirst(lc))->defname, "tablespace") == 0)
+                return s->dbname;
+        return nullptr;
+    }
+    default:
+        return nullptr;
+    }
+}
+
+bool drops_this_extension(Node *tree) {
+    if (!IsA(tree, DropStmt) || reinterpret_cast<DropStmt *>(tree)->removeType != OBJECT_EXTENSION)
+        return false;
+    ListCell *lc;
+    foreach (lc, reinterpret_cast<DropStmt *>(tree)->objects)
+        if (strcmp(strVal(lfirst(lc)), "pg_sync") == 0)
+            return true;
+    return false;
+}
+
+void call_prev(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
+               ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
+    if (prev_utility)
+        prev_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+    else
+        standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+}
+
+void utility_hook(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
+                  ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
+    Node *tree = pstmt->utilityStmt;
+    if (const char *db = database_needing_exclusivity(tree)) {
+        // Stop the database's worker first, or the command fails with "database is being
+        // accessed by other users"; it may come back once the command is over.
+        pg_sync::pg::stop_worker_for_database(db);
+        PG_TRY();
+        {
+            call_prev(pstmt, query, read_only_tree, context, params, env, dest, qc);
+        }
+        PG_FINALLY();
+        {
+            pg_sync::pg::release_database_hold();
+        }
+        PG_END_TRY();
+        return;
+    }
+    call_prev(pstmt, query, read_only_tree, context, params, env, dest, qc);
+    if (drops_this_extension(tree))
+        pg_sync::pg::wake_at_commit(true); // the worker sees the extension gone and leaves
+}
+
+void define_settings() {
+    using pg_sync::pg::settings;
+    DefineCustomIntVariable("pg_sync.max_workers", "Maximum number of pg_sync delivery workers (one per database).",
+                            "Each database with the extension needs one; they count against max_worker_processes.",
+                            &settings.max_workers, 8, 0, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.sweep_interval", "How often a delivery worker rescans its queue without being woken.",
+                            "Commits wake the worker at once; the sweep finds what no commit announced "
+                            "(COMMIT PREPARED) and retries that fall due.",
+                            &settings.sweep_interval_ms, 1000, 10, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+                            nullptr);
+    DefineCustomIntVariable("pg_sync.database_check_interval",
+                            "How often the launcher looks for databases that got the extension without "
+                            "CREATE EXTENSION (CREATE DATABASE ... TEMPLATE, restored copies).",
+                            nullptr, &settings.database_check_interval_s, 60, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
+                            nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("pg_sync.allow_private_targets",
+                             "Whether webhooks may connect to loopback, private, link-local and other "
+                             "non-public addresses.",
+                             "Checked on the address actually connected to, after DNS resolution.",
+                             &settings.allow_private_targets, true, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("pg_sync.http_proxy", "Proxy for webhook requests (empty: none).",
+                               "Proxy environment variables of the server are ignored.", &settings.http_proxy, "",
+                               PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.max_connections", "Maximum open HTTP connections per delivery worker.", nullptr,
+                            &settings.max_connections, 64, 1, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.circuit_failure_threshold",
+                            "Consecutive failed requests after which an endpoint's circuit opens (0: never).",
+                            nullptr, &settings.circuit_failure_threshold, 5, 0, 1000000, PGC_SIGHUP, 0, nullptr,
+                            nullptr, nullptr);
+    MarkGUCPrefixReserved("pg_sync");
+}
+
+} // namespace
 
 void _PG_init(void) {
     // The capture trigger works in any backend, but delivery needs background workers and
@@ -21,5 +137,11 @@ void _PG_init(void) {
                         errmsg("pg_sync must be loaded via shared_preload_libraries"),
                         errhint("Add pg_sync to shared_preload_libraries in postgresql.conf and "
                                 "restart the server, then run CREATE EXTENSION pg_sync.")));
+    define_settings();
     pg_sync::pg::capture_init();
+    pg_sync::pg::workers_xact_init();
+    pg_sync::pg::workers_shmem_request();
+    pg_sync::pg::register_launcher();
+    prev_utility = ProcessUtility_hook;
+    ProcessUtility_hook = utility_hook;
 }

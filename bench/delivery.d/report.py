@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""Turns bench/delivery's raw files into the Markdown report (printed on stdout).
+
+Usage: report.py WORK_DIR
+Reads meta.txt, runs.jsonl, and when present latency.json, commits.txt, arrivals.txt,
+memory.txt, marks.txt.
+"""
+import json
+import math
+import os
+import statistics
+import sys
+
+TITLES = {
+    "classic": "classic outbox relay (Python, 1 POST per event)",
+    "b1x16": "pg_sync batch_size 1, max_in_flight 16",
+    "b1x4": "pg_sync batch_size 1, max_in_flight 4",
+    "b100x16": "pg_sync batch_size 100, max_in_flight 16",
+}
+ORDER = ["classic", "b1x16", "b1x4", "b100x16"]
+RATIO_TARGET = 2.0          # batch_size 1 against the classic relay
+BATCH_TARGET = 100_000      # events/s at batch_size 100
+P50_TARGET_MS, P99_TARGET_MS = 5.0, 50.0
+FLAT_MB = 2.0               # RssAnon growth from the end of round 1 to the end
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def read_lines(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+def main():
+    work = sys.argv[1]
+    meta = dict(line.rstrip("\n").split("=", 1) for line in open(os.path.join(work, "meta.txt")))
+    settings = dict(kv.split("=", 1) for kv in meta["settings"].split())
+    runs = [json.loads(line) for line in open(os.path.join(work, "runs.jsonl"))]
+    out = []
+    w = out.append
+    misses = []
+
+    rounds = int(settings["rounds"])
+    w("# Delivery benchmark")
+    w("")
+    w(f"{meta['date'][:10]}, {meta['cores']} cores ({meta['cpu']}), PostgreSQL {meta['postgres']}, "
+      f"nginx {meta['nginx']}, Python {meta['python']}; pg_sync {meta['git']}, "
+      f"pg_sync.so {meta['so_md5']}.")
+    w(f"Settings: {meta['settings']}." + (" **Quick mode (smoke test sizes).**"
+                                       if settings.get("quick") == "1" else ""))
+    w("")
+
+    # (a) drains
+    variants = [v for v in ORDER if any(r["variant"] == v for r in runs)]
+    if variants:
+        w(f"## Draining a preloaded queue into nginx (204), median of {rounds} interleaved "
+          f"round{'s' if rounds != 1 else ''}")
+        w("")
+        w("| variant | events/s | vs classic | CPU s per 100k events | requests | target |")
+        w("|---|---:|---:|---:|---:|---|")
+        med = {}
+        for v in variants:
+            rs = [r for r in runs if r["variant"] == v]
+            med[v] = statistics.median(r["events"] / r["seconds"] for r in rs)
+        for v in variants:
+            rs = [r for r in runs if r["variant"] == v]
+            rate = med[v]
+            if v == "classic":
+                cpu = statistics.median(
+                    (r["consumer_cpu_s"] + r["backend_cpu_s"]) * 1e5 / r["events"] for r in rs)
+                relay = statistics.median(r["consumer_cpu_s"] * 1e5 / r["events"] for r in rs)
+                cpu_text = f"{cpu:.2f} (relay {relay:.2f} + its backend {cpu - relay:.2f})"
+            else:
+                cpu = statistics.median(r["worker_cpu_s"] * 1e5 / r["events"] for r in rs)
+                cpu_text = f"{cpu:.2f} (worker)"
+            requests = statistics.median(r["requests"] for r in rs)
+            ratio = f"{rate / med['classic']:.2f}x" if "classic" in med else "–"
+            target = ""
+            if v in ("b1x16", "b1x4") and "classic" in med:
+                ok = rate >= RATIO_TARGET * med["classic"]
+                target = f"≥ {RATIO_TARGET:g}x classic: {'met' if ok else '**missed**'}"
+                if not ok:
+                    misses.append(f"{TITLES[v]}: {rate / med['classic']:.2f}x the classic relay, "
+                                  f"target {RATIO_TARGET:g}x")
+            elif v == "b100x16":
+                ok = rate >= BATCH_TARGET
+                target = f"≥ {BATCH_TARGET:,} events/s: {'met' if ok else '**missed**'}"
+                if not ok:
+                    misses.append(f"{TITLES[v]}: {rate:,.0f} events/s, target {BATCH_TARGET:,}")
+            w(f"| {TITLES[v]} | {rate:,.0f} | {ratio} | {cpu_text} | {requests:,.0f} | {target} |")
+        w("")
+        w("events/s = events / (time from resume_endpoint, or from the relay's start, until the "
+          "queue is empty); CPU = utime + stime over the drain from /proc (the pg_sync worker; the "
+          "relay process and its server backend for the classic relay); requests = what nginx "
+          "counted.")
+        w("")
+
+    # (b) latency
+    lat_path = os.path.join(work, "latency.json")
+    if os.path.exists(lat_path):
+        lat = json.load(open(lat_path))
+        warmup = float(settings["warmup"])
+        commits = {int(i): (float(c), float(d)) for i, c, d in read_lines(
+            os.path.join(work, "commits.txt"))}
+        arrivals, dups = {}, 0
+        for key, arrival, _ in read_lines(os.path.join(work, "arrivals.txt")):
+            if key == "None":
+                continue
+            key = int(key)
+            if key in arrivals:
+                dups += 1
+            else:
+                arrivals[key] = float(arrival)
+        first_due = min(d for _, d in commits.values()) if commits else 0
+        measured = [i for i, (_, d) in commits.items() if d >= first_due + warmup]
+        lats = sorted((arrivals[i] - commits[i][0]) * 1000 for i in measured if i in arrivals)
+        missing = sum(1 for i in commits if i not in arrivals)
+        p50, p99 = percentile(lats, 50), percentile(lats, 99)
+        ok = p50 < P50_TARGET_MS and p99 < P99_TARGET_MS and missing == 0
+        if not ok:
+            misses.append(f"latency p50 {p50:.2f} ms, p99 {p99:.2f} ms, {missing} events missing "
+                          f"(target p50 < {P50_TARGET_MS:g} ms, p99 < {P99_TARGET_MS:g} ms)")
+        drv, rcv = lat["driver"], lat["receiver"]
+        w(f"## Commit-to-receipt latency at {float(settings['rate']):,.0f} events/s")
+        w("")
+        w("| rows/s reached | events measured | p50 | p90 | p99 | max | worker CPU s per 100k "
+          "events | target |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---|")
+        cpu = lat["worker_cpu_s"] * 1e5 / max(1, drv["rows"])
+        w(f"| {drv['rate']:,.0f} | {len(lats):,} | {p50:.2f} ms | {percentile(lats, 90):.2f} ms | "
+          f"{p99:.2f} ms | {lats[-1] if lats else math.nan:.2f} ms | {cpu:.2f} | "
+          f"p50 < {P50_TARGET_MS:g} ms, p99 < {P99_TARGET_MS:g} ms: "
+          f"{'met' if ok else '**missed**'} |")
+        w("")
+        w(f"{drv['rows']:,} single-row autocommit INSERTs in {drv['seconds']} s over "
+          f"{settings['driver_connections']} connections (p99 start {drv['late_ms_p99']} ms behind "
+          f"schedule), into a table tracked for an endpoint with create_endpoint's defaults "
+          f"(batch_size 100, max_in_flight 4); a Python asyncio receiver timed each event's "
+          f"arrival. Latency = arrival - return of the INSERT's commit; the first {warmup:g} s "
+          f"are left out. The receiver got {rcv['events']:,} events in {rcv['requests']:,} "
+          f"requests (largest {rcv['max_batch']}), {dups} duplicates, {missing} missing, "
+          f"{rcv['bad_requests']} unreadable bodies.")
+        w("")
+
+    # (c) memory
+    samples = [s for s in read_lines(os.path.join(work, "memory.txt")) if s[1] != "gone"]
+    gone = any(s[1] == "gone" for s in read_lines(os.path.join(work, "memory.txt")))
+    marks = read_lines(os.path.join(work, "marks.txt"))
+    if samples:
+        def at(t):   # last sample at or before t
+            best = samples[0]
+            for s in samples:
+                if float(s[0]) <= t:
+                    best = s
+            return best
+        points = [("start", samples[0])]
+        round_ends = {}
+        for m in marks:
+            if m[1] == "round":
+                round_ends[int(m[2])] = float(m[0])   # the last variant of the round wins
+        for r in sorted(round_ends):
+            points.append((f"after round {r}", at(round_ends[r])))
+        for m in marks:
+            if m[1:] == ["latency", "end"]:
+                points.append(("after latency run", at(float(m[0]))))
+        points.append(("end", samples[-1]))
+        peak = [max(int(s[i]) for s in samples) for i in (1, 2, 3)]
+        w("## Worker memory (MB, sampled every 0.25 s)")
+        w("")
+        w("| | " + " | ".join(p for p, _ in points) + " | peak |")
+        w("|---|" + "---:|" * (len(points) + 1))
+        for i, name in ((1, "VmRSS"), (2, "RssAnon"), (3, "VmHWM")):
+            w(f"| {name} | " + " | ".join(f"{int(s[i]) / 1024:.1f}" for _, s in points)
+              + f" | {peak[i - 1] / 1024:.1f} |")
+        w("")
+        base = points[1][1] if len(points) > 2 else points[0][1]
+        growth = (int(samples[-1][2]) - int(base[2])) / 1024
+        flat = growth <= FLAT_MB and not gone
+        w(f"Private memory (RssAnon) from {points[1][0] if len(points) > 2 else 'start'} to the "
+          f"end: {growth:+.1f} MB, target flat (≤ +{FLAT_MB:g} MB): "
+          f"{'met' if flat else '**missed**'}. VmRSS also counts the shared buffers the worker "
+          f"has touched, so it grows with the pages it has read, not with leaks."
+          + (" **The worker exited during the run.**" if gone else ""))
+        w("")
+        if not flat:
+            misses.append(f"worker memory: RssAnon {growth:+.1f} MB" + (", worker exited" if gone else ""))
+
+    if misses:
+        w("Targets missed:")
+        for m in misses:
+            w(f"- {m}")
+    else:
+        w("Every target is met.")
+    w("")
+    w("## Every run")
+    w("")
+    w("```")
+    for r in runs:
+        w(json.dumps(r))
+    if os.path.exists(lat_path):
+        w(open(lat_path).read().strip())
+    w("```")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+#include "core/dispatcher.hpp"
+
+#include "core/envelope.hpp"
+#include "core/scheduler.hpp"
+#include "core/signature.hpp"
+
+#include <algorithm>
+
+namespace pg_sync::dispatch {
+namespace {
+
+scheduler::Kind kind_of(const std::string &op) {
+    if (op == "truncate")
+        return scheduler::Kind::Truncate;
+    if (op == "emit")
+        return scheduler::Kind::Emit;
+    return scheduler::Kind::Row;
+}
+
+std::optional<std::string_view> view(const std::optional<std::string> &s) {
+    if (!s)
+        return std::nullopt;
+    return std::string_view(*s);
+}
+
+envelope::Event envelope_event(const QueuedEvent &q, std::string &captured_at) {
+    envelope::Event e;
+    e.id = q.id;
+    e.op = q.op;
+    e.txid = q.txid;
+    captured_at = envelope::format_timestamp(q.captured_at_us);
+    e.captured_at = captured_at;
+    e.key = view(q.key);
+    if (q.op == "emit") {
+        e.type = view(q.type);
+        e.payload = view(q.new_row); // emit keeps its payload in new_row
+    } else {
+        e.table = view(q.table);
+        e.new_row = view(q.new_row);
+        e.old_row = view(q.old_row);
+    }
+    return e;
+}
+
+} // namespace
+
+Dispatcher::Dispatcher(std::string scope, std::uint64_t seed, int failure_threshold)
+    : scope_(std::move(scope)), random_(retry::make_random(seed)), failure_threshold_(failure_threshold) {}
+
+std::size_t Dispatcher::base_window(const EndpointConfig &c) {
+    return std::clamp<std::size_t>(c.batch_size * c.max_in_flight * 4, 1000, kMaxWindow);
+}
+
+void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
+    std::map<std::int32_t, Endpoint> next;
+    for (EndpointConfig &c : endpoints) {
+        auto old = endpoints_.find(c.id);
+        if (old == endpoints_.end()) {
+            Endpoint e{c, retry::CircuitBreaker(c.policy, failure_threshold_), {}, 0, base_window(c), -1, {}, true};
+            e.stats.endpoint_id = c.id;
+            next.emplace(c.id, std::move(e));
+            continue;
+        }
+        Endpoint e = std::move(old->second);
+        const bool resumed = e.config.paused && !c.paused;
+        const bool policy_changed = e.config.policy.base_ms != c.policy.base_ms ||
+                                    e.config.policy.max_ms != c.policy.max_ms ||
+                                    e.config.policy.max_attempts != c.policy.max_attempts;
+        if (resumed || policy_changed) {
+            e.breaker = retry::CircuitBreaker(c.policy, failure_threshold_);
+            e.dirty = true;
+        }
+        if (e.config.batch_size != c.batch_size || e.config.max_in_flight != c.max_in_flight)
+            e.window = base_window(c);
+        e.config = std::move(c);
+        next.emplace(e.config.id, std::move(e));
+    }
+    // Requests of endpoints that are gone: their completions will be ignored.
+    for (auto it = requests_.begin(); it != requests_.end();) {
+        if (next.count(it->second.endpoint_id) == 0)
+            it = requests_.erase(it);
+        else
+            ++it;
+    }
+    endpoints_ = std::move(next);
+}
+
+const EndpointConfig *Dispatcher::endpoint(std::int32_t id) const {
+    auto it = endpoints_.find(id);
+    return it == endpoints_.end() ? nullptr : &it->second.config;
+}
+
+std::vector<std::int32_t> Dispatcher::endpoint_ids() const {
+    std::vector<std::int32_t> ids;
+    for (const auto &kv : endpoints_)
+        ids.push_back(kv.first);
+    return ids;
+}
+
+std::size_t Dispatcher::window(std::int32_t id) const {
+    auto it = endpoints_.find(id);
+    return it == endpoints_.end() ? 0 : it->second.window;
+}
+
+void Dispatcher::pause(std::int32_t id) {
+    auto it = endpoints_.find(id);
+    if (it != endpoints_.end())
+        it->second.config.paused = true;
+}
+
+std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<QueuedEvent> &head,
+                                            std::int64_t now_ms) {
+    std::vector<http::Request> out;
+    auto it = endpoints_.find(id);
+    if (it == endpoints_.end())
+        return out;
+    Endpoint &ep = it->second;
+    const EndpointConfig &c = ep.config;
+    ep.next_due_ms = -1;
+
+    scheduler::Limits limits;
+    limits.batch_size = c.batch_size;
+    limits.max_in_flight = c.max_in_flight;
+    limits.in_flight_requests = ep.in_flight_requests;
+    limits.max_request_bytes = kMaxRequestBytes - 16; // room for {"events":[]}
+    limits.paused = c.paused;
+    const auto now_u = std::uint64_t(std::max<std::int64_t>(now_ms, 0));
+    const retry::State circuit = ep.breaker.state(now_u);
+    if (circuit == retry::State::Open) {
+        ep.next_due_ms = std::int64_t(ep.breaker.open_until());
+        return out;
+    }
+    if (circuit == retry::State::HalfOpen)
+        limits = scheduler::probe_only(limits);
+
+    std::vector<scheduler::Event> events;
+    events.reserve(head.size());
+    std::string scratch;
+    for (const QueuedEvent &q : head) {
+        scheduler::Event e;
+        e.id = q.id;
+        e.kind = kind_of(q.op);
+        if (e.kind == scheduler::Kind::Emit) {
+            e.key = scheduler::emit_key(view(q.key));
+        } else {
+            e.table = q.table.value_or("");
+            if (e.kind == scheduler::Kind::Row)
+                e.key = scheduler::row_key(e.table, q.key.value_or("null"));
+        }
+        if (q.dead)
+            e.state = scheduler::State::Dead;
+        else if (ep.in_flight_ids.count(q.id))
+            e.state = scheduler::State::InFlight;
+        e.next_attempt_at_ms = q.next_attempt_ms;
+        if (!q.dead && e.state == scheduler::State::Queued && q.next_attempt_ms > now_ms &&
+            (ep.next_due_ms < 0 || q.next_attempt_ms < ep.next_due_ms))
+            ep.next_due_ms = q.next_attempt_ms;
+        e.bytes = envelope::event_size(envelope_event(q, scratch)) + 1;
+        events.push_back(std::move(e));
+    }
+
+    const std::vector<scheduler::Batch> batches = scheduler::plan(events, limits, now_ms);
+
+    // A head that is full and yields nothing while nothing is in flight is stuck behind blocked
+    // keys: look further next time. Progress shrinks it back.
+    if (batches.empty() && ep.in_flight_requests == 0 && head.size() >= ep.window)
+        ep.window = std::min(kMaxWindow, ep.window * 2);
+    else if (!batches.empty())
+        ep.window = base_window(c);
+
+    const std::int64_t now_s = now_ms / 1000;
+    std::vector<envelope::Event> body_events;
+    std::vector<std::string> stamps;
+    for (const scheduler::Batch &b : batches) {
+        InFlight f{id, {}, {}, {}, now_ms};
+        body_events.clear();
+        stamps.assign(b.events.size(), std::string());
+        for (std::size_t k = 0; k < b.events.size(); ++k) {
+            const QueuedEvent &q = head[b.events[k]];
+            body_events.push_back(envelope_event(q, stamps[k]));
+            f.ids.push_back(q.id);
+            f.attempts.push_back(q.attempts);
+        }
+        http::Request r;
+        r.token = next_token_++;
+        r.url = c.url;
+        r.timeout_ms = c.timeout_ms;
+        envelope::append_body(r.body, body_events);
+        f.webhook_id = signature::webhook_id(f.ids, scope_);
+        r.headers = c.header_lines;
+        for (const signature::Header &h : signature::headers(f.webhook_id, now_s, r.body, c.key))
+            r.headers.push_back(h.line());
+        for (std::int64_t eid : f.ids)
+            ep.in_flight_ids.insert(eid);
+        ep.in_flight_requests++;
+        ep.dirty = true;
+        requests_.emplace(r.token, std::move(f));
+        out.push_back(std::move(r));
+    }
+    return out;
+}
+
+std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, std::int64_t now_ms) {
+    auto rit = requests_.find(completion.token);
+    if (rit == requests_.end())
+        return std::nullopt;
+    InFlight f = std::move(rit->second);
+    requests_.erase(rit);
+    auto eit = endpoints_.find(f.endpoint_id);
+    if (eit == endpoints_.end())
+        return std::nullopt;
+    Endpoint &ep = eit->second;
+    for (std::int64_t id : f.ids)
+        ep.in_flight_ids.erase(id);
+    ep.in_flight_requests--;
+    ep.dirty = true;
+
+    int attempt = 0;
+    for (int a : f.attempts)
+        attempt = std::max(attempt, a + 1);
+    const retry::Outcome verdict =
+        retry::classify(completion.response(), attempt, ep.config.policy, now_ms / 1000, random_);
+
+    Outcome o;
+    o.endpoint_id = f.endpoint_id;
+    o.verdict = verdict.verdict;
+    o.delay_ms = verdict.delay_ms;
+    o.reason = verdict.reason;
+    o.status = completion.transport == retry::Transport::Ok ? completion.status : 0;
+    o.duration_us = completion.duration_us;
+    o.started_ms = f.started_ms;
+    o.webhook_id = std::move(f.webhook_id);
+    EndpointStats &st = ep.stats;
+    const auto now_u = std::uint64_t(std::max<std::int64_t>(now_ms, 0));
+    switch (verdict.verdict) {
+    case retry::Verdict::Success:
+        o.delivered = std::move(f.ids);
+        ep.breaker.on_success();
+        st.delivered += std::int64_t(o.delivered.size());
+        st.last_success_ms = now_ms;
+        break;
+    case retry::Verdict::Gone:
+        // The events stay as they are (not their fault); the endpoint stops until resumed.
+        ep.config.paused = true;
+        st.last_failure_ms = now_ms;
+        st.last_error = o.reason;
+        st.last_status = o.status;
+        o.retry.clear();
+        break;
+    case retry::Verdict::Retry:
+    case retry::Verdict::DeadLetter:
+        // Per event: the ones that used up max_attempts become dead letters, the others wait.
+        for (std::size_t k = 0; k < f.ids.size(); ++k) {
+            if (f.attempts[k] + 1 >= ep.config.policy.max_attempts)
+                o.dead.push_back(f.ids[k]);
+            else
+                o.retry.push_back(f.ids[k]);
+        }
+        if (!o.retry.empty() && o.verdict == retry::Verdict::DeadLetter) {
+            // Some events of the request still have attempts left: they need a delay.
+            o.delay_ms = retry::backoff_ms(ep.config.policy, attempt, random_);
+        }
+        ep.breaker.on_failure(now_u);
+        st.failed_attempts++;
+        st.last_failure_ms = now_ms;
+        st.last_error = o.reason;
+        st.last_status = o.status;
+        break;
+    }
+    return o;
+}
+
+std::vector<EndpointStats> Dispatcher::take_stats(std::int64_t now_ms) {
+    std::vector<EndpointStats> out;
+    const auto now_u = std::uint64_t(std::max<std::int64_t>(now_ms, 0));
+    for (auto &kv : endpoints_) {
+        Endpoint &ep = kv.second;
+        if (!ep.dirty)
+            continue;
+        EndpointStats st = ep.stats;
+        st.in_flight_events = ep.in_flight_ids.size();
+        st.consecutive_failures = ep.breaker.consecutive_failures();
+        st.circuit = ep.breaker.state(now_u);
+        st.next_attempt_ms = st.circuit == retry::State::Open ? std::int64_t(ep.breaker.open_until())
+                                                              : std::max<std::int64_t>(ep.next_due_ms, 0);
+        out.push_back(std::move(st));
+        ep.stats = EndpointStats{};
+        ep.stats.endpoint_id = kv.first;
+        ep.dirty = false;
+    }
+    return out;
+}
+
+std::int64_t Dispatcher::next_due_ms() const {
+    std::int64_t due = -1;
+    for (const auto &kv : endpoints_) {
+        const Endpoint &ep = kv.second;
+        if (ep.config.paused || ep.next_due_ms < 0)
+            continue;
+        if (due < 0 || ep.next_due_ms < due)
+            due = ep.next_due_ms;
+    }
+    return due;
+}
+
+} // namespace pg_sync::dispatch

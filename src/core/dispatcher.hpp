@@ -1,0 +1,142 @@
+// The delivery worker's brain, PostgreSQL-free: per endpoint it turns the head of the queue into
+// requests (scheduler + envelope + signature), remembers what is in flight, and turns each HTTP
+// completion into an outcome for the queue (retry policy + circuit breaker). The PostgreSQL side
+// (src/pg/delivery_worker.cpp) only loads rows, applies outcomes in SQL and moves bytes between
+// this class and the HTTP client.
+//
+// Nothing here decides that an event is gone: the worker deletes an event from the queue only
+// when an Outcome lists it as delivered, i.e. after a 2xx for the request that carried it.
+#pragma once
+
+#include "core/http_client.hpp"
+#include "core/retry_policy.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace pg_sync::dispatch {
+
+struct EndpointConfig {
+    std::int32_t id = 0;
+    std::string name;
+    std::string url;
+    std::vector<std::string> header_lines; // "Name: value", validated when configured
+    std::optional<std::string> key;        // decoded webhook secret; none: unsigned
+    std::size_t batch_size = 100;
+    std::size_t max_in_flight = 4;
+    long timeout_ms = 10000;
+    retry::Policy policy;
+    bool paused = false;
+};
+
+// One queue row (or dead letter) as loaded by the worker.
+struct QueuedEvent {
+    std::int64_t id = 0;
+    std::string op;
+    std::optional<std::string> table, key, new_row, old_row, type;
+    std::uint64_t txid = 0;
+    std::int64_t captured_at_us = 0; // unix microseconds
+    int attempts = 0;
+    std::int64_t next_attempt_ms = 0; // unix ms; 0: ready
+    bool dead = false;                // a dead letter: only blocks its key
+};
+
+struct Outcome {
+    std::int32_t endpoint_id = 0;
+    retry::Verdict verdict = retry::Verdict::Success;
+    std::vector<std::int64_t> delivered; // 2xx: delete
+    std::vector<std::int64_t> retry;     // attempts + 1, next attempt after delay_ms
+    std::vector<std::int64_t> dead;      // attempts + 1, move to dead letters
+    std::uint64_t delay_ms = 0;
+    std::string reason; // last_error / pause reason; empty on success
+    int status = 0;     // HTTP status, 0 when none arrived
+    std::uint64_t duration_us = 0;
+    std::int64_t started_ms = 0; // unix ms when the request was sent
+    std::string webhook_id;
+};
+
+// Counters and state for pg_sync._endpoint_state, accumulated since the last take_stats().
+struct EndpointStats {
+    std::int32_t endpoint_id = 0;
+    std::int64_t delivered = 0;       // events
+    std::int64_t failed_attempts = 0; // requests that failed
+    std::optional<std::int64_t> last_success_ms, last_failure_ms;
+    std::optional<std::string> last_error;
+    int last_status = 0;
+    // Current values (not deltas).
+    std::size_t in_flight_events = 0;
+    int consecutive_failures = 0;
+    retry::State circuit = retry::State::Closed;
+    std::int64_t next_attempt_ms = 0; // circuit reopening or earliest retry; 0: none
+};
+
+class Dispatcher {
+  public:
+    // scope: names this database for webhook-id (system identifier + database OID).
+    Dispatcher(std::string scope, std::uint64_t seed, int failure_threshold);
+
+    // Replaces the configuration. An endpoint that disappears forgets its in-flight requests
+    // (their completions are ignored); a changed endpoint keeps them. Resumed endpoints (paused
+    // -> not paused) and changed retry settings reset the circuit breaker.
+    void configure(std::vector<EndpointConfig> endpoints);
+    const EndpointConfig *endpoint(std::int32_t id) const;
+    std::vector<std::int32_t> endpoint_ids() const;
+
+    // How many of the lowest queue ids of this endpoint the worker should load next time.
+    std::size_t window(std::int32_t id) const;
+
+    // The endpoint's head of queue (a gap-free prefix in id order, dead letters of that range
+    // merged in) -> requests to submit now. The requests carry tokens that complete() knows.
+    std::vector<http::Request> plan(std::int32_t id, const std::vector<QueuedEvent> &head, std::int64_t now_ms);
+
+    // The verdict on a finished request; nullopt for a request this dispatcher no longer knows.
+    std::optional<Outcome> complete(const http::Completion &completion, std::int64_t now_ms);
+
+    // Marks an endpoint paused (after 410 Gone) until the next configure().
+    void pause(std::int32_t id);
+
+    std::vector<EndpointStats> take_stats(std::int64_t now_ms);
+    // Earliest time (unix ms) at which a plan could send something not ready now; -1: none.
+    std::int64_t next_due_ms() const;
+    std::size_t in_flight_requests() const { return requests_.size(); }
+
+  private:
+    struct InFlight {
+        std::int32_t endpoint_id;
+        std::vector<std::int64_t> ids;
+        std::vector<int> attempts;
+        std::string webhook_id;
+        std::int64_t started_ms;
+    };
+    struct Endpoint {
+        EndpointConfig config;
+        retry::CircuitBreaker breaker;
+        std::unordered_set<std::int64_t> in_flight_ids;
+        std::size_t in_flight_requests = 0;
+        std::size_t window = 0;
+        std::int64_t next_due_ms = -1;
+        EndpointStats stats;
+        bool dirty = true;
+    };
+    static std::size_t base_window(const EndpointConfig &c);
+
+    std::string scope_;
+    retry::Random random_;
+    int failure_threshold_;
+    std::map<std::int32_t, Endpoint> endpoints_;
+    std::unordered_map<std::uint64_t, InFlight> requests_;
+    std::uint64_t next_token_ = 1;
+};
+
+// Largest request body the worker builds; a single larger event still goes, alone.
+inline constexpr std::size_t kMaxRequestBytes = 8u << 20;
+// Largest head of queue loaded per endpoint and pass.
+inline constexpr std::size_t kMaxWindow = 100000;
+
+} // namespace pg_sync::dispatch

@@ -1,0 +1,331 @@
+#include "core/http_client.hpp"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <stdexcept>
+
+namespace pg_sync::http {
+namespace {
+
+std::int64_t now_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+bool ipv4_is_public(std::uint32_t a) {
+    auto in = [a](std::uint32_t net, int bits) {
+        const std::uint32_t mask = bits == 0 ? 0 : ~std::uint32_t(0) << (32 - bits);
+        return (a & mask) == net;
+    };
+    return !(in(0x00000000, 8)      // "this network", 0.0.0.0
+             || in(0x0A000000, 8)   // 10/8
+             || in(0x64400000, 10)  // 100.64/10, carrier-grade NAT
+             || in(0x7F000000, 8)   // loopback
+             || in(0xA9FE0000, 16)  // link-local (cloud metadata services live here)
+             || in(0xAC100000, 12)  // 172.16/12
+             || in(0xC0000000, 24)  // IETF protocol assignments
+             || in(0xC0A80000, 16)  // 192.168/16
+             || in(0xC6120000, 15)  // 198.18/15, benchmarking
+             || in(0xE0000000, 4)   // multicast
+             || in(0xF0000000, 4)); // reserved, broadcast
+}
+
+} // namespace
+
+bool address_is_public(const sockaddr *address, socklen_t length) noexcept {
+    if (!address)
+        return false;
+    if (address->sa_family == AF_INET && length >= socklen_t(sizeof(sockaddr_in))) {
+        const auto *v4 = reinterpret_cast<const sockaddr_in *>(address);
+        return ipv4_is_public(ntohl(v4->sin_addr.s_addr));
+    }
+    if (address->sa_family == AF_INET6 && length >= socklen_t(sizeof(sockaddr_in6))) {
+        const auto *b = reinterpret_cast<const sockaddr_in6 *>(address)->sin6_addr.s6_addr;
+        static const unsigned char zero[12] = {0};
+        if (std::memcmp(b, zero, 12) == 0)
+            return false; // ::, ::1 and the deprecated IPv4-compatible ::a.b.c.d
+        if (std::memcmp(b, zero, 10) == 0 && b[10] == 0xff && b[11] == 0xff)
+            return false; // IPv4-mapped ::ffff:a.b.c.d reaches IPv4 hosts; refused whole
+        if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
+            return false; // fe80::/10 link-local
+        if ((b[0] & 0xfe) == 0xfc)
+            return false; // fc00::/7 unique local
+        if (b[0] == 0xff)
+            return false; // multicast
+        if (b[0] == 0x00 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b)
+            return false; // 64:ff9b::/96 NAT64 can reach any IPv4 address
+        return true;
+    }
+    return false; // other families (unix sockets...) are never a webhook target
+}
+
+retry::Response Completion::response() const {
+    retry::Response r;
+    r.transport = transport;
+    r.status = status;
+    if (retry_after)
+        r.retry_after = std::string_view(*retry_after);
+    r.detail = detail;
+    return r;
+}
+
+// Per-request state, owned through CURLOPT_PRIVATE while the transfer runs.
+struct Client::Transfer {
+    Client *client = nullptr;
+    Request request;
+    curl_slist *headers = nullptr;
+    std::int64_t started_us = 0;
+    std::size_t received = 0;
+    std::string body_start; // first bytes of the response, for the error detail
+    bool too_large = false;
+    bool blocked = false;
+    bool allow_private = true;
+    std::size_t cap = 0;
+    char error[CURL_ERROR_SIZE] = {0};
+};
+
+namespace {
+
+std::size_t on_body(char *data, std::size_t size, std::size_t n, void *user) {
+    auto *t = static_cast<Client::Transfer *>(user);
+    const std::size_t len = size * n;
+    t->received += len;
+    if (t->body_start.size() < 200)
+        t->body_start.append(data, std::min(len, 200 - t->body_start.size()));
+    if (t->received > t->cap) {
+        t->too_large = true;
+        return 0; // aborts the transfer (CURLE_WRITE_ERROR)
+    }
+    return len;
+}
+
+curl_socket_t on_open_socket(void *user, curlsocktype, curl_sockaddr *address) {
+    auto *t = static_cast<Client::Transfer *>(user);
+    if (!t->allow_private && !address_is_public(&address->addr, address->addrlen)) {
+        t->blocked = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(address->family, address->socktype, address->protocol);
+}
+
+// Printable ASCII only, so that the text can go into a log or a text column as it is.
+std::string printable(std::string_view s, std::size_t max) {
+    std::string out;
+    for (char c : s.substr(0, max))
+        out += (c >= 0x20 && c < 0x7f) ? c : ' ';
+    while (!out.empty() && out.back() == ' ')
+        out.pop_back();
+    return out;
+}
+
+} // namespace
+
+Client::Client(const Options &options) : options_(options) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    multi_ = curl_multi_init();
+    if (!multi_)
+        throw std::runtime_error("curl_multi_init failed");
+    CURLM *m = static_cast<CURLM *>(multi_);
+    curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, &Client::socket_callback);
+    curl_multi_setopt(m, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, &Client::timer_callback);
+    curl_multi_setopt(m, CURLMOPT_TIMERDATA, this);
+    apply_multi_options();
+}
+
+Client::~Client() {
+    CURLM *m = static_cast<CURLM *>(multi_);
+    // Running transfers: remove and free them with their state.
+    for (void *h : active_) {
+        Transfer *t = nullptr;
+        curl_easy_getinfo(static_cast<CURL *>(h), CURLINFO_PRIVATE, reinterpret_cast<char **>(&t));
+        curl_multi_remove_handle(m, static_cast<CURL *>(h));
+        if (t) {
+            curl_slist_free_all(t->headers);
+            delete t;
+        }
+        curl_easy_cleanup(static_cast<CURL *>(h));
+    }
+    for (void *h : idle_handles_)
+        curl_easy_cleanup(static_cast<CURL *>(h));
+    curl_multi_cleanup(m);
+}
+
+void Client::apply_multi_options() {
+    CURLM *m = static_cast<CURLM *>(multi_);
+    const long cap = std::max(1L, options_.max_connections);
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, cap);
+    curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, cap);
+}
+
+void Client::set_options(const Options &options) {
+    options_ = options;
+    apply_multi_options();
+}
+
+int Client::socket_callback(void *, int fd, int what, void *client, void *) {
+    auto *self = static_cast<Client *>(client);
+    if (what == CURL_POLL_REMOVE) {
+        self->sockets_.erase(fd);
+    } else {
+        int want = 0;
+        if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+            want |= kWantRead;
+        if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+            want |= kWantWrite;
+        self->sockets_[fd] = want;
+    }
+    self->changed_ = true;
+    return 0;
+}
+
+int Client::timer_callback(void *, long timeout_ms, void *client) {
+    auto *self = static_cast<Client *>(client);
+    self->timer_deadline_us_ = timeout_ms < 0 ? -1 : now_us() + std::int64_t(timeout_ms) * 1000;
+    return 0;
+}
+
+long Client::timeout_ms() const {
+    if (timer_deadline_us_ < 0)
+        return -1;
+    const std::int64_t left = timer_deadline_us_ - now_us();
+    return left <= 0 ? 0 : long((left + 999) / 1000);
+}
+
+void Client::submit(Request request) {
+    CURL *e = nullptr;
+    if (!idle_handles_.empty()) {
+        e = static_cast<CURL *>(idle_handles_.back());
+        idle_handles_.pop_back();
+        curl_easy_reset(e);
+    } else {
+        e = curl_easy_init();
+    }
+    if (!e)
+        throw std::runtime_error("curl_easy_init failed");
+    auto t = std::make_unique<Transfer>();
+    t->client = this;
+    t->request = std::move(request);
+    t->allow_private = options_.allow_private_targets;
+    t->cap = options_.max_response_bytes;
+    t->started_us = now_us();
+    curl_slist *h = curl_slist_append(nullptr, "Content-Type: application/json");
+    h = h ? curl_slist_append(h, "Expect:") : nullptr; // no 100-continue round trip on big bodies
+    for (const std::string &line : t->request.headers)
+        if (h)
+            h = curl_slist_append(h, line.c_str());
+    if (!h) {
+        curl_easy_cleanup(e);
+        throw std::runtime_error("out of memory building request headers");
+    }
+    t->headers = h;
+
+    curl_easy_setopt(e, CURLOPT_URL, t->request.url.c_str());
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(e, CURLOPT_PROXY, options_.proxy.c_str()); // "" disables env proxies
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, t->request.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, t->request.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, options_.user_agent.c_str());
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->request.body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(t->request.body.size()));
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+
+    if (curl_multi_add_handle(static_cast<CURLM *>(multi_), e) != CURLM_OK) {
+        curl_slist_free_all(t->headers);
+        curl_easy_cleanup(e);
+        throw std::runtime_error("curl_multi_add_handle failed");
+    }
+    active_.insert(e);
+    t.release();
+    ++transfers_;
+}
+
+void Client::on_socket(int fd, int want_bits) {
+    int ev = 0;
+    if (want_bits & kWantRead)
+        ev |= CURL_CSELECT_IN;
+    if (want_bits & kWantWrite)
+        ev |= CURL_CSELECT_OUT;
+    int running = 0;
+    curl_multi_socket_action(static_cast<CURLM *>(multi_), fd, ev, &running);
+    drain_messages();
+}
+
+void Client::on_timeout() {
+    int running = 0;
+    timer_deadline_us_ = -1;
+    curl_multi_socket_action(static_cast<CURLM *>(multi_), CURL_SOCKET_TIMEOUT, 0, &running);
+    drain_messages();
+}
+
+void Client::drain_messages() {
+    CURLM *m = static_cast<CURLM *>(multi_);
+    int left = 0;
+    while (CURLMsg *msg = curl_multi_info_read(m, &left)) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *e = msg->easy_handle;
+        const CURLcode result = msg->data.result;
+        Transfer *raw = nullptr;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, reinterpret_cast<char **>(&raw));
+        std::unique_ptr<Transfer> t(raw);
+
+        Completion c;
+        c.token = t->request.token;
+        c.duration_us = std::uint64_t(std::max<std::int64_t>(0, now_us() - t->started_us));
+        long status = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        if (result == CURLE_OK || (result == CURLE_WRITE_ERROR && t->too_large && status > 0)) {
+            // A response whose body goes past the cap still has its status: the receiver
+            // answered, and what it says in the body does not change the verdict.
+            c.transport = retry::Transport::Ok;
+            c.status = int(status);
+            curl_header *ra = nullptr;
+            if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &ra) == CURLHE_OK && ra)
+                c.retry_after = std::string(ra->value);
+            if (status < 200 || status > 299)
+                c.detail = printable(t->body_start, 120);
+        } else {
+            c.transport = t->blocked ? retry::Transport::Blocked : retry::transport_from_curl(result);
+            c.detail = printable(t->error[0] ? std::string_view(t->error) : curl_easy_strerror(result), 160);
+        }
+        curl_multi_remove_handle(m, e);
+        active_.erase(e);
+        curl_slist_free_all(t->headers);
+        t.reset();
+        --transfers_;
+        if (idle_handles_.size() < 256)
+            idle_handles_.push_back(e);
+        else
+            curl_easy_cleanup(e);
+        done_.push_back(std::move(c));
+    }
+}
+
+std::vector<Completion> Client::take_completions() {
+    std::vector<Completion> out;
+    out.swap(done_);
+    return out;
+}
+
+} // namespace pg_sync::http
