@@ -1,0 +1,238 @@
+// The dispatcher: requests from the head of the queue, in-flight bookkeeping, outcomes.
+#include "core/dispatcher.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+using namespace pg_sync;
+using dispatch::Dispatcher;
+using dispatch::EndpointConfig;
+using dispatch::QueuedEvent;
+
+namespace {
+
+constexpr std::int64_t kNow = 1795428902000; // unix ms
+
+EndpointConfig endpoint(std::int32_t id, std::size_t batch, std::size_t in_flight, int max_attempts = 3) {
+    EndpointConfig c;
+    c.id = id;
+    c.name = "ep" + std::to_string(id);
+    c.url = "http://127.0.0.1:1/hook";
+    c.batch_size = batch;
+    c.max_in_flight = in_flight;
+    c.policy.base_ms = 100;
+    c.policy.max_ms = 1000;
+    c.policy.max_attempts = max_attempts;
+    c.header_lines = {"X-Env: test"};
+    return c;
+}
+
+QueuedEvent row(std::int64_t id, const std::string &key, int attempts = 0) {
+    QueuedEvent q;
+    q.id = id;
+    q.op = "insert";
+    q.table = "public.t";
+    q.key = "{\"id\":" + key + "}";
+    q.new_row = "{\"id\":" + key + "}";
+    q.txid = 700;
+    q.captured_at_us = 1795428902123456;
+    q.attempts = attempts;
+    return q;
+}
+
+std::vector<std::int64_t> ids_of(const http::Request &r) {
+    std::vector<std::int64_t> ids;
+    const nlohmann::json body = nlohmann::json::parse(r.body);
+    for (const auto &e : body.at("events"))
+        ids.push_back(e.at("id").get<std::int64_t>());
+    return ids;
+}
+
+http::Completion answer(const http::Request &r, int status) {
+    http::Completion c;
+    c.token = r.token;
+    c.status = status;
+    return c;
+}
+
+bool has_header(const http::Request &r, const std::string &prefix) {
+    return std::any_of(r.headers.begin(), r.headers.end(),
+                       [&](const std::string &h) { return h.rfind(prefix, 0) == 0; });
+}
+
+} // namespace
+
+TEST(Dispatcher, BatchesUpToBatchSizeAndMaxInFlight) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 2, 2)});
+    std::vector<QueuedEvent> head;
+    for (int i = 1; i <= 7; ++i)
+        head.push_back(row(i, std::to_string(i)));
+    auto reqs = d.plan(1, head, kNow);
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_EQ(ids_of(reqs[0]), (std::vector<std::int64_t>{1, 2}));
+    EXPECT_EQ(ids_of(reqs[1]), (std::vector<std::int64_t>{3, 4}));
+    EXPECT_EQ(reqs[0].url, "http://127.0.0.1:1/hook");
+    EXPECT_TRUE(has_header(reqs[0], "X-Env: test"));
+    EXPECT_TRUE(has_header(reqs[0], "webhook-id: msg_1_2_"));
+    EXPECT_TRUE(has_header(reqs[0], "webhook-timestamp: 1795428902"));
+    EXPECT_FALSE(has_header(reqs[0], "webhook-signature"));
+    // Both slots are taken: the same head plans nothing more.
+    EXPECT_TRUE(d.plan(1, head, kNow).empty());
+    EXPECT_EQ(d.in_flight_requests(), 2u);
+}
+
+TEST(Dispatcher, InFlightEventsAreNotSentAgainAndSuccessFreesTheSlot) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 2, 1)});
+    std::vector<QueuedEvent> head = {row(1, "1"), row(2, "2"), row(3, "3")};
+    auto first = d.plan(1, head, kNow);
+    ASSERT_EQ(first.size(), 1u);
+    auto o = d.complete(answer(first[0], 204), kNow + 5);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->verdict, retry::Verdict::Success);
+    EXPECT_EQ(o->delivered, (std::vector<std::int64_t>{1, 2}));
+    // The worker deleted 1 and 2; the next head starts at 3.
+    auto second = d.plan(1, {row(3, "3")}, kNow + 6);
+    ASSERT_EQ(second.size(), 1u);
+    EXPECT_EQ(ids_of(second[0]), (std::vector<std::int64_t>{3}));
+    // An unknown token (already completed) is ignored.
+    EXPECT_FALSE(d.complete(answer(first[0], 204), kNow + 7));
+}
+
+TEST(Dispatcher, SameKeyWaitsWhileAnEarlierEventIsInFlight) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 1, 4)});
+    std::vector<QueuedEvent> head = {row(1, "7"), row(2, "7"), row(3, "8")};
+    auto reqs = d.plan(1, head, kNow);
+    ASSERT_EQ(reqs.size(), 2u); // 1 (key 7) and 3 (key 8); 2 waits behind 1
+    EXPECT_EQ(ids_of(reqs[0]), (std::vector<std::int64_t>{1}));
+    EXPECT_EQ(ids_of(reqs[1]), (std::vector<std::int64_t>{3}));
+    EXPECT_TRUE(d.plan(1, head, kNow).empty());
+}
+
+TEST(Dispatcher, FailureRetriesThenDeadLettersPerEventAttempts) {
+    Dispatcher d("scope", 1, 0); // breaker disabled
+    d.configure({endpoint(1, 2, 1, 3)});
+    // Event 1 has failed twice already, event 2 once (it joined later).
+    auto reqs = d.plan(1, {row(1, "1", 2), row(2, "2", 1)}, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    auto o = d.complete(answer(reqs[0], 500), kNow + 10);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->dead, (std::vector<std::int64_t>{1}));
+    EXPECT_EQ(o->retry, (std::vector<std::int64_t>{2}));
+    EXPECT_LE(o->delay_ms, 400u); // full jitter under min(1000, 100 * 2^2)
+    EXPECT_EQ(o->status, 500);
+    EXPECT_EQ(o->reason, "HTTP 500");
+}
+
+TEST(Dispatcher, RetryWaitsForNextAttemptAndReportsWhenDue) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 10, 1)});
+    QueuedEvent e = row(1, "1", 1);
+    e.next_attempt_ms = kNow + 500;
+    EXPECT_TRUE(d.plan(1, {e}, kNow).empty());
+    EXPECT_EQ(d.next_due_ms(), kNow + 500);
+    EXPECT_EQ(d.plan(1, {e}, kNow + 500).size(), 1u);
+}
+
+TEST(Dispatcher, GonePausesTheEndpointAndKeepsTheEvents) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 10, 1)});
+    auto reqs = d.plan(1, {row(1, "1")}, kNow);
+    auto o = d.complete(answer(reqs[0], 410), kNow + 1);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->verdict, retry::Verdict::Gone);
+    EXPECT_TRUE(o->delivered.empty() && o->retry.empty() && o->dead.empty());
+    EXPECT_TRUE(d.endpoint(1)->paused);
+    EXPECT_TRUE(d.plan(1, {row(1, "1")}, kNow + 2).empty());
+}
+
+TEST(Dispatcher, DeadLetterBlocksItsKeyOnly) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 10, 4)});
+    QueuedEvent dead = row(1, "1");
+    dead.dead = true;
+    auto reqs = d.plan(1, {dead, row(2, "1"), row(3, "2")}, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(ids_of(reqs[0]), (std::vector<std::int64_t>{3}));
+}
+
+TEST(Dispatcher, CircuitOpensAfterConsecutiveFailuresThenProbesOneAtATime) {
+    Dispatcher d("scope", 1, 2);
+    EndpointConfig c = endpoint(1, 1, 4, 100);
+    d.configure({c});
+    std::vector<QueuedEvent> head = {row(1, "1"), row(2, "2"), row(3, "3"), row(4, "4")};
+    auto reqs = d.plan(1, head, kNow);
+    ASSERT_EQ(reqs.size(), 4u);
+    d.complete(answer(reqs[0], 500), kNow + 1);
+    d.complete(answer(reqs[1], 500), kNow + 1);
+    auto stats = d.take_stats(kNow + 1);
+    ASSERT_EQ(stats.size(), 1u);
+    EXPECT_EQ(stats[0].circuit, retry::State::Open);
+    EXPECT_EQ(stats[0].consecutive_failures, 2);
+    EXPECT_EQ(stats[0].failed_attempts, 2);
+    d.complete(answer(reqs[2], 500), kNow + 1);
+    d.complete(answer(reqs[3], 500), kNow + 1);
+    // Open: nothing goes, and the worker knows when to look again.
+    EXPECT_TRUE(d.plan(1, head, kNow + 2).empty());
+    const std::int64_t reopen = d.next_due_ms();
+    ASSERT_GT(reopen, kNow + 2);
+    // Half-open: one probe of one event, none while it is out.
+    auto probe = d.plan(1, head, reopen);
+    ASSERT_EQ(probe.size(), 1u);
+    EXPECT_EQ(ids_of(probe[0]).size(), 1u);
+    EXPECT_TRUE(d.plan(1, head, reopen).empty());
+    const std::int64_t probed = ids_of(probe[0])[0];
+    d.complete(answer(probe[0], 200), reopen + 1);
+    head.erase(std::remove_if(head.begin(), head.end(), [&](const QueuedEvent &q) { return q.id == probed; }),
+               head.end()); // delivered: the worker deleted it
+    EXPECT_EQ(d.plan(1, head, reopen + 2).size(), 3u); // closed again: the other three go
+}
+
+TEST(Dispatcher, SignsWhenTheEndpointHasAKeyAndIdIsStableAcrossRetries) {
+    Dispatcher d("scope", 1, 0);
+    EndpointConfig c = endpoint(1, 10, 1);
+    c.key = std::string("0123456789abcdef0123456789abcdef");
+    d.configure({c});
+    auto first = d.plan(1, {row(5, "5"), row(6, "6")}, kNow);
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_TRUE(has_header(first[0], "webhook-signature: v1,"));
+    d.complete(answer(first[0], 503), kNow + 1);
+    auto again = d.plan(1, {row(5, "5", 1), row(6, "6", 1)}, kNow + 60000);
+    ASSERT_EQ(again.size(), 1u);
+    auto id_line = [](const http::Request &r) {
+        return *std::find_if(r.headers.begin(), r.headers.end(),
+                             [](const std::string &h) { return h.rfind("webhook-id:", 0) == 0; });
+    };
+    EXPECT_EQ(id_line(first[0]), id_line(again[0]));
+}
+
+TEST(Dispatcher, RemovedEndpointForgetsItsRequests) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 10, 1), endpoint(2, 10, 1)});
+    auto reqs = d.plan(1, {row(1, "1")}, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    d.configure({endpoint(2, 10, 1)});
+    EXPECT_FALSE(d.complete(answer(reqs[0], 200), kNow + 1));
+    EXPECT_EQ(d.in_flight_requests(), 0u);
+}
+
+TEST(Dispatcher, EmitEventsCarryTypeAndPayload) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 10, 1)});
+    QueuedEvent e;
+    e.id = 9;
+    e.op = "emit";
+    e.key = "\"order-7\"";
+    e.type = "order.paid";
+    e.new_row = "{\"amount\":12.5}";
+    e.txid = 1;
+    e.captured_at_us = 0;
+    auto reqs = d.plan(1, {e}, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(reqs[0].body, "{\"events\":[{\"id\":9,\"op\":\"emit\",\"type\":\"order.paid\",\"key\":\"order-7\","
+                            "\"payload\":{\"amount\":12.5},\"txid\":1,\"captured_at\":\"1970-01-01T00:00:00.000000Z\"}]}");
+}
