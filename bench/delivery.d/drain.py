@@ -3,10 +3,11 @@
 
 Usage: drain.py ENDPOINT EVENTS NGINX_PORT TIMEOUT_S   (PG* environment variables pick the
 database; run as superuser). The endpoint is paused with EVENTS events queued. Resumes it, polls
-until the queue is empty (cheap: max(id) through the queue's primary key every 5 ms, and the
+until the queue is empty (cheap: max(id) of the endpoint through the queue's primary key every 5 ms, and the
 endpoint's pending count every second), pauses it again and prints one JSON object: events,
 seconds, worker_pid, worker_cpu_s (utime + stime of the worker from /proc over the drain),
-requests (nginx's request counter), worker_pid_after.
+requests and connections (nginx's counters: connections opened
+during the drain), worker_pid_after, pending_after.
 """
 import json
 import os
@@ -23,11 +24,13 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def nginx_requests(port):
+def nginx_counters(port):
+    """(connections accepted, requests) so far; the status request itself counts as both."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/nginx_status", timeout=5) as r:
         lines = r.read().decode().splitlines()
-    # "server accepts handled requests" then "A H R"; the status request itself counts.
-    return int(lines[2].split()[2])
+    # "server accepts handled requests" then "A H R"
+    accepts, _, requests = (int(x) for x in lines[2].split())
+    return accepts, requests
 
 
 def worker_pid(cur):
@@ -50,10 +53,12 @@ def main():
     queued = pending(cur, endpoint)
     if queued != events:
         sys.exit(f"drain: {queued} events pending for {endpoint}, expected {events}")
+    cur.execute("SELECT id FROM pg_sync._endpoints WHERE name = %s", (endpoint,))
+    endpoint_id = cur.fetchone()[0]
     pid = worker_pid(cur)
     if pid is None:
         sys.exit("drain: no pg_sync worker for this database")
-    requests0 = nginx_requests(nginx_port)
+    conns0, requests0 = nginx_counters(nginx_port)
     cpu0 = proc_cpu_seconds(pid)
 
     start = time.monotonic()
@@ -65,7 +70,7 @@ def main():
         now = time.monotonic()
         if now > deadline:
             break
-        cur.execute("SELECT max(id) FROM pg_sync._queue")
+        cur.execute("SELECT max(id) FROM pg_sync._queue WHERE endpoint_id = %s", (endpoint_id,))
         if cur.fetchone()[0] is None:
             done = time.monotonic()
             break
@@ -76,7 +81,7 @@ def main():
                 break
         time.sleep(0.005)
     cpu1 = proc_cpu_seconds(pid) if os.path.exists(f"/proc/{pid}") else float("nan")
-    requests1 = nginx_requests(nginx_port)
+    conns1, requests1 = nginx_counters(nginx_port)
     cur.execute("SELECT pg_sync.pause_endpoint(%s)", (endpoint,))
     pid_after = worker_pid(cur)
     left = pending(cur, endpoint)
@@ -89,6 +94,7 @@ def main():
     print(json.dumps({
         "events": events, "seconds": round(done - start, 4), "worker_pid": pid,
         "worker_cpu_s": round(cpu1 - cpu0, 3), "requests": requests1 - requests0 - 1,
+        "connections": conns1 - conns0 - 1,
         "worker_pid_after": pid_after, "pending_after": left}))
 
 

@@ -64,8 +64,9 @@ def main():
         w(f"## Draining a preloaded queue into nginx (204), median of {rounds} interleaved "
           f"round{'s' if rounds != 1 else ''}")
         w("")
-        w("| variant | events/s | vs classic | CPU s per 100k events | requests | target |")
-        w("|---|---:|---:|---:|---:|---|")
+        w("| variant | events | events/s | vs classic | CPU s per 100k events | requests (connections) "
+          "| target |")
+        w("|---|---:|---:|---:|---:|---:|---|")
         med = {}
         for v in variants:
             rs = [r for r in runs if r["variant"] == v]
@@ -82,6 +83,7 @@ def main():
                 cpu = statistics.median(r["worker_cpu_s"] * 1e5 / r["events"] for r in rs)
                 cpu_text = f"{cpu:.2f} (worker)"
             requests = statistics.median(r["requests"] for r in rs)
+            conns = max(r.get("connections", 0) for r in rs)
             ratio = f"{rate / med['classic']:.2f}x" if "classic" in med else "–"
             target = ""
             if v in ("b1x16", "b1x4") and "classic" in med:
@@ -95,7 +97,8 @@ def main():
                 target = f"≥ {BATCH_TARGET:,} events/s: {'met' if ok else '**missed**'}"
                 if not ok:
                     misses.append(f"{TITLES[v]}: {rate:,.0f} events/s, target {BATCH_TARGET:,}")
-            w(f"| {TITLES[v]} | {rate:,.0f} | {ratio} | {cpu_text} | {requests:,.0f} | {target} |")
+            w(f"| {TITLES[v]} | {rs[0]['events']:,} | {rate:,.0f} | {ratio} | {cpu_text} | "
+              f"{requests:,.0f} ({conns}) | {target} |")
         w("")
         w("events/s = events / (time from resume_endpoint, or from the relay's start, until the "
           "queue is empty); CPU = utime + stime over the drain from /proc (the pg_sync worker; the "

@@ -23,13 +23,20 @@ std::optional<std::string_view> view(const std::optional<std::string> &s) {
     return std::string_view(*s);
 }
 
-envelope::Event envelope_event(const QueuedEvent &q, std::string &captured_at) {
+// Sizing needs no real timestamp: captured_at always renders as 27 characters (years 1000-9999).
+constexpr std::string_view kTimestampShape = "2000-01-01T00:00:00.000000Z";
+
+envelope::Event envelope_event(const QueuedEvent &q, std::string *captured_at) {
     envelope::Event e;
     e.id = q.id;
     e.op = q.op;
     e.txid = q.txid;
-    captured_at = envelope::format_timestamp(q.captured_at_us);
-    e.captured_at = captured_at;
+    if (captured_at) {
+        *captured_at = envelope::format_timestamp(q.captured_at_us);
+        e.captured_at = *captured_at;
+    } else {
+        e.captured_at = kTimestampShape;
+    }
     e.key = view(q.key);
     if (q.op == "emit") {
         e.type = view(q.type);
@@ -47,8 +54,10 @@ envelope::Event envelope_event(const QueuedEvent &q, std::string &captured_at) {
 Dispatcher::Dispatcher(std::string scope, std::uint64_t seed, int failure_threshold)
     : scope_(std::move(scope)), random_(retry::make_random(seed)), failure_threshold_(failure_threshold) {}
 
+// Enough to refill every request slot once more than what is in flight; every pass reads it, so
+// it is kept small (it grows when blocked keys fill it, see plan()).
 std::size_t Dispatcher::base_window(const EndpointConfig &c) {
-    return std::clamp<std::size_t>(c.batch_size * c.max_in_flight * 4, 1000, kMaxWindow);
+    return std::clamp<std::size_t>(c.batch_size * c.max_in_flight * 2, 64, kMaxWindow);
 }
 
 void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
@@ -102,6 +111,11 @@ std::size_t Dispatcher::window(std::int32_t id) const {
     return it == endpoints_.end() ? 0 : it->second.window;
 }
 
+std::size_t Dispatcher::in_flight_events(std::int32_t id) const {
+    auto it = endpoints_.find(id);
+    return it == endpoints_.end() ? 0 : it->second.in_flight_ids.size();
+}
+
 void Dispatcher::pause(std::int32_t id) {
     auto it = endpoints_.find(id);
     if (it != endpoints_.end())
@@ -135,7 +149,6 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
 
     std::vector<scheduler::Event> events;
     events.reserve(head.size());
-    std::string scratch;
     for (const QueuedEvent &q : head) {
         scheduler::Event e;
         e.id = q.id;
@@ -155,7 +168,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         if (!q.dead && e.state == scheduler::State::Queued && q.next_attempt_ms > now_ms &&
             (ep.next_due_ms < 0 || q.next_attempt_ms < ep.next_due_ms))
             ep.next_due_ms = q.next_attempt_ms;
-        e.bytes = envelope::event_size(envelope_event(q, scratch)) + 1;
+        e.bytes = envelope::event_size(envelope_event(q, nullptr)) + 1;
         events.push_back(std::move(e));
     }
 
@@ -177,7 +190,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         stamps.assign(b.events.size(), std::string());
         for (std::size_t k = 0; k < b.events.size(); ++k) {
             const QueuedEvent &q = head[b.events[k]];
-            body_events.push_back(envelope_event(q, stamps[k]));
+            body_events.push_back(envelope_event(q, &stamps[k]));
             f.ids.push_back(q.id);
             f.attempts.push_back(q.attempts);
         }

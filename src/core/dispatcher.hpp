@@ -105,6 +105,7 @@ class Dispatcher {
     // Earliest time (unix ms) at which a plan could send something not ready now; -1: none.
     std::int64_t next_due_ms() const;
     std::size_t in_flight_requests() const { return requests_.size(); }
+    std::size_t in_flight_events(std::int32_t id) const;
 
   private:
     struct InFlight {

@@ -24,7 +24,9 @@ extern "C" {
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "storage/lmgr.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -49,8 +51,10 @@ extern "C" {
 #include "core/signature.hpp"
 #include "pg/workers.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -69,6 +73,7 @@ int64 unix_ms(TimestampTz t) { return (t + kUnixEpochShiftUs) / 1000; }
 TimestampTz from_unix_ms(int64 ms) { return ms * 1000 - kUnixEpochShiftUs; }
 
 WorkerSlot *slot = nullptr;
+Oid extension_oid = InvalidOid;
 
 void release_slot(int, Datum) {
     if (slot) {
@@ -185,24 +190,24 @@ Datum text_datum(const std::string &s) { return PointerGetDatum(cstring_to_text_
 
 // --- reading SPI rows ----------------------------------------------------------------------------
 
-std::optional<std::string> get_text(HeapTuple tup, int col) {
-    bool isnull = false;
-    Datum d = SPI_getbinval(tup, SPI_tuptable->tupdesc, col, &isnull);
-    if (isnull)
-        return std::nullopt;
-    text *t = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(d)));
-    return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-}
+// One result row, deformed once (reading column by column would walk the tuple from the start
+// for every column after the first variable-length one).
+struct Row {
+    Datum values[16];
+    bool nulls[16];
+    explicit Row(HeapTuple tup) { heap_deform_tuple(tup, SPI_tuptable->tupdesc, values, nulls); }
 
-template <typename T> T get_value(HeapTuple tup, int col, T (*conv)(Datum), T if_null) {
-    bool isnull = false;
-    Datum d = SPI_getbinval(tup, SPI_tuptable->tupdesc, col, &isnull);
-    return isnull ? if_null : conv(d);
-}
-int32 as_int32(Datum d) { return DatumGetInt32(d); }
-int64 as_int64(Datum d) { return DatumGetInt64(d); }
-uint64 as_uint64(Datum d) { return DatumGetUInt64(d); }
-bool as_bool(Datum d) { return DatumGetBool(d); }
+    std::optional<std::string> text(int col) const {
+        if (nulls[col - 1])
+            return std::nullopt;
+        struct varlena *t = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(values[col - 1])));
+        return std::string(VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
+    }
+    int32 int32_or(int col, int32 d) const { return nulls[col - 1] ? d : DatumGetInt32(values[col - 1]); }
+    int64 int64_or(int col, int64 d) const { return nulls[col - 1] ? d : DatumGetInt64(values[col - 1]); }
+    uint64 uint64_or(int col, uint64 d) const { return nulls[col - 1] ? d : DatumGetUInt64(values[col - 1]); }
+    bool bool_or(int col, bool d) const { return nulls[col - 1] ? d : DatumGetBool(values[col - 1]); }
+};
 
 // --- the worker's state (lives as long as the process) -------------------------------------------
 
@@ -211,6 +216,18 @@ struct Worker {
     http::Client client;
     std::vector<dispatch::Outcome> outcomes; // completed requests not yet recorded
     std::set<std::int32_t> touched;          // endpoints with completions since the last pass
+    std::set<std::int32_t> with_dead;        // endpoints that may have dead letters
+    // Each endpoint's head of queue as last read, minus what was delivered since. Between full
+    // passes the worker plans from it instead of reading the queue again: everything committed
+    // later announces itself by setting the latch (which makes the next pass full and reloads),
+    // and a commit cannot put an event before a same-key event it has already seen (row locks
+    // order same-key writers, and the wake-up happens before the writer releases its locks).
+    struct Head {
+        std::vector<dispatch::QueuedEvent> events;
+        bool valid = false;
+        bool whole = false; // the read returned less than the window: nothing pending beyond it
+    };
+    std::map<std::int32_t, Head> heads;
     std::vector<http::Request> to_send;      // planned in the pass, sent after its commit
     uint32 config_generation = 0;
     bool configured = false;
@@ -234,21 +251,21 @@ void load_endpoints() {
     run(P_ENDPOINTS, nullptr, nullptr, SPI_OK_SELECT);
     std::vector<dispatch::EndpointConfig> eps;
     for (uint64 r = 0; r < SPI_processed; ++r) {
-        HeapTuple t = SPI_tuptable->vals[r];
+        const Row t(SPI_tuptable->vals[r]);
         dispatch::EndpointConfig c;
-        c.id = get_value(t, 1, as_int32, 0);
-        c.name = get_text(t, 2).value_or("");
-        c.url = get_text(t, 3).value_or("");
-        if (std::optional<std::string> secret = get_text(t, 4))
+        c.id = t.int32_or(1, 0);
+        c.name = t.text(2).value_or("");
+        c.url = t.text(3).value_or("");
+        if (std::optional<std::string> secret = t.text(4))
             c.key = signature::decode_secret(*secret);
-        c.batch_size = std::size_t(get_value(t, 5, as_int32, 1));
-        c.policy.max_attempts = get_value(t, 6, as_int32, 1);
-        c.timeout_ms = get_value(t, 7, as_int32, 10000);
-        c.max_in_flight = std::size_t(get_value(t, 8, as_int32, 1));
-        c.policy.base_ms = std::uint64_t(get_value(t, 9, as_int32, 1000));
-        c.policy.max_ms = std::uint64_t(get_value(t, 10, as_int32, 3600000));
-        c.paused = get_value(t, 11, as_bool, false);
-        if (std::optional<std::string> lines = get_text(t, 12)) {
+        c.batch_size = std::size_t(t.int32_or(5, 1));
+        c.policy.max_attempts = t.int32_or(6, 1);
+        c.timeout_ms = t.int32_or(7, 10000);
+        c.max_in_flight = std::size_t(t.int32_or(8, 1));
+        c.policy.base_ms = std::uint64_t(t.int32_or(9, 1000));
+        c.policy.max_ms = std::uint64_t(t.int32_or(10, 3600000));
+        c.paused = t.bool_or(11, false);
+        if (std::optional<std::string> lines = t.text(12)) {
             std::size_t start = 0;
             while (start <= lines->size()) {
                 std::size_t nl = lines->find('\n', start);
@@ -264,12 +281,9 @@ void load_endpoints() {
     worker->dispatcher.configure(std::move(eps));
 }
 
+// Everything but the deletes of delivered events, which pass() merges per endpoint.
 void record_outcome(const dispatch::Outcome &o, TimestampTz now) {
     const TimestampTz started = from_unix_ms(o.started_ms);
-    if (!o.delivered.empty()) {
-        Datum v[2] = {Int32GetDatum(o.endpoint_id), int8_array(o.delivered)};
-        run(P_DELETE, v, nullptr, SPI_OK_DELETE);
-    }
     if (!o.retry.empty()) {
         Datum v[6] = {Int32GetDatum(o.endpoint_id), int8_array(o.retry),
                       TimestampTzGetDatum(TimestampTzPlusMilliseconds(now, int64(o.delay_ms))), text_datum(o.reason),
@@ -286,6 +300,7 @@ void record_outcome(const dispatch::Outcome &o, TimestampTz now) {
         if (o.status == 0)
             nulls[2] = 'n';
         run(P_DEAD, v, nulls, SPI_OK_INSERT);
+        worker->with_dead.insert(o.endpoint_id);
     }
     if (o.verdict == retry::Verdict::Gone) {
         Datum v[2] = {Int32GetDatum(o.endpoint_id), text_datum(o.reason)};
@@ -294,27 +309,42 @@ void record_outcome(const dispatch::Outcome &o, TimestampTz now) {
     }
 }
 
-dispatch::QueuedEvent head_row(HeapTuple t) {
+dispatch::QueuedEvent head_row(HeapTuple tup) {
+    const Row t(tup);
     dispatch::QueuedEvent q;
-    q.id = get_value(t, 1, as_int64, int64(0));
-    q.op = get_text(t, 2).value_or("");
-    q.table = get_text(t, 3);
-    q.key = get_text(t, 4);
-    q.new_row = get_text(t, 5);
-    q.old_row = get_text(t, 6);
-    q.type = get_text(t, 7);
-    q.txid = get_value(t, 8, as_uint64, uint64(0));
-    q.captured_at_us = get_value(t, 9, as_int64, int64(0)) + kUnixEpochShiftUs;
-    q.attempts = get_value(t, 10, as_int32, 0);
-    const int64 next = get_value(t, 11, as_int64, int64(PG_INT64_MIN));
+    q.id = t.int64_or(1, 0);
+    q.op = t.text(2).value_or("");
+    q.table = t.text(3);
+    q.key = t.text(4);
+    q.new_row = t.text(5);
+    q.old_row = t.text(6);
+    q.type = t.text(7);
+    q.txid = t.uint64_or(8, 0);
+    q.captured_at_us = t.int64_or(9, 0) + kUnixEpochShiftUs;
+    q.attempts = t.int32_or(10, 0);
+    const int64 next = t.int64_or(11, PG_INT64_MIN);
     q.next_attempt_ms = next == PG_INT64_MIN ? 0 : unix_ms(next);
     return q;
 }
 
-void plan_endpoint(std::int32_t id, int64 now_ms) {
+void plan_from_head(std::int32_t id, int64 now_ms) {
+    std::vector<http::Request> requests = worker->dispatcher.plan(id, worker->heads[id].events, now_ms);
+    for (http::Request &r : requests)
+        worker->to_send.push_back(std::move(r));
+}
+
+void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
     const dispatch::EndpointConfig *c = worker->dispatcher.endpoint(id);
     if (!c || c->paused)
         return;
+    Worker::Head &cached = worker->heads[id];
+    if (!full && cached.valid) {
+        const std::size_t waiting = cached.events.size() - worker->dispatcher.in_flight_events(id);
+        if (cached.whole || waiting >= c->batch_size * c->max_in_flight) {
+            plan_from_head(id, now_ms);
+            return;
+        }
+    }
     Datum v[2] = {Int32GetDatum(id), Int64GetDatum(int64(worker->dispatcher.window(id)))};
     run(P_HEAD, v, nullptr, SPI_OK_SELECT);
     std::vector<dispatch::QueuedEvent> head;
@@ -322,22 +352,37 @@ void plan_endpoint(std::int32_t id, int64 now_ms) {
     for (uint64 r = 0; r < SPI_processed; ++r)
         head.push_back(head_row(SPI_tuptable->vals[r]));
     SPI_freetuptable(SPI_tuptable);
-    if (head.empty())
+    cached.valid = true;
+    cached.whole = head.size() < worker->dispatcher.window(id);
+    if (head.empty()) {
+        cached.events.clear();
         return;
-    // Dead letters inside this id range keep their keys blocked (DESIGN.md, Guarantee 3).
+    }
+    // Dead letters inside this id range keep their keys blocked (DESIGN.md, Guarantee 3). Full
+    // passes look; in between, only endpoints known to have some (redelivery and purges wake
+    // the worker with a configuration change, which makes the next pass full).
+    if (!full && worker->with_dead.count(id) == 0) {
+        cached.events.swap(head);
+        plan_from_head(id, now_ms);
+        return;
+    }
     Datum dv[2] = {Int32GetDatum(id), Int64GetDatum(head.back().id)};
     run(P_DEAD_HEAD, dv, nullptr, SPI_OK_SELECT);
+    if (SPI_processed == 0)
+        worker->with_dead.erase(id);
+    else
+        worker->with_dead.insert(id);
     if (SPI_processed > 0) {
         std::vector<dispatch::QueuedEvent> merged;
         merged.reserve(head.size() + SPI_processed);
         std::size_t h = 0;
         for (uint64 r = 0; r < SPI_processed; ++r) {
-            HeapTuple t = SPI_tuptable->vals[r];
+            const Row t(SPI_tuptable->vals[r]);
             dispatch::QueuedEvent d;
-            d.id = get_value(t, 1, as_int64, int64(0));
-            d.op = get_text(t, 2).value_or("");
-            d.table = get_text(t, 3);
-            d.key = get_text(t, 4);
+            d.id = t.int64_or(1, 0);
+            d.op = t.text(2).value_or("");
+            d.table = t.text(3);
+            d.key = t.text(4);
             d.dead = true;
             while (h < head.size() && head[h].id < d.id)
                 merged.push_back(std::move(head[h++]));
@@ -349,9 +394,24 @@ void plan_endpoint(std::int32_t id, int64 now_ms) {
             merged.push_back(std::move(head[h++]));
         head.swap(merged);
     }
-    std::vector<http::Request> requests = worker->dispatcher.plan(id, head, now_ms);
-    for (http::Request &r : requests)
-        worker->to_send.push_back(std::move(r));
+    cached.events.swap(head);
+    plan_from_head(id, now_ms);
+}
+
+// Keeps the cached head in step with an outcome just recorded: delivered events leave it; any
+// other outcome changed rows in ways the next read should see.
+void update_head(const dispatch::Outcome &o) {
+    auto it = worker->heads.find(o.endpoint_id);
+    if (it == worker->heads.end() || !it->second.valid)
+        return;
+    if (!o.retry.empty() || !o.dead.empty() || o.verdict == retry::Verdict::Gone) {
+        it->second.valid = false;
+        return;
+    }
+    std::set<std::int64_t> gone(o.delivered.begin(), o.delivered.end());
+    auto &ev = it->second.events;
+    ev.erase(std::remove_if(ev.begin(), ev.end(), [&](const dispatch::QueuedEvent &q) { return gone.count(q.id) > 0; }),
+             ev.end());
 }
 
 void write_stats(int64 now_ms) {
@@ -383,7 +443,14 @@ void pass(bool full, bool first) {
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "pg_sync delivery pass");
 
-    if (!OidIsValid(get_extension_oid("pg_sync", true))) {
+    // DROP EXTENSION wakes the worker with a configuration change, which makes the pass full.
+    const uint32 generation = slot->config_generation;
+    if (generation != worker->config_generation)
+        full = true;
+    // Hold the extension for the pass (DROP EXTENSION locks it first, then waits for us); then
+    // make sure it is still there.
+    LockDatabaseObject(ExtensionRelationId, extension_oid, 0, AccessShareLock);
+    if (!get_extension_name(extension_oid)) {
         // DROP EXTENSION: nothing left to deliver here. The launcher will not restart us.
         ereport(LOG, (errmsg("pg_sync: extension dropped in database \"%s\", worker exiting",
                              get_database_name(MyDatabaseId))));
@@ -396,7 +463,6 @@ void pass(bool full, bool first) {
     if (first)
         run(P_RESET, nullptr, nullptr, SPI_OK_UPDATE);
 
-    const uint32 generation = slot->config_generation;
     if (!worker->configured || generation != worker->config_generation) {
         worker->config_generation = generation;
         load_endpoints();
@@ -404,17 +470,28 @@ void pass(bool full, bool first) {
         full = true;
     }
     const TimestampTz now = GetCurrentTimestamp();
-    for (const dispatch::Outcome &o : worker->outcomes)
+    std::map<std::int32_t, std::vector<std::int64_t>> delivered;
+    for (const dispatch::Outcome &o : worker->outcomes) {
+        if (!o.delivered.empty()) {
+            std::vector<std::int64_t> &ids = delivered[o.endpoint_id];
+            ids.insert(ids.end(), o.delivered.begin(), o.delivered.end());
+        }
         record_outcome(o, now);
+        update_head(o);
+    }
     worker->outcomes.clear();
+    for (const auto &kv : delivered) {
+        Datum v[2] = {Int32GetDatum(kv.first), int8_array(kv.second)};
+        run(P_DELETE, v, nullptr, SPI_OK_DELETE);
+    }
 
     const int64 now_ms = unix_ms(now);
     if (full) {
         for (std::int32_t id : worker->dispatcher.endpoint_ids())
-            plan_endpoint(id, now_ms);
+            plan_endpoint(id, now_ms, true);
     } else {
         for (std::int32_t id : worker->touched)
-            plan_endpoint(id, now_ms);
+            plan_endpoint(id, now_ms, false);
     }
     worker->touched.clear();
     write_stats(now_ms);
@@ -546,9 +623,13 @@ extern "C" void pg_sync_worker_main(Datum arg) {
 
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pg_sync worker");
+    // The worker's queries have one good plan (index scans on the queue's primary key);
+    // re-planning them for every parameter value cost more than running them.
+    SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_SUSET, PGC_S_OVERRIDE);
 
     StartTransactionCommand();
-    const bool installed = OidIsValid(get_extension_oid("pg_sync", true));
+    extension_oid = get_extension_oid("pg_sync", true);
+    const bool installed = OidIsValid(extension_oid);
     if (installed)
         ereport(LOG, (errmsg("pg_sync: delivery worker started for database \"%s\"", get_database_name(dboid))));
     CommitTransactionCommand();

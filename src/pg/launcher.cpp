@@ -214,8 +214,10 @@ void scan_databases() {
             hash_search(databases, &db->dboid, HASH_REMOVE, nullptr);
 }
 
-// Workers that have ended: how, and when to start them again.
-void reap_workers(TimestampTz now) {
+// Workers that have ended: how, and when to start them again. Returns true when one failed (its
+// database may be gone: the caller rescans pg_database before starting it again).
+bool reap_workers(TimestampTz now) {
+    bool failed = false;
     HASH_SEQ_STATUS it;
     LauncherDb *db;
     hash_seq_init(&it, databases);
@@ -228,11 +230,13 @@ void reap_workers(TimestampTz now) {
         pfree(db->handle);
         db->handle = nullptr;
         bool no_extension = false;
+        TimestampTz started = now;
         LWLockAcquire(shared->lock, LW_EXCLUSIVE);
         for (int i = 0; i < shared->nslots; ++i) {
             WorkerSlot *s = &shared->slots[i];
             if (s->dboid == db->dboid && s->pid == 0) {
                 no_extension = s->no_extension;
+                started = s->started_at;
                 s->dboid = InvalidOid; // free
             }
         }
@@ -241,12 +245,17 @@ void reap_workers(TimestampTz now) {
             db->no_extension = true;
             db->failures = 0;
         } else {
+            failed = true;
+            // A worker that ran for a while before it ended is not a crash loop: start afresh.
+            if (now - started > 60 * USECS_PER_SEC)
+                db->failures = 0;
             db->failures = Min(db->failures + 1, 7);
             db->start_after = TimestampTzPlusMilliseconds(now, 1000 * (1 << (db->failures - 1)));
             if (db->start_after > TimestampTzPlusMilliseconds(now, 60000))
                 db->start_after = TimestampTzPlusMilliseconds(now, 60000);
         }
     }
+    return failed;
 }
 
 void take_requests() {
@@ -481,7 +490,8 @@ extern "C" void pg_sync_launcher_main(Datum) {
             ProcessConfigFile(PGC_SIGHUP);
         }
         TimestampTz now = GetCurrentTimestamp();
-        reap_workers(now);
+        if (reap_workers(now))
+            next_scan = now; // forget databases that were dropped under their worker
         take_requests();
         if (now >= next_scan) {
             scan_databases();

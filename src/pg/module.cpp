@@ -3,7 +3,13 @@
 extern "C" {
 #include "postgres.h"
 
+#include "catalog/namespace.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "utils/lsyscache.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
@@ -63,6 +69,33 @@ bool drops_this_extension(Node *tree) {
     return false;
 }
 
+// DROP EXTENSION drops the capture triggers, which locks each tracked table after the queue;
+// writers lock their table, then the queue. Taking the tables first (in OID order, before
+// anything else) turns that deadlock into a wait. Only for the extension's owner: nobody else may
+// lock tables this way.
+void lock_tracked_tables() {
+    const Oid ext = get_extension_oid("pg_sync", true);
+    if (!OidIsValid(ext) || !pg_extension_ownercheck(ext, GetUserId()))
+        return;
+    const Oid nsp = get_namespace_oid("pg_sync", true);
+    if (!OidIsValid(nsp) || !OidIsValid(get_relname_relid("_tracked", nsp)))
+        return;
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "SPI_connect failed");
+    if (SPI_execute("SELECT DISTINCT tbl::oid FROM pg_sync._tracked ORDER BY 1", true, 0) != SPI_OK_SELECT)
+        elog(ERROR, "pg_sync: could not read tracked tables");
+    const uint64 n = SPI_processed;
+    Oid *tables = static_cast<Oid *>(SPI_palloc(sizeof(Oid) * (n + 1)));
+    for (uint64 i = 0; i < n; ++i) {
+        bool isnull;
+        tables[i] = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+    }
+    SPI_finish();
+    for (uint64 i = 0; i < n; ++i)
+        LockRelationOid(tables[i], AccessExclusiveLock);
+    pfree(tables);
+}
+
 void call_prev(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
                ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
     if (prev_utility)
@@ -89,8 +122,11 @@ void utility_hook(PlannedStmt *pstmt, const char *query, bool read_only_tree, Pr
         PG_END_TRY();
         return;
     }
+    const bool dropping = drops_this_extension(tree);
+    if (dropping)
+        lock_tracked_tables();
     call_prev(pstmt, query, read_only_tree, context, params, env, dest, qc);
-    if (drops_this_extension(tree))
+    if (dropping)
         pg_sync::pg::wake_at_commit(true); // the worker sees the extension gone and leaves
 }
 
