@@ -173,7 +173,10 @@ int Client::socket_callback(void *, int fd, int what, void *client, void *) {
     auto *self = static_cast<Client *>(client);
     if (what == CURL_POLL_REMOVE) {
         self->sockets_.erase(fd);
+        self->fds_changed_ = true; // a later socket may get the same number: not the same socket
     } else {
+        if (self->sockets_.count(fd) == 0)
+            self->fds_changed_ = true;
         int want = 0;
         if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
             want |= kWantRead;

@@ -85,6 +85,13 @@ class Client {
         changed_ = false;
         return c;
     }
+    // Whether sockets came or went since the last call (a subset of changed()): a socket closed
+    // and another opened under the same number must be registered anew with epoll.
+    bool fds_changed() {
+        bool c = fds_changed_;
+        fds_changed_ = false;
+        return c;
+    }
     // Milliseconds until on_timeout() is due; -1 when no timer is set.
     long timeout_ms() const;
 
@@ -106,6 +113,7 @@ class Client {
     void *multi_ = nullptr;
     std::map<int, int> sockets_;
     bool changed_ = false;
+    bool fds_changed_ = false;
     std::int64_t timer_deadline_us_ = -1; // steady clock
     std::size_t transfers_ = 0;
     std::set<void *> active_;          // easy handles of running transfers

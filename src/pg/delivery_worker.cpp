@@ -517,25 +517,49 @@ void collect_completions() {
     }
 }
 
-WaitEventSet *build_wait_set() {
-    const auto &sockets = worker->client.sockets();
-    WaitEventSet *set = CreateWaitEventSet(TopMemoryContext, int(sockets.size()) + 2);
-    AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
-    AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
-    for (const auto &kv : sockets) {
-        uint32 events = 0;
-        if (kv.second & http::kWantRead)
-            events |= WL_SOCKET_READABLE;
-        if (kv.second & http::kWantWrite)
-            events |= WL_SOCKET_WRITEABLE;
-        if (events)
-            AddWaitEventToSet(set, events, kv.first, nullptr, nullptr);
-    }
-    return set;
+uint32 wait_events(int want) {
+    return ((want & http::kWantRead) ? WL_SOCKET_READABLE : 0) | ((want & http::kWantWrite) ? WL_SOCKET_WRITEABLE : 0);
 }
 
+// The wait set: latch, postmaster death, and libcurl's sockets. Rebuilt when sockets come or go;
+// when only the interest in a socket changes (read <-> write, every request does that), the
+// event is modified in place.
+struct WaitSet {
+    WaitEventSet *set = nullptr;
+    std::map<int, std::pair<int, int>> registered; // fd -> (position, want)
+
+    void sync(const std::map<int, int> &sockets, bool fds_changed) {
+        bool same_fds = set && !fds_changed && sockets.size() == registered.size();
+        if (same_fds)
+            for (const auto &kv : sockets)
+                if (registered.count(kv.first) == 0 || kv.second == 0) {
+                    same_fds = false;
+                    break;
+                }
+        if (same_fds) {
+            for (const auto &kv : sockets) {
+                auto &reg = registered[kv.first];
+                if (reg.second != kv.second) {
+                    ModifyWaitEvent(set, reg.first, wait_events(kv.second), nullptr);
+                    reg.second = kv.second;
+                }
+            }
+            return;
+        }
+        if (set)
+            FreeWaitEventSet(set);
+        registered.clear();
+        set = CreateWaitEventSet(TopMemoryContext, int(sockets.size()) + 2);
+        AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+        AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+        for (const auto &kv : sockets)
+            if (const uint32 events = wait_events(kv.second))
+                registered[kv.first] = {AddWaitEventToSet(set, events, kv.first, nullptr, nullptr), kv.second};
+    }
+};
+
 void run_loop() {
-    WaitEventSet *wait_set = nullptr;
+    WaitSet wait_set;
     WaitEvent occurred[64];
     bool woken = true, first = true;
     TimestampTz next_sweep = 0;
@@ -577,12 +601,10 @@ void run_loop() {
             if (timeout < 0 || curl_timeout == 0)
                 continue;
         }
-        if (!wait_set || worker->client.changed()) {
-            if (wait_set)
-                FreeWaitEventSet(wait_set);
-            wait_set = build_wait_set();
-        }
-        const int n = WaitEventSetWait(wait_set, timeout, occurred, lengthof(occurred), PG_WAIT_EXTENSION);
+        const bool fds_changed = worker->client.fds_changed();
+        if (worker->client.changed() || !wait_set.set)
+            wait_set.sync(worker->client.sockets(), fds_changed);
+        const int n = WaitEventSetWait(wait_set.set, timeout, occurred, lengthof(occurred), PG_WAIT_EXTENSION);
         for (int i = 0; i < n; ++i) {
             const WaitEvent &ev = occurred[i];
             if (ev.events & WL_LATCH_SET) {
