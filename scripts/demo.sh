@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # The pg_sync demo: installs what is missing, builds, starts a throwaway PostgreSQL with
-# pg_sync preloaded, tracks a small e-commerce schema, generates changes with a progress
-# display, shows what was captured and the status views, and stops everything it started.
+# pg_sync preloaded and a webhook receiver on loopback, syncs a small e-commerce schema live with
+# a progress display, breaks the receiver for a moment to show retries and recovery, shows the
+# status views, and stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Servers run as the OS user postgres (initdb refuses root), which needs root to arrange.
 [ "$(id -u)" -eq 0 ] || exec sudo -E bash "$0" "$@"
 scripts/setup.sh
 . test/lib/pg.sh
+. test/lib/assert.sh
+. test/lib/receiver.sh
 
 echo "== starting a throwaway PostgreSQL 15 (as OS user postgres, loopback only)"
 pg_start demo
-trap pg_stop EXIT
+trap 'receiver_stop_all; pg_stop' EXIT
 echo "   port $PGPORT, data directory $PG_DIR, postmaster PID $PG_PID"
+secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+receiver_start RECV --secret "$secret"
+echo "== webhook receiver on $RECV_URL (checks every signature; test/lib/receiver.py)"
 
-psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
+psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
 CREATE EXTENSION pg_sync;
 CREATE TABLE orders (
     id bigint PRIMARY KEY, customer text NOT NULL, status text NOT NULL DEFAULT 'new',
@@ -23,29 +29,36 @@ CREATE TABLE payments (id bigint PRIMARY KEY, order_id bigint NOT NULL, amount n
 CREATE TABLE inventory (sku text PRIMARY KEY, on_hand int NOT NULL, reserved int NOT NULL DEFAULT 0);
 INSERT INTO inventory SELECT 'sku-' || g, 1000, 0 FROM generate_series(1, 20) g;
 
--- Where changes go (delivery over HTTP arrives with the delivery workers), and what is sent.
-SELECT pg_sync.create_endpoint('warehouse', 'http://127.0.0.1:8080/events',
-                               headers => '{"Authorization": "Bearer demo-token"}');
+-- Where changes go, and what is sent.
+SELECT pg_sync.create_endpoint('warehouse', '$RECV_URL',
+                               headers => '{"Authorization": "Bearer demo-token"}',
+                               secret => '$secret', batch_size => 50,
+                               retry_base_ms => 200, retry_max_ms => 2000);
 SELECT pg_sync.track('orders', 'warehouse');
 SELECT pg_sync.track('payments', 'warehouse', events => '{insert}');
 SELECT pg_sync.track('inventory', 'warehouse', columns => '{on_hand}',
                      filter => 'NEW.on_hand < 990');   -- only low-stock changes
 SQL
+wait_for "the delivery worker" 30 bash -c '[ "$(psql -XAtc "SELECT count(*) FROM pg_sync.workers WHERE database = current_database()")" = 1 ]'
+echo "== delivery worker running: $(psql -XAtc "SELECT 'pid ' || pid || ', ' || state FROM pg_sync.workers")"
 
-echo "== placing orders (each a transaction: order + payment + stock reservation)"
+echo "== placing orders (each a transaction: order + payment + stock reservation); events arrive live"
 total=400
+captured() { psql -XAtc "SELECT coalesce(sum(delivered_total + pending + dead), 0) FROM pg_sync.endpoint_status"; }
+delivered() { receiver_stats RECV | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["events_2xx"])'; }
 bar() {
-    local done=$1 width=40
+    local done=$1 width=30
     local filled=$((done * width / total))
-    printf '\r   [%s%s] %d/%d orders' "$(printf '#%.0s' $(seq 1 $filled) 2>/dev/null)" \
-        "$(printf ' %.0s' $(seq 1 $((width - filled))) 2>/dev/null)" "$done" "$total"
+    printf '\r   [%s%s] %3d/%d orders | events captured %5s, received %5s' \
+        "$(printf '#%.0s' $(seq 1 $filled) 2>/dev/null)" "$(printf ' %.0s' $(seq 1 $((width - filled))) 2>/dev/null)" \
+        "$done" "$total" "$(captured)" "$(delivered)"
 }
-for ((batch = 0; batch < total; batch += 20)); do
+place_orders() { # from to
     psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
 DO \$\$
 DECLARE i int;
 BEGIN
-  FOR i IN $((batch + 1)) .. $((batch + 20)) LOOP
+  FOR i IN $1 .. $2 LOOP
     INSERT INTO orders (id, customer, total) VALUES (i, 'customer-' || (i % 37), round((random() * 200)::numeric, 2));
     INSERT INTO payments VALUES (i, i, (SELECT total FROM orders WHERE id = i), CASE WHEN i % 3 = 0 THEN 'card' ELSE 'iban' END);
     UPDATE orders SET status = 'paid' WHERE id = i;
@@ -55,20 +68,54 @@ BEGIN
 END
 \$\$;
 SQL
+}
+for ((batch = 0; batch < 200; batch += 20)); do
+    place_orders $((batch + 1)) $((batch + 20))
+    bar $((batch + 20))
+done
+echo
+echo "== the receiver fails (HTTP 500) while orders keep coming: events wait and are retried"
+receiver_mode RECV '{"mode": "status", "status": 500}'
+for ((batch = 200; batch < 300; batch += 20)); do
+    place_orders $((batch + 1)) $((batch + 20))
+    bar $((batch + 20))
+done
+echo
+wait_for "retries to show" 20 bash -c '[ "$(psql -XAtc "SELECT failed_attempts_total > 0 FROM pg_sync.endpoint_status")" = t ]'
+psql -X -P pager=off -c "SELECT endpoint, state, pending, consecutive_failures, failed_attempts_total, last_error, next_attempt_at FROM pg_sync.endpoint_status"
+echo "== the receiver recovers: the backlog drains by itself, in order"
+receiver_mode RECV '{"mode": "ok"}'
+for ((batch = 300; batch < total; batch += 20)); do
+    place_orders $((batch + 1)) $((batch + 20))
     bar $((batch + 20))
 done
 echo
 psql -X -q -c "UPDATE orders SET status = 'shipped' WHERE id <= 50" -c "DELETE FROM orders WHERE id = 400"
 
+wait_for "every event to be delivered" 60 bash -c '[ "$(psql -XAtc "SELECT pending FROM pg_sync.endpoint_status")" = 0 ]'
+bar $total
 echo
-echo "== a few captured events (pg_sync._queue, in capture order)"
-psql -X -P pager=off -c "SELECT id, op, tbl AS table, key, left(coalesce(new_row, old_row)::text, 70) AS row
-                           FROM pg_sync._queue ORDER BY id LIMIT 6"
-psql -X -P pager=off -c "SELECT op, tbl AS table, count(*) AS events FROM pg_sync._queue GROUP BY 1, 2 ORDER BY 2, 1"
+echo
+echo "== what the receiver got (every request signature-checked; first events shown)"
+receiver_events RECV >"$RECV_DIR/events.jsonl"
+head -n 4 "$RECV_DIR/events.jsonl" | cut -c1-150
+/usr/bin/python3 - "$RECV_OUT" <<'PY'
+import collections, json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+ok = [l for l in lines if l["status"] and 200 <= l["status"] < 300]
+by_op = collections.Counter((e.get("table") or "emit", e["op"]) for l in ok for e in l["events"])
+print(f"   {len(lines)} requests ({len(lines) - len(ok)} answered 500 during the outage), "
+      f"{sum(len(l['events']) for l in ok)} events delivered, "
+      f"signatures verified: {all(l['verified'] for l in lines)}")
+for (table, op), n in sorted(by_op.items()):
+    print(f"   {table:18} {op:8} {n}")
+PY
 echo "== pg_sync.tracked_tables"
 psql -X -P pager=off -c "SELECT * FROM pg_sync.tracked_tables"
 echo "== pg_sync.endpoints (header names only; values and secrets are never shown)"
 psql -X -P pager=off -c "SELECT name, url, header_names, has_secret, batch_size, max_in_flight, paused FROM pg_sync.endpoints"
+echo "== pg_sync.workers"
+psql -X -P pager=off -c "SELECT * FROM pg_sync.workers"
 echo "== pg_sync.endpoint_status"
-psql -X -P pager=off -c "SELECT * FROM pg_sync.endpoint_status"
+psql -X -P pager=off -x -c "SELECT * FROM pg_sync.endpoint_status"
 echo "== stopping the server (PID $PG_PID)"
