@@ -195,7 +195,11 @@ Datum text_datum(const std::string &s) { return PointerGetDatum(cstring_to_text_
 struct Row {
     Datum values[16];
     bool nulls[16];
-    explicit Row(HeapTuple tup) { heap_deform_tuple(tup, SPI_tuptable->tupdesc, values, nulls); }
+    explicit Row(HeapTuple tup) {
+        if (SPI_tuptable->tupdesc->natts > int(lengthof(values)))
+            elog(ERROR, "pg_sync: unexpected result shape");
+        heap_deform_tuple(tup, SPI_tuptable->tupdesc, values, nulls);
+    }
 
     std::optional<std::string> text(int col) const {
         if (nulls[col - 1])
@@ -648,6 +652,15 @@ extern "C" void pg_sync_worker_main(Datum arg) {
     // The worker's queries have one good plan (index scans on the queue's primary key);
     // re-planning them for every parameter value cost more than running them.
     SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_SUSET, PGC_S_OVERRIDE);
+    // The worker runs as the bootstrap superuser: settings that a database owner may attach to
+    // the database (ALTER DATABASE ... SET) must neither redirect its function calls nor make its
+    // passes fail (which would restart it in a loop).
+    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
 
     StartTransactionCommand();
     extension_oid = get_extension_oid("pg_sync", true);
