@@ -65,7 +65,7 @@ void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
     for (EndpointConfig &c : endpoints) {
         auto old = endpoints_.find(c.id);
         if (old == endpoints_.end()) {
-            Endpoint e{c, retry::CircuitBreaker(c.policy, failure_threshold_), {}, 0, base_window(c), -1, {}, true};
+            Endpoint e{c, retry::CircuitBreaker(c.policy, failure_threshold_), {}, 0, base_window(c), -1, 0, {}, true};
             e.stats.endpoint_id = c.id;
             next.emplace(c.id, std::move(e));
             continue;
@@ -77,6 +77,7 @@ void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
                                     e.config.policy.max_attempts != c.policy.max_attempts;
         if (resumed || policy_changed) {
             e.breaker = retry::CircuitBreaker(c.policy, failure_threshold_);
+            e.hold_until_ms = 0;
             e.dirty = true;
         }
         if (e.config.batch_size != c.batch_size || e.config.max_in_flight != c.max_in_flight)
@@ -146,6 +147,10 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
     }
     if (circuit == retry::State::HalfOpen)
         limits = scheduler::probe_only(limits);
+    if (ep.hold_until_ms > now_ms) {
+        ep.next_due_ms = ep.hold_until_ms;
+        return out;
+    }
 
     std::vector<scheduler::Event> events;
     events.reserve(head.size());
@@ -273,6 +278,8 @@ std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, 
             // Some events of the request still have attempts left: they need a delay.
             o.delay_ms = retry::backoff_ms(ep.config.policy, attempt, random_);
         }
+        if (verdict.retry_after_used)
+            ep.hold_until_ms = std::max(ep.hold_until_ms, now_ms + std::int64_t(o.delay_ms));
         ep.breaker.on_failure(now_u);
         st.failed_attempts++;
         st.last_failure_ms = now_ms;

@@ -122,6 +122,9 @@ class Dispatcher {
         std::size_t in_flight_requests = 0;
         std::size_t window = 0;
         std::int64_t next_due_ms = -1;
+        // A 429/503 with Retry-After holds the whole endpoint (the receiver asked for a pause),
+        // not only the events of that request. Unix ms; 0: no hold.
+        std::int64_t hold_until_ms = 0;
         EndpointStats stats;
         bool dirty = true;
     };

@@ -114,6 +114,32 @@ curl_socket_t on_open_socket(void *user, curlsocktype, curl_sockaddr *address) {
     return socket(address->family, address->socktype, address->protocol);
 }
 
+// Called for every request once its connection is ready, new or reused: a connection opened
+// before allow_private_targets went off must not carry requests to a private address either.
+int on_prerequest(void *user, char *primary_ip, char *, int primary_port, int) {
+    auto *t = static_cast<Client::Transfer *>(user);
+    if (t->allow_private)
+        return CURL_PREREQFUNC_OK;
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    auto *v4 = reinterpret_cast<sockaddr_in *>(&ss);
+    auto *v6 = reinterpret_cast<sockaddr_in6 *>(&ss);
+    if (inet_pton(AF_INET, primary_ip, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(std::uint16_t(primary_port));
+        len = sizeof(sockaddr_in);
+    } else if (inet_pton(AF_INET6, primary_ip, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(std::uint16_t(primary_port));
+        len = sizeof(sockaddr_in6);
+    }
+    if (len == 0 || !address_is_public(reinterpret_cast<sockaddr *>(&ss), len)) {
+        t->blocked = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
 // Printable ASCII only, so that the text can go into a log or a text column as it is.
 std::string printable(std::string_view s, std::size_t max) {
     std::string out;
@@ -250,6 +276,8 @@ void Client::submit(Request request) {
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &on_open_socket);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, &on_prerequest);
+    curl_easy_setopt(e, CURLOPT_PREREQDATA, t.get());
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
 

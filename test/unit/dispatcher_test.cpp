@@ -236,3 +236,19 @@ TEST(Dispatcher, EmitEventsCarryTypeAndPayload) {
     EXPECT_EQ(reqs[0].body, "{\"events\":[{\"id\":9,\"op\":\"emit\",\"type\":\"order.paid\",\"key\":\"order-7\","
                             "\"payload\":{\"amount\":12.5},\"txid\":1,\"captured_at\":\"1970-01-01T00:00:00.000000Z\"}]}");
 }
+
+TEST(Dispatcher, RetryAfterHoldsTheWholeEndpoint) {
+    Dispatcher d("scope", 1, 0);
+    d.configure({endpoint(1, 1, 4)});
+    auto reqs = d.plan(1, {row(1, "1")}, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    http::Completion c = answer(reqs[0], 429);
+    c.retry_after = "3";
+    auto o = d.complete(c, kNow + 10);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->delay_ms, 1000u); // Retry-After 3 s, capped by retry_max_ms (1000 in endpoint())
+    // Another key waits too: the receiver asked for a pause, not for one event to wait.
+    EXPECT_TRUE(d.plan(1, {row(2, "2")}, kNow + 20).empty());
+    EXPECT_EQ(d.next_due_ms(), kNow + 10 + 1000);
+    EXPECT_EQ(d.plan(1, {row(2, "2")}, kNow + 1010).size(), 1u);
+}
