@@ -2,7 +2,7 @@
 """Samples a process's memory for bench/delivery until it exits or gets SIGTERM.
 
 Usage: sample.py PID OUT_FILE INTERVAL_S
-Writes "unix_time VmRSS_kB RssAnon_kB VmHWM_kB cpu_s" lines (flushed at once); "unix_time gone"
+Writes "unix_time VmRSS_kB RssAnon_kB RssShmem_kB VmHWM_kB cpu_s" lines (flushed at once); "unix_time gone"
 when the process has gone.
 """
 import os
@@ -23,7 +23,7 @@ with open(out, "a", buffering=1) as f:
         except (FileNotFoundError, ProcessLookupError):
             f.write(f"{time.time():.3f} gone\n")
             break
-        kb = {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "VmHWM")}
+        kb = {k: int(fields[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssShmem", "VmHWM")}
         cpu = (int(stat[11]) + int(stat[12])) / tick
-        f.write(f"{time.time():.3f} {kb['VmRSS']} {kb['RssAnon']} {kb['VmHWM']} {cpu:.2f}\n")
+        f.write(f"{time.time():.3f} {kb['VmRSS']} {kb['RssAnon']} {kb['RssShmem']} {kb['VmHWM']} {cpu:.2f}\n")
         time.sleep(interval)
