@@ -117,6 +117,16 @@ std::size_t Dispatcher::in_flight_events(std::int32_t id) const {
     return it == endpoints_.end() ? 0 : it->second.in_flight_ids.size();
 }
 
+void Dispatcher::set_failure_threshold(int threshold) {
+    if (threshold == failure_threshold_)
+        return;
+    failure_threshold_ = threshold;
+    for (auto &kv : endpoints_) {
+        kv.second.breaker = retry::CircuitBreaker(kv.second.config.policy, threshold);
+        kv.second.dirty = true;
+    }
+}
+
 void Dispatcher::pause(std::int32_t id) {
     auto it = endpoints_.find(id);
     if (it != endpoints_.end())
@@ -181,10 +191,12 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
 
     // A head that is full and yields nothing while nothing is in flight is stuck behind blocked
     // keys: look further next time. Progress shrinks it back.
+    // Shrinking by halves (not at once) keeps a head that needed a large window from having to
+    // grow back step by step, with nothing sent, after every request.
     if (batches.empty() && ep.in_flight_requests == 0 && head.size() >= ep.window)
         ep.window = std::min(kMaxWindow, ep.window * 2);
     else if (!batches.empty())
-        ep.window = base_window(c);
+        ep.window = std::max(base_window(c), ep.window / 2);
 
     const std::int64_t now_s = now_ms / 1000;
     std::vector<envelope::Event> body_events;

@@ -98,6 +98,9 @@ class Dispatcher {
     // The verdict on a finished request; nullopt for a request this dispatcher no longer knows.
     std::optional<Outcome> complete(const http::Completion &completion, std::int64_t now_ms);
 
+    // pg_sync.circuit_failure_threshold changed (SIGHUP): applies to every breaker from now on.
+    void set_failure_threshold(int threshold);
+
     // Marks an endpoint paused (after 410 Gone) until the next configure().
     void pause(std::int32_t id);
 

@@ -92,12 +92,19 @@ struct Client::Transfer {
 
 namespace {
 
-std::size_t on_body(char *data, std::size_t size, std::size_t n, void *user) {
+// libcurl's callbacks are C frames: nothing may throw through them (noexcept, and the one
+// allocation that could fail is guarded).
+std::size_t on_body(char *data, std::size_t size, std::size_t n, void *user) noexcept {
     auto *t = static_cast<Client::Transfer *>(user);
     const std::size_t len = size * n;
     t->received += len;
-    if (t->body_start.size() < 200)
-        t->body_start.append(data, std::min(len, 200 - t->body_start.size()));
+    if (t->body_start.size() < 200) {
+        try {
+            t->body_start.append(data, std::min(len, 200 - t->body_start.size()));
+        } catch (...) {
+            return 0;
+        }
+    }
     if (t->received > t->cap) {
         t->too_large = true;
         return 0; // aborts the transfer (CURLE_WRITE_ERROR)
@@ -105,7 +112,7 @@ std::size_t on_body(char *data, std::size_t size, std::size_t n, void *user) {
     return len;
 }
 
-curl_socket_t on_open_socket(void *user, curlsocktype, curl_sockaddr *address) {
+curl_socket_t on_open_socket(void *user, curlsocktype, curl_sockaddr *address) noexcept {
     auto *t = static_cast<Client::Transfer *>(user);
     if (!t->allow_private && !address_is_public(&address->addr, address->addrlen)) {
         t->blocked = true;
@@ -116,7 +123,7 @@ curl_socket_t on_open_socket(void *user, curlsocktype, curl_sockaddr *address) {
 
 // Called for every request once its connection is ready, new or reused: a connection opened
 // before allow_private_targets went off must not carry requests to a private address either.
-int on_prerequest(void *user, char *primary_ip, char *, int primary_port, int) {
+int on_prerequest(void *user, char *primary_ip, char *, int primary_port, int) noexcept {
     auto *t = static_cast<Client::Transfer *>(user);
     if (t->allow_private)
         return CURL_PREREQFUNC_OK;
@@ -195,8 +202,18 @@ void Client::set_options(const Options &options) {
     apply_multi_options();
 }
 
-int Client::socket_callback(void *, int fd, int what, void *client, void *) {
+int Client::socket_callback(void *, int fd, int what, void *client, void *) noexcept {
     auto *self = static_cast<Client *>(client);
+    try {
+        self->track_socket(fd, what);
+    } catch (...) {
+        return -1; // out of memory: libcurl fails the transfer
+    }
+    return 0;
+}
+
+void Client::track_socket(int fd, int what) {
+    Client *self = this;
     if (what == CURL_POLL_REMOVE) {
         self->sockets_.erase(fd);
         self->fds_changed_ = true; // a later socket may get the same number: not the same socket
@@ -211,10 +228,9 @@ int Client::socket_callback(void *, int fd, int what, void *client, void *) {
         self->sockets_[fd] = want;
     }
     self->changed_ = true;
-    return 0;
 }
 
-int Client::timer_callback(void *, long timeout_ms, void *client) {
+int Client::timer_callback(void *, long timeout_ms, void *client) noexcept {
     auto *self = static_cast<Client *>(client);
     self->timer_deadline_us_ = timeout_ms < 0 ? -1 : now_us() + std::int64_t(timeout_ms) * 1000;
     return 0;

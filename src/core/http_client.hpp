@@ -104,8 +104,9 @@ class Client {
     struct Transfer; // per-request state (public for libcurl's C callbacks)
 
   private:
-    static int socket_callback(void *easy, int fd, int what, void *client, void *socketp);
-    static int timer_callback(void *multi, long timeout_ms, void *client);
+    static int socket_callback(void *easy, int fd, int what, void *client, void *socketp) noexcept;
+    static int timer_callback(void *multi, long timeout_ms, void *client) noexcept;
+    void track_socket(int fd, int what);
     void drain_messages();
     void apply_multi_options();
 

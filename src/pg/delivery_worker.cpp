@@ -116,8 +116,9 @@ const PlanDef plan_defs[P_COUNT] = {
      "  FROM pg_sync._queue WHERE endpoint_id = $1 ORDER BY id LIMIT $2",
      2,
      {INT4OID, INT8OID}},
-    {"SELECT id, op, tbl, key::text FROM pg_sync._dead_letters"
-     " WHERE endpoint_id = $1 AND id < $2 ORDER BY id",
+    // The first dead letter of each key (and each dead truncate) is enough to block what follows.
+    {"SELECT DISTINCT ON (op = 'truncate', tbl, key::text) id, op, tbl, key::text FROM pg_sync._dead_letters"
+     " WHERE endpoint_id = $1 AND id < $2 ORDER BY op = 'truncate', tbl, key::text, id",
      2,
      {INT4OID, INT8OID}},
     {"DELETE FROM pg_sync._queue WHERE endpoint_id = $1 AND id = ANY ($2)", 2, {INT4OID, INT8ARRAYOID}},
@@ -220,7 +221,6 @@ struct Worker {
     http::Client client;
     std::vector<dispatch::Outcome> outcomes; // completed requests not yet recorded
     std::set<std::int32_t> touched;          // endpoints with completions since the last pass
-    std::set<std::int32_t> with_dead;        // endpoints that may have dead letters
     // Each endpoint's head of queue as last read, minus what was delivered since. Between full
     // passes the worker plans from it instead of reading the queue again: everything committed
     // later announces itself by setting the latch (which makes the next pass full and reloads),
@@ -304,7 +304,6 @@ void record_outcome(const dispatch::Outcome &o, TimestampTz now) {
         if (o.status == 0)
             nulls[2] = 'n';
         run(P_DEAD, v, nulls, SPI_OK_INSERT);
-        worker->with_dead.insert(o.endpoint_id);
     }
     if (o.verdict == retry::Verdict::Gone) {
         Datum v[2] = {Int32GetDatum(o.endpoint_id), text_datum(o.reason)};
@@ -343,7 +342,8 @@ void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
         return;
     Worker::Head &cached = worker->heads[id];
     if (!full && cached.valid) {
-        const std::size_t waiting = cached.events.size() - worker->dispatcher.in_flight_events(id);
+        const std::size_t flying = worker->dispatcher.in_flight_events(id);
+        const std::size_t waiting = cached.events.size() > flying ? cached.events.size() - flying : 0;
         if (cached.whole || waiting >= c->batch_size * c->max_in_flight) {
             plan_from_head(id, now_ms);
             return;
@@ -360,26 +360,16 @@ void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
     cached.whole = head.size() < worker->dispatcher.window(id);
     if (head.empty()) {
         cached.events.clear();
+        plan_from_head(id, now_ms); // nothing to send; resets what the endpoint waits for
         return;
     }
-    // Dead letters inside this id range keep their keys blocked (DESIGN.md, Guarantee 3). Full
-    // passes look; in between, only endpoints known to have some (redelivery and purges wake
-    // the worker with a configuration change, which makes the next pass full).
-    if (!full && worker->with_dead.count(id) == 0) {
-        cached.events.swap(head);
-        plan_from_head(id, now_ms);
-        return;
-    }
+    // Dead letters inside this id range keep their keys blocked (DESIGN.md, Guarantee 3): read
+    // with every read of the head (one index range scan, empty in the normal case).
     Datum dv[2] = {Int32GetDatum(id), Int64GetDatum(head.back().id)};
     run(P_DEAD_HEAD, dv, nullptr, SPI_OK_SELECT);
-    if (SPI_processed == 0)
-        worker->with_dead.erase(id);
-    else
-        worker->with_dead.insert(id);
     if (SPI_processed > 0) {
-        std::vector<dispatch::QueuedEvent> merged;
-        merged.reserve(head.size() + SPI_processed);
-        std::size_t h = 0;
+        std::vector<dispatch::QueuedEvent> dead;
+        dead.reserve(SPI_processed);
         for (uint64 r = 0; r < SPI_processed; ++r) {
             const Row t(SPI_tuptable->vals[r]);
             dispatch::QueuedEvent d;
@@ -388,6 +378,14 @@ void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
             d.table = t.text(3);
             d.key = t.text(4);
             d.dead = true;
+            dead.push_back(std::move(d));
+        }
+        std::sort(dead.begin(), dead.end(),
+                  [](const dispatch::QueuedEvent &a, const dispatch::QueuedEvent &b) { return a.id < b.id; });
+        std::vector<dispatch::QueuedEvent> merged;
+        merged.reserve(head.size() + dead.size());
+        std::size_t h = 0;
+        for (dispatch::QueuedEvent &d : dead) {
             while (h < head.size() && head[h].id < d.id)
                 merged.push_back(std::move(head[h++]));
             if (h < head.size() && head[h].id == d.id)
@@ -467,12 +465,7 @@ void pass(bool full, bool first) {
     if (first)
         run(P_RESET, nullptr, nullptr, SPI_OK_UPDATE);
 
-    if (!worker->configured || generation != worker->config_generation) {
-        worker->config_generation = generation;
-        load_endpoints();
-        worker->configured = true;
-        full = true;
-    }
+    // Outcomes first: a 410 recorded here must be what the configuration read below sees.
     const TimestampTz now = GetCurrentTimestamp();
     std::map<std::int32_t, std::vector<std::int64_t>> delivered;
     for (const dispatch::Outcome &o : worker->outcomes) {
@@ -487,6 +480,14 @@ void pass(bool full, bool first) {
     for (const auto &kv : delivered) {
         Datum v[2] = {Int32GetDatum(kv.first), int8_array(kv.second)};
         run(P_DELETE, v, nullptr, SPI_OK_DELETE);
+    }
+    if (!worker->configured || generation != worker->config_generation) {
+        worker->config_generation = generation;
+        load_endpoints();
+        worker->configured = true;
+        full = true;
+        for (auto it = worker->heads.begin(); it != worker->heads.end();)
+            it = worker->dispatcher.endpoint(it->first) ? std::next(it) : worker->heads.erase(it);
     }
 
     const int64 now_ms = unix_ms(now);
@@ -573,6 +574,7 @@ void run_loop() {
             ConfigReloadPending = false;
             ProcessConfigFile(PGC_SIGHUP);
             worker->client.set_options(Worker::http_options());
+            worker->dispatcher.set_failure_threshold(settings.circuit_failure_threshold);
         }
         collect_completions();
         TimestampTz now = GetCurrentTimestamp();
@@ -592,10 +594,10 @@ void run_loop() {
             set_worker_state(slot, worker->dispatcher.in_flight_requests() ? "delivering" : "idle");
         }
 
-        long timeout = long((next_sweep - GetCurrentTimestamp()) / 1000);
+        long timeout = Max(1L, long((next_sweep - GetCurrentTimestamp()) / 1000));
         const int64 due_now = worker->dispatcher.next_due_ms();
-        if (due_now >= 0)
-            timeout = Min(timeout, long(due_now - unix_ms(GetCurrentTimestamp())));
+        if (due_now >= 0) // at least 1 ms: a due time no pass advanced must not make a busy loop
+            timeout = Min(timeout, Max(1L, long(due_now - unix_ms(GetCurrentTimestamp()))));
         const long curl_timeout = worker->client.timeout_ms();
         if (curl_timeout >= 0)
             timeout = Min(timeout, curl_timeout);
@@ -656,6 +658,7 @@ extern "C" void pg_sync_worker_main(Datum arg) {
     // the database (ALTER DATABASE ... SET) must neither redirect its function calls nor make its
     // passes fail (which would restart it in a loop).
     SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
     SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
     SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
     SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);

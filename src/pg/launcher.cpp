@@ -34,6 +34,7 @@ extern "C" {
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
@@ -86,12 +87,12 @@ void notify_at_commit() {
         return;
     Latch *worker_latch = nullptr;
     Latch *launcher_latch = nullptr;
-    LWLockAcquire(shared->lock, launch_pending ? LW_EXCLUSIVE : LW_SHARED);
+    LWLockAcquire(shared->lock, (launch_pending || config_pending) ? LW_EXCLUSIVE : LW_SHARED);
     for (int i = 0; i < shared->nslots; ++i) {
         WorkerSlot *s = &shared->slots[i];
         if (s->dboid == MyDatabaseId && s->pid != 0) {
             if (config_pending)
-                s->config_generation++; // a 32-bit store; only this lock's holders write it
+                s->config_generation++; // under the exclusive lock: no increment is lost
             worker_latch = s->latch;
         }
     }
@@ -166,6 +167,7 @@ struct LauncherDb {
     BackgroundWorkerHandle *handle;
     bool no_extension;
     bool seen; // in the last pg_database scan
+    bool restart_requested; // CREATE EXTENSION while a worker (old or probe) was still running
     int failures;
     TimestampTz start_after;
 };
@@ -197,6 +199,7 @@ void scan_databases() {
             db->handle = nullptr;
             db->failures = 0;
             db->start_after = 0;
+            db->restart_requested = false;
         }
         // Look again (a short probe) in databases that had no extension last time: it may have
         // come with CREATE DATABASE ... TEMPLATE or a restore.
@@ -232,6 +235,7 @@ bool reap_workers(TimestampTz now) {
         bool no_extension = false;
         TimestampTz started = now;
         LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+        const bool held_now = database_held(db->dboid, now);
         for (int i = 0; i < shared->nslots; ++i) {
             WorkerSlot *s = &shared->slots[i];
             if (s->dboid == db->dboid && s->pid == 0) {
@@ -241,9 +245,17 @@ bool reap_workers(TimestampTz now) {
             }
         }
         LWLockRelease(shared->lock);
-        if (no_extension) {
+        const bool held = held_now;
+        if (db->restart_requested) {
+            db->restart_requested = false;
+            db->no_extension = false;
+            db->start_after = 0;
+        } else if (no_extension) {
             db->no_extension = true;
             db->failures = 0;
+        } else if (held) {
+            // Stopped for DROP DATABASE and friends: not a failure.
+            db->start_after = 0;
         } else {
             failed = true;
             // A worker that ran for a while before it ended is not a crash loop: start afresh.
@@ -272,6 +284,10 @@ void take_requests() {
             db->handle = nullptr;
             db->seen = true;
         }
+        // A worker still running may be one that is about to leave because it saw the extension
+        // dropped (DROP + CREATE EXTENSION in one transaction) or a probe: start one again when
+        // it ends, whatever it says.
+        db->restart_requested = db->handle != nullptr;
         db->no_extension = false;
         db->failures = 0;
         db->start_after = 0;
@@ -299,9 +315,15 @@ TimestampTz start_workers(TimestampTz now) {
         if (db->handle || db->no_extension)
             continue;
         bool held;
+        bool served = false; // a live worker the launcher has no handle for (it restarted)
         LWLockAcquire(shared->lock, LW_SHARED);
         held = database_held(db->dboid, now);
+        for (int i = 0; i < shared->nslots; ++i)
+            if (shared->slots[i].dboid == db->dboid && shared->slots[i].pid != 0 && kill(shared->slots[i].pid, 0) == 0)
+                served = true;
         LWLockRelease(shared->lock);
+        if (served)
+            continue;
         if (held || db->start_after > now) {
             TimestampTz due = held ? TimestampTzPlusMilliseconds(now, 500) : db->start_after;
             if (next == 0 || due < next)
@@ -369,6 +391,10 @@ void launch_at_commit() { launch_pending = true; }
 WorkerSlot *claim_slot(Oid dboid) {
     WorkerSlot *mine = nullptr;
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    if (database_held(dboid, GetCurrentTimestamp())) {
+        LWLockRelease(shared->lock);
+        return nullptr; // registered just before DROP DATABASE & co. stopped this database's worker
+    }
     for (int i = 0; i < shared->nslots && !mine; ++i) {
         WorkerSlot *s = &shared->slots[i];
         if (s->dboid == dboid) {
@@ -403,12 +429,14 @@ void set_worker_state(WorkerSlot *slot, const char *state) {
     }
 }
 
-void stop_worker_for_database(const char *dbname) {
+Oid stop_worker_for_database(const char *dbname, volatile Oid *held) {
     if (!shared || !dbname)
-        return;
+        return InvalidOid;
     const Oid dboid = get_database_oid(dbname, true);
-    if (!OidIsValid(dboid))
-        return;
+    // Only for someone the command itself will allow: nobody else may stop a worker this way.
+    if (!OidIsValid(dboid) || !(superuser() || pg_database_ownercheck(dboid, GetUserId())))
+        return InvalidOid;
+    *held = dboid; // from here on the caller releases the hold, even if the wait is cancelled
     pid_t pid = 0;
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);
     int free_hold = -1;
@@ -425,7 +453,7 @@ void stop_worker_for_database(const char *dbname) {
             pid = shared->slots[i].pid;
     LWLockRelease(shared->lock);
     if (pid == 0)
-        return;
+        return dboid;
     kill(pid, SIGTERM);
     // Wait (up to 10 s) for it to go; the command itself waits for other sessions after this.
     for (int waited = 0; waited < 1000; ++waited) {
@@ -436,22 +464,23 @@ void stop_worker_for_database(const char *dbname) {
                 gone = false;
         LWLockRelease(shared->lock);
         if (gone || kill(pid, 0) != 0)
-            return;
+            return dboid;
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
         CHECK_FOR_INTERRUPTS();
     }
+    return dboid;
 }
 
 // After the command: the worker may come back in a couple of seconds (by then a dropped
 // database is gone from pg_database; a failed DROP leaves it there and delivery resumes).
-void release_database_hold() {
-    if (!shared)
+void release_database_hold(Oid dboid) {
+    if (!shared || !OidIsValid(dboid))
         return;
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);
     const TimestampTz soon = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 2000);
     for (int i = 0; i < kMaxHolds; ++i)
-        if (shared->holds[i].until > soon)
+        if (shared->holds[i].dboid == dboid && shared->holds[i].until > soon)
             shared->holds[i].until = soon;
     Latch *launcher = shared->launcher_latch;
     LWLockRelease(shared->lock);

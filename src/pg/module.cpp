@@ -110,14 +110,15 @@ void utility_hook(PlannedStmt *pstmt, const char *query, bool read_only_tree, Pr
     if (const char *db = database_needing_exclusivity(tree)) {
         // Stop the database's worker first, or the command fails with "database is being
         // accessed by other users"; it may come back once the command is over.
-        pg_sync::pg::stop_worker_for_database(db);
+        volatile Oid held = InvalidOid;
         PG_TRY();
         {
+            pg_sync::pg::stop_worker_for_database(db, &held);
             call_prev(pstmt, query, read_only_tree, context, params, env, dest, qc);
         }
         PG_FINALLY();
         {
-            pg_sync::pg::release_database_hold();
+            pg_sync::pg::release_database_hold(held);
         }
         PG_END_TRY();
         return;

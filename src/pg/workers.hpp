@@ -45,8 +45,9 @@ void workers_xact_init();
 
 // DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE DATABASE ... TEMPLATE need
 // a database nobody is connected to: stop its worker (and keep it stopped a few seconds).
-void stop_worker_for_database(const char *dbname);
-void release_database_hold();
+// Returns the database stopped for (InvalidOid: none, e.g. the caller may not run the command).
+Oid stop_worker_for_database(const char *dbname, volatile Oid *held);
+void release_database_hold(Oid dboid);
 
 // For the delivery worker.
 WorkerSlot *claim_slot(Oid dboid);
