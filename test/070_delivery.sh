@@ -228,7 +228,12 @@ PY
 
 # --- e) pause / resume ----------------------------------------------------------------------------
 wait_for "main's queue to drain before pausing" 15 pending_is main 0
-delivered0=$(q -c "SELECT delivered_total FROM pg_sync.endpoint_status WHERE endpoint = 'main'")
+# delivered_total is written by the worker at most every 200 ms: wait for it to settle at what
+# the receiver acknowledged (only endpoint main posts to receiver main).
+delivered_is() { [ "$(q -c "SELECT delivered_total FROM pg_sync.endpoint_status WHERE endpoint = 'main'")" == "$1" ]; }
+acked=$(receiver_stats main | $PY -c 'import json, sys; print(json.load(sys.stdin)["events_2xx"])')
+wait_for "delivered_total to count every acknowledged event" 15 delivered_is "$acked"
+delivered0=$acked
 q -c "SELECT pg_sync.pause_endpoint('main')" >/dev/null
 req0=$(requests main)
 for i in $(seq 3001 3010); do q -c "INSERT INTO items VALUES ($i, 'p', 0, NULL)"; done
@@ -245,6 +250,7 @@ assert_eq "$(q -c "SELECT state || ' ' || pending FROM pg_sync.endpoint_status W
 q -c "SELECT pg_sync.resume_endpoint('main')" >/dev/null
 receiver_wait_events main $((before + 23 + 10)) 15
 wait_for "pending 0 after resume" 15 pending_is main 0
+wait_for "delivered_total to count the resumed events" 15 delivered_is $((delivered0 + 10))
 assert_eq "$(q -c "SELECT state || ' ' || delivered_total FROM pg_sync.endpoint_status WHERE endpoint = 'main'")" \
     "active $((delivered0 + 10))" "endpoint_status after resume"
 got=$(receiver_events main | $PY -c '

@@ -323,6 +323,13 @@ std::vector<EndpointStats> Dispatcher::take_stats(std::int64_t now_ms) {
     return out;
 }
 
+bool Dispatcher::has_stats() const {
+    for (const auto &kv : endpoints_)
+        if (kv.second.dirty)
+            return true;
+    return false;
+}
+
 std::int64_t Dispatcher::next_due_ms() const {
     std::int64_t due = -1;
     for (const auto &kv : endpoints_) {

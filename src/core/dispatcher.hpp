@@ -105,6 +105,8 @@ class Dispatcher {
     void pause(std::int32_t id);
 
     std::vector<EndpointStats> take_stats(std::int64_t now_ms);
+    // Whether take_stats() has anything to give.
+    bool has_stats() const;
     // Earliest time (unix ms) at which a plan could send something not ready now; -1: none.
     std::int64_t next_due_ms() const;
     std::size_t in_flight_requests() const { return requests_.size(); }

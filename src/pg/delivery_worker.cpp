@@ -68,6 +68,7 @@ namespace pg_sync::pg {
 namespace {
 
 constexpr int64 kUnixEpochShiftUs = 946684800000000LL; // 2000-01-01 minus 1970-01-01
+constexpr int64 kStatsIntervalMs = 200;
 
 int64 unix_ms(TimestampTz t) { return (t + kUnixEpochShiftUs) / 1000; }
 TimestampTz from_unix_ms(int64 ms) { return ms * 1000 - kUnixEpochShiftUs; }
@@ -235,6 +236,10 @@ struct Worker {
     std::vector<http::Request> to_send;      // planned in the pass, sent after its commit
     uint32 config_generation = 0;
     bool configured = false;
+    // pg_sync._endpoint_state is written at most every kStatsIntervalMs (an upsert per pass
+    // cost more than the rest of a small pass); failures are written at once.
+    int64 stats_written_ms = 0;
+    bool stats_urgent = false;
 
     Worker(std::string scope, std::uint64_t seed)
         : dispatcher(std::move(scope), seed, settings.circuit_failure_threshold), client(http_options()) {}
@@ -499,7 +504,11 @@ void pass(bool full, bool first) {
             plan_endpoint(id, now_ms, false);
     }
     worker->touched.clear();
-    write_stats(now_ms);
+    if (worker->stats_urgent || now_ms - worker->stats_written_ms >= kStatsIntervalMs) {
+        write_stats(now_ms);
+        worker->stats_written_ms = now_ms;
+        worker->stats_urgent = false;
+    }
 
     PopActiveSnapshot();
     SPI_finish();
@@ -518,6 +527,8 @@ void collect_completions() {
         if (!o)
             continue;
         worker->touched.insert(o->endpoint_id);
+        if (o->verdict != retry::Verdict::Success)
+            worker->stats_urgent = true;
         worker->outcomes.push_back(std::move(*o));
     }
 }
@@ -582,7 +593,9 @@ void run_loop() {
         const bool retry_due = due >= 0 && due <= unix_ms(now);
         const bool sweep = now >= next_sweep;
         const bool config = worker->configured && slot->config_generation != worker->config_generation;
-        if (woken || sweep || retry_due || config || !worker->outcomes.empty()) {
+        const int64 stats_due_ms = worker->dispatcher.has_stats() ? worker->stats_written_ms + kStatsIntervalMs : -1;
+        const bool stats = stats_due_ms >= 0 && stats_due_ms <= unix_ms(now);
+        if (woken || sweep || retry_due || config || stats || !worker->outcomes.empty()) {
             pass(woken || sweep || retry_due || config || first, first);
             first = false;
             woken = false;
@@ -598,6 +611,9 @@ void run_loop() {
         const int64 due_now = worker->dispatcher.next_due_ms();
         if (due_now >= 0) // at least 1 ms: a due time no pass advanced must not make a busy loop
             timeout = Min(timeout, Max(1L, long(due_now - unix_ms(GetCurrentTimestamp()))));
+        if (worker->dispatcher.has_stats())
+            timeout = Min(timeout, Max(1L, long(worker->stats_written_ms + kStatsIntervalMs -
+                                                unix_ms(GetCurrentTimestamp()))));
         const long curl_timeout = worker->client.timeout_ms();
         if (curl_timeout >= 0)
             timeout = Min(timeout, curl_timeout);
