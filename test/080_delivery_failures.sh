@@ -20,17 +20,7 @@ cd "$(dirname "$0")/.."
 . test/lib/assert.sh
 . test/lib/receiver.sh
 pg_start failures
-# On failure, the server's complaints help more than the last assertion alone.
-on_exit() {
-    local rc=$?
-    if [ $rc -ne 0 ] && [ -n "${PG_DIR:-}" ]; then
-        echo "--- server log (errors and worker lines):" >&2
-        grep -E "ERROR|FATAL|PANIC|TRAP|terminated|exited|pg_sync" "$PG_DIR/server.log" | tail -n 30 >&2 || true
-    fi
-    receiver_stop_all
-    pg_stop
-}
-trap on_exit EXIT
+trap delivery_test_exit EXIT
 
 q >/dev/null <<'SQL'
 CREATE EXTENSION pg_sync;

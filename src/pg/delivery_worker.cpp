@@ -148,7 +148,7 @@ const PlanDef plan_defs[P_COUNT] = {
      "   last_success_at = coalesce(excluded.last_success_at, s.last_success_at),"
      "   last_failure_at = coalesce(excluded.last_failure_at, s.last_failure_at),"
      "   last_error = coalesce(excluded.last_error, s.last_error),"
-     "   last_status = coalesce(excluded.last_status, s.last_status),"
+     "   last_status = CASE WHEN excluded.last_error IS NULL THEN s.last_status ELSE excluded.last_status END,"
      "   in_flight = excluded.in_flight, consecutive_failures = excluded.consecutive_failures,"
      "   circuit = excluded.circuit, next_attempt_at = excluded.next_attempt_at, updated_at = now()",
      11,

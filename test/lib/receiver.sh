@@ -130,3 +130,16 @@ receiver_stop_all() {
         unset "_RECEIVER_ARGS[$name]"
     done
 }
+
+# For tests with a server and receivers: `trap delivery_test_exit EXIT` stops both and, when the
+# test failed, prints the server's errors and worker lines first (they say more than the last
+# assertion alone).
+delivery_test_exit() {
+    local rc=$?
+    if [ $rc -ne 0 ] && [ -n "${PG_DIR:-}" ]; then
+        echo "--- server log (errors and worker lines):" >&2
+        grep -E "ERROR|FATAL|PANIC|TRAP|terminated|exited|pg_sync" "$PG_DIR/server.log" | tail -n 40 >&2 || true
+    fi
+    receiver_stop_all
+    pg_stop
+}
