@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 . test/lib/pg.sh
 . test/lib/assert.sh
 . test/lib/receiver.sh
+. test/lib/status.sh
 pg_start failures
 trap delivery_test_exit EXIT
 
@@ -28,25 +29,6 @@ SQL
 
 # --- helpers --------------------------------------------------------------------------------------
 
-# cond "SQL boolean": succeeds when it is true (for wait_for).
-cond() { [ "$(q -c "SELECT coalesce(($1)::text, 'false')")" == true ]; }
-# st EP COLUMN: one column of pg_sync.endpoint_status.
-st() { q -c "SELECT $2 FROM pg_sync.endpoint_status WHERE endpoint = '$1'"; }
-# status_line EP: the interesting part of endpoint_status, for failure messages.
-status_line() {
-    q -c "SELECT format('state=%s pending=%s in_flight=%s dead=%s delivered=%s failed=%s consecutive=%s last_status=%s last_error=%s paused_reason=%s',
-                 state, pending, in_flight, dead, delivered_total, failed_attempts_total, consecutive_failures,
-                 last_status, last_error, paused_reason) FROM pg_sync.endpoint_status WHERE endpoint = '$1'"
-}
-# wait_status EP SECS "SQL boolean over endpoint_status columns" DESCRIPTION
-wait_status() {
-    local ep=$1 secs=$2 expr=$3 what=$4
-    local deadline=$((SECONDS + secs))
-    until cond "(SELECT $expr FROM pg_sync.endpoint_status WHERE endpoint = '$ep')"; do
-        [ $SECONDS -lt $deadline ] || fail "endpoint $ep: timed out after ${secs}s waiting for $what ($(status_line "$ep"))"
-        sleep 0.05 # poll interval
-    done
-}
 # new_case EP URL [create_endpoint named args]: endpoint EP, table t_EP (id int PK, v int) tracked for it.
 # max_attempts is 1000 unless given: events must not become dead letters while a case waits.
 new_case() {

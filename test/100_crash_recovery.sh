@@ -14,26 +14,12 @@ cd "$(dirname "$0")/.."
 . test/lib/pg.sh
 . test/lib/assert.sh
 . test/lib/receiver.sh
+. test/lib/status.sh
 pg_start crash "max_connections = 50"
 trap delivery_test_exit EXIT
 
 # --- helpers --------------------------------------------------------------------------------------
 
-cond() { [ "$(q -c "SELECT coalesce(($1)::text, 'false')" 2>/dev/null)" == true ]; }
-status_line() {
-    q -c "SELECT format('state=%s pending=%s in_flight=%s dead=%s delivered=%s failed=%s last_error=%s',
-                 state, pending, in_flight, dead, delivered_total, failed_attempts_total, last_error)
-            FROM pg_sync.endpoint_status WHERE endpoint = '$1'"
-}
-# wait_status EP SECS "SQL boolean over endpoint_status columns" DESCRIPTION
-wait_status() {
-    local ep=$1 secs=$2 expr=$3 what=$4
-    local deadline=$((SECONDS + secs))
-    until cond "(SELECT $expr FROM pg_sync.endpoint_status WHERE endpoint = '$ep')"; do
-        [ $SECONDS -lt $deadline ] || fail "endpoint $ep: timed out after ${secs}s waiting for $what ($(status_line "$ep" 2>&1))"
-        sleep 0.1 # poll interval
-    done
-}
 now_s() { "$RECEIVER_PYTHON" -c 'import time; print(time.time())'; }
 
 # PIDs of the processes whose working directory is the data directory: the postmaster and all of

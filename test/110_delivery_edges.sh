@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 . test/lib/assert.sh
 . test/lib/session.sh
 . test/lib/receiver.sh
+. test/lib/status.sh
 pg_start edges "max_connections = 50"
 trap delivery_test_exit EXIT
 T0=$SECONDS
@@ -29,22 +30,7 @@ section_t0=$SECONDS
 # took: seconds since the previous section ended (call it directly: it resets the clock).
 took() { took=$((SECONDS - section_t0))s; section_t0=$SECONDS; }
 
-# --- helpers (as in 080_delivery_failures.sh) -----------------------------------------------------
-cond() { [ "$(q -c "SELECT coalesce(($1)::text, 'false')")" == true ]; }
-st() { q -c "SELECT $2 FROM pg_sync.endpoint_status WHERE endpoint = '$1'"; }
-status_line() {
-    q -c "SELECT format('state=%s pending=%s in_flight=%s dead=%s delivered=%s failed=%s consecutive=%s last_status=%s last_error=%s next_attempt_at=%s',
-                 state, pending, in_flight, dead, delivered_total, failed_attempts_total, consecutive_failures,
-                 last_status, last_error, next_attempt_at) FROM pg_sync.endpoint_status WHERE endpoint = '$1'"
-}
-wait_status() {
-    local ep=$1 secs=$2 expr=$3 what=$4
-    local deadline=$((SECONDS + secs))
-    until cond "(SELECT $expr FROM pg_sync.endpoint_status WHERE endpoint = '$ep')"; do
-        [ $SECONDS -lt $deadline ] || fail "endpoint $ep: timed out after ${secs}s waiting for $what ($(status_line "$ep"))"
-        sleep 0.05 # poll interval
-    done
-}
+# --- helpers --------------------------------------------------------------------------------------
 # new_case EP URL [create_endpoint named args]: endpoint EP, table t_EP (id int PK, v int) tracked for it.
 new_case() {
     local ep=$1 url=$2 args=${3:+, $3}
