@@ -29,39 +29,20 @@ SQL
 
 # --- helpers --------------------------------------------------------------------------------------
 
-# new_case EP URL [create_endpoint named args]: endpoint EP, table t_EP (id int PK, v int) tracked for it.
-# max_attempts is 1000 unless given: events must not become dead letters while a case waits.
-new_case() {
-    local ep=$1 url=$2 args=${3:+, $3}
-    [[ "$args" == *max_attempts* ]] || args="$args, max_attempts => 1000"
-    q >/dev/null <<SQL
-SELECT pg_sync.create_endpoint('$ep', '$url'$args);
-CREATE TABLE t_$ep (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
-SELECT pg_sync.track('t_$ep', '$ep');
-SQL
-}
-# rq NAME 'python expression': evaluates it over the receiver's log; recs = every logged request
-# in order (dicts: t, path, status, events...), ids(r) = event ids of a request.
-rq() {
-    local out_var="${1}_OUT"
-    "$RECEIVER_PYTHON" - "${!out_var}" "$2" <<'PY'
-import json, sys
-recs = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8") if l.strip()]
-def ids(r): return [e["id"] for e in (r["events"] or [])]
-ok = [r for r in recs if r["status"] is not None and 200 <= r["status"] < 300]
-def keys(rs): return ",".join(str(k) for k in sorted({e["key"]["id"] for r in rs for e in (r["events"] or [])}))
-print(eval(sys.argv[2]))
-PY
+# new_case with max_attempts 1000 unless given: events must not become dead letters while a case
+# waits.
+new_case_080() {
+    local args=${3:-}
+    [[ "$args" == *max_attempts* ]] || args="${args:+$args, }max_attempts => 1000"
+    new_case "$1" "$2" "$args"
 }
 requests() { rq "$1" 'len(recs)'; }
 receiver_in_flight() { "$RECEIVER_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["in_flight"])' <<<"$(receiver_stats "$1")"; }
 test_in_flight_le() { [ "$(receiver_in_flight "$1")" -le "$2" ]; }
-# delivered_keys NAME: the distinct key ids of events answered 2xx, sorted, comma-separated.
-delivered_keys() { rq "$1" 'keys(ok)'; }
 
 # --- a) 500, then recovery -------------------------------------------------------------------------
 receiver_start ra --mode status --status 500
-new_case a "$ra_URL" "retry_base_ms => 50, retry_max_ms => 1000"
+new_case_080 a "$ra_URL" "retry_base_ms => 50, retry_max_ms => 1000"
 q -c "INSERT INTO t_a SELECT g FROM generate_series(1, 5) g"
 wait_for "a: events retried (attempts >= 2 in _queue)" 20 \
     cond "(SELECT max(q.attempts) >= 2 FROM pg_sync._queue q JOIN pg_sync._endpoints e ON e.id = q.endpoint_id WHERE e.name = 'a')"
@@ -81,7 +62,7 @@ echo "ok a: 500 retried ($(st a failed_attempts_total) failed attempts), then de
 # --- b) 429 / 503 with Retry-After -----------------------------------------------------------------
 # retry_base_ms 10: without Retry-After the retry would come within 10 ms.
 receiver_start rb --mode fail_first --n 1 --status 429 --retry-after 2
-new_case b "$rb_URL" "retry_base_ms => 10, retry_max_ms => 60000"
+new_case_080 b "$rb_URL" "retry_base_ms => 10, retry_max_ms => 60000"
 q -c "INSERT INTO t_b VALUES (1)"
 receiver_wait_events rb 1 20
 assert_eq "$(rq rb '[r["status"] for r in recs]')" "[429, 204]" "b: requests"
@@ -114,8 +95,8 @@ echo "ok b3: Retry-After: 3600 capped by retry_max_ms 300"
 # --- c) 410: paused, kept, resumed ------------------------------------------------------------------
 receiver_start rc --mode status --status 410
 receiver_start rbar # a healthy endpoint: its delivery shows the worker has passed over c
-new_case c "$rc_URL" "retry_base_ms => 50, retry_max_ms => 1000"
-new_case bar "$rbar_URL"
+new_case_080 c "$rc_URL" "retry_base_ms => 50, retry_max_ms => 1000"
+new_case_080 bar "$rbar_URL"
 q -c "INSERT INTO t_c SELECT g FROM generate_series(1, 3) g"
 wait_status c 20 "state = 'paused' AND paused_reason LIKE '%410%' AND pending = 3 AND dead = 0 AND last_status = 410" "pause on 410"
 assert_eq "$(q -c "SELECT paused FROM pg_sync.endpoints WHERE name = 'c'")" t "c: endpoints.paused"
@@ -140,7 +121,7 @@ echo "ok c: 410 paused the endpoint, nothing sent while paused, resume delivered
 
 # --- d) 302: failure, not followed -----------------------------------------------------------------
 receiver_start rd --mode status --status 302
-new_case d "$rd_URL" "retry_base_ms => 50, retry_max_ms => 500"
+new_case_080 d "$rd_URL" "retry_base_ms => 50, retry_max_ms => 500"
 q -c "INSERT INTO t_d VALUES (1)"
 wait_status d 20 "failed_attempts_total >= 2 AND last_status = 302 AND last_error LIKE '%302%' AND last_error LIKE '%redirect%'
                   AND pending = 1 AND delivered_total = 0" "302 failures"
@@ -153,9 +134,9 @@ echo "ok d: 302 is a failure ($(st d last_error)), redirect not followed"
 # --- e) stall: timeout_ms, and a slow endpoint does not hold up others ------------------------------
 receiver_start rs --mode stall --seconds 8
 receiver_start rf
-new_case e "$rs_URL" "timeout_ms => 500, retry_base_ms => 50, retry_max_ms => 500"
-new_case slow "$rs_URL" "timeout_ms => 60000"
-new_case fast "$rf_URL"
+new_case_080 e "$rs_URL" "timeout_ms => 500, retry_base_ms => 50, retry_max_ms => 500"
+new_case_080 slow "$rs_URL" "timeout_ms => 60000"
+new_case_080 fast "$rf_URL"
 q -c "INSERT INTO t_e VALUES (1)"
 q -c "INSERT INTO t_slow VALUES (1)"
 wait_status e 20 "last_error LIKE 'timeout%' AND failed_attempts_total >= 1 AND pending = 1 AND delivered_total = 0" "timeout"
@@ -173,7 +154,7 @@ echo "ok e: timeout_ms cuts a stalled request ($(st e last_error)); another endp
 
 # --- f) connection dropped -------------------------------------------------------------------------
 receiver_start rdrop --mode drop
-new_case f "$rdrop_URL" "retry_base_ms => 50, retry_max_ms => 500"
+new_case_080 f "$rdrop_URL" "retry_base_ms => 50, retry_max_ms => 500"
 q -c "INSERT INTO t_f VALUES (1)"
 wait_status f 20 "failed_attempts_total >= 2 AND last_error ILIKE '%connection%' AND last_status IS NULL AND pending = 1" "drop failures"
 receiver_mode rdrop '{"mode":"ok"}'
@@ -182,7 +163,7 @@ echo "ok f: dropped connection is a failure ($(st f last_error)), recovery deliv
 
 # --- g) nothing listening, then a receiver on that port ---------------------------------------------
 gport=$(pg_free_port)
-new_case g "http://127.0.0.1:$gport/hook" "retry_base_ms => 50, retry_max_ms => 500"
+new_case_080 g "http://127.0.0.1:$gport/hook" "retry_base_ms => 50, retry_max_ms => 500"
 q -c "INSERT INTO t_g VALUES (1), (2)"
 wait_status g 20 "failed_attempts_total >= 2 AND last_error LIKE 'connection failed%' AND pending = 2" "connection refused"
 receiver_start rg --port "$gport"
@@ -193,7 +174,7 @@ echo "ok g: closed port ($(st g last_error | cut -c1-60)...), delivered once a r
 
 # --- h) dead letters block their key, other keys flow -----------------------------------------------
 receiver_start rh --mode status --status 500
-new_case h "$rh_URL" "max_attempts => 3, retry_base_ms => 20, retry_max_ms => 200"
+new_case_080 h "$rh_URL" "max_attempts => 3, retry_base_ms => 20, retry_max_ms => 200"
 q -c "INSERT INTO t_h VALUES (1), (2)"
 wait_status h 20 "dead = 2 AND pending = 0" "dead letters"
 assert_eq "$(q -c "SELECT string_agg(format('%s:%s:%s:%s:%s', \"table\", op, key->>'id', attempts, last_status), ' ' ORDER BY id)
@@ -229,7 +210,7 @@ echo "ok h: 2 dead letters after 3 attempts each; their key waits, other keys fl
 
 # --- i) circuit breaker ------------------------------------------------------------------------------
 receiver_start ri --mode status --status 500
-new_case i "$ri_URL" "batch_size => 5, max_in_flight => 4, retry_base_ms => 100, retry_max_ms => 1000"
+new_case_080 i "$ri_URL" "batch_size => 5, max_in_flight => 4, retry_base_ms => 100, retry_max_ms => 1000"
 q -c "INSERT INTO t_i SELECT g FROM generate_series(1, 40) g"
 wait_status i 20 "state = 'circuit_open'" "circuit open"
 assert_eq "$(cond "(SELECT consecutive_failures >= 5 FROM pg_sync.endpoint_status WHERE endpoint = 'i')" && echo y)" y \
@@ -264,7 +245,7 @@ echo "ok i: circuit opened ($total_before requests before), then probes of one e
 # i2) the same with slow failures (timeouts), where concurrency shows at the receiver: once the
 # circuit is open, the receiver never holds more than one request of this endpoint.
 receiver_start ri2 --mode stall --seconds 30
-new_case i2 "$ri2_URL" "batch_size => 1, max_in_flight => 4, timeout_ms => 300, retry_base_ms => 100, retry_max_ms => 1000"
+new_case_080 i2 "$ri2_URL" "batch_size => 1, max_in_flight => 4, timeout_ms => 300, retry_base_ms => 100, retry_max_ms => 1000"
 q -c "INSERT INTO t_i2 SELECT g FROM generate_series(1, 20) g"
 wait_status i2 20 "state = 'circuit_open' AND consecutive_failures >= 5 AND last_error LIKE 'timeout%'" "i2 circuit open"
 # Requests sent before it opened time out within timeout_ms (300 ms).
@@ -288,7 +269,7 @@ echo "ok i2: circuit open on timeouts: at most $held_max request held by the rec
 # every earlier event of that key was answered 2xx before or rides ahead of it in the same request;
 # every version arrives, and without a crash nothing is answered 2xx twice.
 receiver_start rk --mode fail_rate --p 0.3 --seed 7
-new_case k "$rk_URL" "batch_size => 3, max_in_flight => 4, max_attempts => 1000, retry_base_ms => 20, retry_max_ms => 200"
+new_case_080 k "$rk_URL" "batch_size => 3, max_in_flight => 4, max_attempts => 1000, retry_base_ms => 20, retry_max_ms => 200"
 q -c "INSERT INTO t_k SELECT g FROM generate_series(1, 5) g"
 q -c "DO \$\$ BEGIN FOR i IN 1..150 LOOP UPDATE t_k SET v = v + 1 WHERE id = 1 + i % 5; COMMIT; END LOOP; END \$\$"
 wait_status k 60 "pending = 0 AND dead = 0" "k delivered"
@@ -333,13 +314,13 @@ echo "ok k: per-key order kept under 30% failures ($(st k failed_attempts_total)
 # --- j) allow_private_targets = off -------------------------------------------------------------------
 receiver_start rj1
 receiver_start rj2
-new_case j1 "$rj1_URL" "retry_base_ms => 50, retry_max_ms => 300"
+new_case_080 j1 "$rj1_URL" "retry_base_ms => 50, retry_max_ms => 300"
 q -c "INSERT INTO t_j1 VALUES (1)"
 receiver_wait_events rj1 1 20 # the worker now has a kept-alive connection to rj1
 # A canary on a closed port tells when the worker has the new setting: its error changes from
 # "connection failed" to "not allowed".
 cport=$(pg_free_port)
-new_case canary "http://127.0.0.1:$cport/" "retry_base_ms => 20, retry_max_ms => 100"
+new_case_080 canary "http://127.0.0.1:$cport/" "retry_base_ms => 20, retry_max_ms => 100"
 q -c "INSERT INTO t_canary VALUES (1)"
 wait_status canary 20 "last_error LIKE 'connection failed%'" "canary failing"
 q >/dev/null <<'SQL'
@@ -347,8 +328,8 @@ ALTER SYSTEM SET pg_sync.allow_private_targets = off;
 SELECT pg_reload_conf();
 SQL
 wait_status canary 20 "last_error LIKE 'target address not allowed%'" "the worker applying allow_private_targets = off"
-new_case j2 "$rj2_URL" "retry_base_ms => 50, retry_max_ms => 300"
-new_case j3 "http://localhost:$rj2_PORT/hook" "retry_base_ms => 50, retry_max_ms => 300"
+new_case_080 j2 "$rj2_URL" "retry_base_ms => 50, retry_max_ms => 300"
+new_case_080 j3 "http://localhost:$rj2_PORT/hook" "retry_base_ms => 50, retry_max_ms => 300"
 q -c "INSERT INTO t_j2 VALUES (1)"
 q -c "INSERT INTO t_j3 VALUES (1)"
 for ep in j2 j3; do

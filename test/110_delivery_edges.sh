@@ -31,28 +31,6 @@ section_t0=$SECONDS
 took() { took=$((SECONDS - section_t0))s; section_t0=$SECONDS; }
 
 # --- helpers --------------------------------------------------------------------------------------
-# new_case EP URL [create_endpoint named args]: endpoint EP, table t_EP (id int PK, v int) tracked for it.
-new_case() {
-    local ep=$1 url=$2 args=${3:+, $3}
-    q >/dev/null <<SQL
-SELECT pg_sync.create_endpoint('$ep', '$url'$args);
-CREATE TABLE t_$ep (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
-SELECT pg_sync.track('t_$ep', '$ep');
-SQL
-}
-# rq NAME 'python expression' over the receiver's log (recs: every request; ok: the 2xx ones).
-rq() {
-    local out_var="${1}_OUT"
-    "$RECEIVER_PYTHON" - "${!out_var}" "$2" <<'PY'
-import json, sys
-recs = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8") if l.strip()]
-def ids(r): return [e["id"] for e in (r["events"] or [])]
-ok = [r for r in recs if r["status"] is not None and 200 <= r["status"] < 300]
-def keys(rs): return ",".join(str(k) for k in sorted({e["key"]["id"] for r in rs for e in (r["events"] or [])}))
-print(eval(sys.argv[2]))
-PY
-}
-delivered_keys() { rq "$1" 'keys(ok)'; }
 worker_pid() { q -c "SELECT pid FROM pg_sync.workers WHERE database = 'postgres'"; }
 has_worker() { [ -n "$(worker_pid)" ]; }
 # A worker for postgres is listed and it is not process $1.

@@ -143,3 +143,20 @@ delivery_test_exit() {
     receiver_stop_all
     pg_stop
 }
+
+# rq NAME 'python expression': evaluates it over the receiver's log. recs = every logged request
+# in order (dicts: t, path, status, events...), ok = the 2xx ones, ids(r) = event ids of a request,
+# keys(rs) = the distinct key ids in requests rs, sorted, comma-separated.
+rq() {
+    local out_var="${1}_OUT"
+    "$RECEIVER_PYTHON" - "${!out_var}" "$2" <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8") if l.strip()]
+def ids(r): return [e["id"] for e in (r["events"] or [])]
+ok = [r for r in recs if r["status"] is not None and 200 <= r["status"] < 300]
+def keys(rs): return ",".join(str(k) for k in sorted({e["key"]["id"] for r in rs for e in (r["events"] or [])}))
+print(eval(sys.argv[2]))
+PY
+}
+# delivered_keys NAME: the distinct key ids of events answered 2xx.
+delivered_keys() { rq "$1" 'keys(ok)'; }

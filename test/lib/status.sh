@@ -21,3 +21,12 @@ wait_status() {
         sleep 0.05 # poll interval
     done
 }
+# new_case EP URL [create_endpoint named args]: endpoint EP, table t_EP (id int PK, v int) tracked for it.
+new_case() {
+    local ep=$1 url=$2 args=${3:+, $3}
+    q >/dev/null <<SQL
+SELECT pg_sync.create_endpoint('$ep', '$url'$args);
+CREATE TABLE t_$ep (id int PRIMARY KEY, v int NOT NULL DEFAULT 0);
+SELECT pg_sync.track('t_$ep', '$ep');
+SQL
+}
