@@ -638,6 +638,64 @@ BEGIN
 END
 $$;
 
+-- ---------------------------------------------------------------------------------------------
+-- Dead letters
+
+-- Moves dead letters back into the queue (all of them, of one endpoint, or the given ids) with
+-- fresh attempts. They keep their ids, so each goes out before the later events of its key that
+-- waited behind it. Returns how many moved.
+CREATE FUNCTION pg_sync.redeliver(endpoint text DEFAULT NULL, ids bigint[] DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep_id int := CASE WHEN redeliver.endpoint IS NULL THEN NULL
+                      ELSE pg_sync._endpoint_id(redeliver.endpoint) END;
+    moved bigint;
+BEGIN
+    IF ids IS NOT NULL AND array_position(ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'ids must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    WITH gone AS (
+        DELETE FROM pg_sync._dead_letters d
+         WHERE (ep_id IS NULL OR d.endpoint_id = ep_id)
+           AND (redeliver.ids IS NULL OR d.id = ANY (redeliver.ids))
+        RETURNING d.*)
+    INSERT INTO pg_sync._queue (id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid,
+                                captured_at, attempts)
+    SELECT g.id, g.endpoint_id, g.op, g.tbl, g.key, g.new_row, g.old_row, g.emit_type, g.txid,
+           g.captured_at, 0
+      FROM gone g;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    IF moved > 0 THEN
+        PERFORM pg_sync._wake(true); -- the worker re-reads heads and dead letters
+    END IF;
+    RETURN moved;
+END
+$$;
+
+-- Drops dead letters (all, of one endpoint, or older than an age), releasing the later events of
+-- their keys. Returns how many were dropped.
+CREATE FUNCTION pg_sync.purge_dead(endpoint text DEFAULT NULL, older_than interval DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep_id int := CASE WHEN purge_dead.endpoint IS NULL THEN NULL
+                      ELSE pg_sync._endpoint_id(purge_dead.endpoint) END;
+    dropped bigint;
+BEGIN
+    IF older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must not be negative' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    DELETE FROM pg_sync._dead_letters d
+     WHERE (ep_id IS NULL OR d.endpoint_id = ep_id)
+       AND (purge_dead.older_than IS NULL OR d.dead_at < now() - purge_dead.older_than);
+    GET DIAGNOSTICS dropped = ROW_COUNT;
+    IF dropped > 0 THEN
+        PERFORM pg_sync._wake(true);
+    END IF;
+    RETURN dropped;
+END
+$$;
+
 -- An application event, atomic with the caller's transaction.
 CREATE FUNCTION pg_sync.emit(endpoint text, type text, payload jsonb, key text DEFAULT NULL)
 RETURNS bigint
@@ -790,7 +848,9 @@ GRANT EXECUTE ON FUNCTION
     pg_sync.pause_endpoint(text),
     pg_sync.resume_endpoint(text),
     pg_sync.track(regclass, text, text[], text[], text[], text),
-    pg_sync.untrack(regclass, text)
+    pg_sync.untrack(regclass, text),
+    pg_sync.redeliver(text, bigint[]),
+    pg_sync.purge_dead(text, interval)
     TO pgsync_admin;
 GRANT EXECUTE ON FUNCTION pg_sync._workers() TO pgsync_monitor; -- pg_sync.workers calls it as the reader
 -- Admins may pass emit() on to application roles.

@@ -208,6 +208,22 @@ assert_eq "$(delivered_keys rh)" "3,4" "h: delivered keys after a sweep"
 assert_eq "$(st h pending)" 1 "h: key 1 still pending"
 echo "ok h: 2 dead letters after 3 attempts each; their key waits, other keys flow"
 
+# --- h2) redeliver puts a dead letter back first in its key; purge_dead releases a key -------------
+assert_eq "$(q -c "SELECT pg_sync.redeliver('h', ARRAY(SELECT id FROM pg_sync.dead_letters
+                                                       WHERE endpoint = 'h' AND key->>'id' = '1'))")" 1 "h2: redeliver count"
+wait_status h 20 "pending = 0 AND dead = 1" "h2: key 1 delivered after redelivery"
+# Key 1: the redelivered insert, then the update that waited behind it, in this order.
+assert_eq "$(rq rh '[(e["op"], e["new"]["v"]) for r in ok for e in r["events"] if e["key"]["id"] == 1]')" \
+    "[('insert', 0), ('update', 1)]" "h2: key 1 in order after redelivery"
+q -c "UPDATE t_h SET v = 5 WHERE id = 2" >/dev/null # waits behind key 2's dead letter
+wait_status h 10 "pending = 1" "h2: key 2 held"
+assert_eq "$(q -c "SELECT pg_sync.purge_dead('h', older_than => interval '1 hour')")" 0 "h2: nothing that old"
+assert_eq "$(q -c "SELECT pg_sync.purge_dead('h')")" 1 "h2: purge count"
+wait_status h 20 "pending = 0 AND dead = 0" "h2: key 2 released by the purge"
+assert_eq "$(rq rh '[(e["op"], e["new"]["v"]) for r in ok for e in r["events"] if e["key"]["id"] == 2]')" \
+    "[('update', 5)]" "h2: key 2 after the purge"
+echo "ok h2: redeliver sent the dead letter before the event behind it; purge_dead released the other key"
+
 # --- i) circuit breaker ------------------------------------------------------------------------------
 receiver_start ri --mode status --status 500
 new_case_080 i "$ri_URL" "batch_size => 5, max_in_flight => 4, retry_base_ms => 100, retry_max_ms => 1000"
