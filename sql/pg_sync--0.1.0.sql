@@ -134,6 +134,20 @@ CREATE TABLE pg_sync._endpoint_state (
 );
 ALTER TABLE pg_sync._endpoint_state SET (fillfactor = 50); -- room for HOT updates
 
+-- The last pg_sync.recent_attempts_size HTTP attempts, as a ring: the worker overwrites slot
+-- (n mod size), so the table never grows past that many rows.
+CREATE TABLE pg_sync._attempts (
+    slot        int PRIMARY KEY,
+    endpoint_id int NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL,
+    events      int NOT NULL,
+    status      int,
+    error       text,
+    lag_ms      float8 -- commit (capture) of the oldest event to the answer
+);
+ALTER TABLE pg_sync._attempts SET (fillfactor = 50);
+
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._tracked', '');
@@ -399,6 +413,7 @@ BEGIN
     DELETE FROM pg_sync._queue q WHERE q.endpoint_id = ep_id;
     DELETE FROM pg_sync._dead_letters d WHERE d.endpoint_id = ep_id;
     DELETE FROM pg_sync._endpoint_state s WHERE s.endpoint_id = ep_id;
+    DELETE FROM pg_sync._attempts a WHERE a.endpoint_id = ep_id;
     FOR t IN DELETE FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id RETURNING tr.tbl LOOP
         PERFORM pg_sync._sync_triggers(t);
     END LOOP;
@@ -809,7 +824,8 @@ SELECT e.name AS endpoint,
        s.last_success_at, s.last_failure_at, s.last_error, s.last_status,
        coalesce(s.consecutive_failures, 0) AS consecutive_failures,
        CASE WHEN s.circuit = 'open' THEN s.next_attempt_at ELSE q.next_attempt_at END AS next_attempt_at,
-       e.paused_reason
+       e.paused_reason,
+       l.lag_p50, l.lag_p99
   FROM pg_sync._endpoints e
   LEFT JOIN pg_sync._endpoint_state s ON s.endpoint_id = e.id
   LEFT JOIN (SELECT endpoint_id, count(*) AS pending, min(captured_at) AS oldest,
@@ -817,7 +833,21 @@ SELECT e.name AS endpoint,
                     min(next_attempt_at) FILTER (WHERE next_attempt_at > now()) AS next_attempt_at
                FROM pg_sync._queue GROUP BY endpoint_id) q ON q.endpoint_id = e.id
   LEFT JOIN (SELECT endpoint_id, count(*) AS dead FROM pg_sync._dead_letters GROUP BY endpoint_id) d
-         ON d.endpoint_id = e.id;
+         ON d.endpoint_id = e.id
+  -- Lag of recent deliveries (pg_sync.recent_attempts): capture of a request's oldest event to its 2xx.
+  LEFT JOIN (SELECT endpoint_id,
+                    make_interval(secs => percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_ms) / 1000) AS lag_p50,
+                    make_interval(secs => percentile_cont(0.99) WITHIN GROUP (ORDER BY lag_ms) / 1000) AS lag_p99
+               FROM pg_sync._attempts WHERE status BETWEEN 200 AND 299 GROUP BY endpoint_id) l
+         ON l.endpoint_id = e.id;
+
+-- The last pg_sync.recent_attempts_size HTTP requests of every endpoint, newest first.
+CREATE VIEW pg_sync.recent_attempts AS
+SELECT e.name AS endpoint, a.started_at, a.events, a.status,
+       a.finished_at - a.started_at AS duration, a.error,
+       make_interval(secs => a.lag_ms / 1000) AS lag
+  FROM pg_sync._attempts a JOIN pg_sync._endpoints e ON e.id = a.endpoint_id
+ ORDER BY a.finished_at DESC;
 
 CREATE VIEW pg_sync.dead_letters AS
 SELECT d.id, e.name AS endpoint, d.tbl AS "table", d.op, d.key, d.attempts, d.last_status, d.last_error,
@@ -838,7 +868,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pg_sync FROM PUBLIC;
 GRANT USAGE ON SCHEMA pg_sync TO PUBLIC;
 
 GRANT SELECT ON pg_sync.endpoints, pg_sync.tracked_tables, pg_sync.endpoint_status,
-                pg_sync.dead_letters, pg_sync.workers
+                pg_sync.dead_letters, pg_sync.workers, pg_sync.recent_attempts
     TO pgsync_monitor;
 
 GRANT EXECUTE ON FUNCTION

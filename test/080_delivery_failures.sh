@@ -327,6 +327,20 @@ sys.exit(1 if problems else 0)
 PY
 echo "ok k: per-key order kept under 30% failures ($(st k failed_attempts_total) failed attempts, $(st k delivered_total) delivered)"
 
+# --- l) recent_attempts is a bounded ring; lag percentiles come from it ---------------------------
+q -c "ALTER SYSTEM SET pg_sync.recent_attempts_size = 5" -c "SELECT pg_reload_conf()" >/dev/null
+receiver_start rl --mode fail_first --n 3 --status 503
+new_case_080 l "$rl_URL" "batch_size => 1, max_in_flight => 1, retry_base_ms => 20, retry_max_ms => 100"
+q -c "INSERT INTO t_l SELECT g FROM generate_series(1, 8) g"
+wait_status l 30 "pending = 0 AND delivered_total = 8" "l: all delivered"
+# 3 failed + 8 successful requests went out; the ring keeps the newest 5 (all successes).
+wait_for "l: the ring to hold the newest attempts" 10 cond "(SELECT count(*) = 5 AND bool_and(status = 204) FROM pg_sync.recent_attempts)"
+assert_eq "$(q -c "SELECT count(*) FROM pg_sync._attempts")" 5 "l: ring size"
+assert_eq "$(q -c "SELECT count(*) FROM pg_sync.recent_attempts WHERE endpoint = 'l' AND events = 1 AND lag > interval '0' AND duration >= interval '0'")" 5 "l: attempt rows"
+assert_eq "$(st l "lag_p50 IS NOT NULL AND lag_p99 >= lag_p50")" t "l: lag percentiles"
+q -c "ALTER SYSTEM RESET pg_sync.recent_attempts_size" -c "SELECT pg_reload_conf()" >/dev/null
+echo "ok l: recent_attempts kept the newest 5 of 11 attempts; lag p50 $(st l lag_p50), p99 $(st l lag_p99)"
+
 # --- j) allow_private_targets = off -------------------------------------------------------------------
 receiver_start rj1
 receiver_start rj2

@@ -202,7 +202,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
     std::vector<envelope::Event> body_events;
     std::vector<std::string> stamps;
     for (const scheduler::Batch &b : batches) {
-        InFlight f{id, {}, {}, {}, now_ms};
+        InFlight f{id, {}, {}, {}, now_ms, 0};
         body_events.clear();
         stamps.assign(b.events.size(), std::string());
         for (std::size_t k = 0; k < b.events.size(); ++k) {
@@ -210,6 +210,8 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
             body_events.push_back(envelope_event(q, &stamps[k]));
             f.ids.push_back(q.id);
             f.attempts.push_back(q.attempts);
+            if (f.oldest_captured_us == 0 || q.captured_at_us < f.oldest_captured_us)
+                f.oldest_captured_us = q.captured_at_us;
         }
         http::Request r;
         r.token = next_token_++;
@@ -259,6 +261,8 @@ std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, 
     o.status = completion.transport == retry::Transport::Ok ? completion.status : 0;
     o.duration_us = completion.duration_us;
     o.started_ms = f.started_ms;
+    o.oldest_captured_us = f.oldest_captured_us;
+    o.events = int(f.ids.size());
     o.webhook_id = std::move(f.webhook_id);
     EndpointStats &st = ep.stats;
     const auto now_u = std::uint64_t(std::max<std::int64_t>(now_ms, 0));

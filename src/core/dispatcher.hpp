@@ -56,8 +56,10 @@ struct Outcome {
     std::uint64_t delay_ms = 0;
     std::string reason; // last_error / pause reason; empty on success
     int status = 0;     // HTTP status, 0 when none arrived
+    int events = 0;     // events the request carried
     std::uint64_t duration_us = 0;
     std::int64_t started_ms = 0; // unix ms when the request was sent
+    std::int64_t oldest_captured_us = 0; // unix us: capture time of the request's oldest event
     std::string webhook_id;
 };
 
@@ -119,6 +121,7 @@ class Dispatcher {
         std::vector<int> attempts;
         std::string webhook_id;
         std::int64_t started_ms;
+        std::int64_t oldest_captured_us;
     };
     struct Endpoint {
         EndpointConfig config;

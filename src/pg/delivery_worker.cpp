@@ -95,6 +95,9 @@ enum PlanId {
     P_GONE,
     P_STATE,
     P_RESET,
+    P_ATTEMPTS,
+    P_ATTEMPTS_TRIM,
+    P_ATTEMPTS_NEXT,
     P_COUNT
 };
 
@@ -158,6 +161,20 @@ const PlanDef plan_defs[P_COUNT] = {
     {"WITH gone AS (DELETE FROM pg_sync._endpoint_state s"
      "               WHERE NOT EXISTS (SELECT FROM pg_sync._endpoints e WHERE e.id = s.endpoint_id))"
      " UPDATE pg_sync._endpoint_state SET in_flight = 0, circuit = 'closed', next_attempt_at = NULL",
+     0,
+     {}},
+    {"INSERT INTO pg_sync._attempts AS a (slot, endpoint_id, started_at, finished_at, events, status, error, lag_ms)"
+     " SELECT * FROM unnest($1::int4[], $2::int4[], $3::timestamptz[], $4::timestamptz[], $5::int4[], $6::int4[],"
+     "                      $7::text[], $8::float8[])"
+     " ON CONFLICT (slot) DO UPDATE SET endpoint_id = excluded.endpoint_id, started_at = excluded.started_at,"
+     "   finished_at = excluded.finished_at, events = excluded.events, status = excluded.status,"
+     "   error = excluded.error, lag_ms = excluded.lag_ms",
+     8,
+     {INT4ARRAYOID, INT4ARRAYOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZARRAYOID, INT4ARRAYOID, INT4ARRAYOID,
+      TEXTARRAYOID, FLOAT8ARRAYOID}},
+    {"DELETE FROM pg_sync._attempts WHERE slot >= $1", 1, {INT4OID}},
+    // Where the ring continues after a restart: after the newest row.
+    {"SELECT coalesce((SELECT slot FROM pg_sync._attempts ORDER BY finished_at DESC, slot DESC LIMIT 1) + 1, 0)",
      0,
      {}},
 };
@@ -239,6 +256,8 @@ struct Worker {
     // pg_sync._endpoint_state is written at most every kStatsIntervalMs (an upsert per pass
     // cost more than the rest of a small pass); failures are written at once.
     int64 stats_written_ms = 0;
+    int64 attempt_seq = -1;   // next ring position of pg_sync._attempts; -1: not read yet
+    int attempts_size = -1;   // pg_sync.recent_attempts_size the ring was last trimmed to
     bool stats_urgent = false;
 
     Worker(std::string scope, std::uint64_t seed)
@@ -421,6 +440,64 @@ void update_head(const dispatch::Outcome &o) {
              ev.end());
 }
 
+// One array parameter of the attempts insert, with NULLs where `null` says.
+Datum array_param(std::vector<Datum> &values, std::vector<char> &nulls, Oid type, int len, bool byval, char align) {
+    int dims[1] = {int(values.size())};
+    int lbs[1] = {1};
+    return PointerGetDatum(construct_md_array(values.data(), reinterpret_cast<bool *>(nulls.data()), 1, dims, lbs, type, len, byval, align));
+}
+
+// The outcomes of this pass go into the ring of recent attempts (pg_sync.recent_attempts).
+void record_attempts(const std::vector<dispatch::Outcome> &outcomes) {
+    const int size = settings.recent_attempts_size;
+    if (worker->attempts_size != size) {
+        Datum v[1] = {Int32GetDatum(size)};
+        run(P_ATTEMPTS_TRIM, v, nullptr, SPI_OK_DELETE);
+        worker->attempts_size = size;
+    }
+    if (size == 0 || outcomes.empty())
+        return;
+    if (worker->attempt_seq < 0) {
+        run(P_ATTEMPTS_NEXT, nullptr, nullptr, SPI_OK_SELECT);
+        bool isnull = false;
+        worker->attempt_seq = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    }
+    // Only the newest `size` of this pass: one statement may not write a slot twice.
+    const std::size_t first = outcomes.size() > std::size_t(size) ? outcomes.size() - std::size_t(size) : 0;
+    const std::size_t n = outcomes.size() - first;
+    std::vector<Datum> cols[8];
+    std::vector<char> nulls[8]; // bool values (vector<bool> has no data())
+    for (int c = 0; c < 8; ++c) {
+        cols[c].reserve(n);
+        nulls[c].assign(n, false);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        const dispatch::Outcome &o = outcomes[first + i];
+        const int64 finished_ms = o.started_ms + int64(o.duration_us / 1000);
+        cols[0].push_back(Int32GetDatum(int32(worker->attempt_seq++ % size)));
+        cols[1].push_back(Int32GetDatum(o.endpoint_id));
+        cols[2].push_back(TimestampTzGetDatum(from_unix_ms(o.started_ms)));
+        cols[3].push_back(TimestampTzGetDatum(from_unix_ms(finished_ms)));
+        cols[4].push_back(Int32GetDatum(o.events));
+        cols[5].push_back(Int32GetDatum(o.status));
+        nulls[5][i] = o.status == 0;
+        cols[6].push_back(o.reason.empty() ? (Datum)0 : text_datum(o.reason));
+        nulls[6][i] = o.reason.empty();
+        cols[7].push_back(Float8GetDatum(double(finished_ms * 1000 - o.oldest_captured_us) / 1000.0));
+        nulls[7][i] = o.oldest_captured_us == 0;
+    }
+    worker->attempt_seq %= size;
+    Datum v[8] = {array_param(cols[0], nulls[0], INT4OID, 4, true, TYPALIGN_INT),
+                  array_param(cols[1], nulls[1], INT4OID, 4, true, TYPALIGN_INT),
+                  array_param(cols[2], nulls[2], TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE),
+                  array_param(cols[3], nulls[3], TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE),
+                  array_param(cols[4], nulls[4], INT4OID, 4, true, TYPALIGN_INT),
+                  array_param(cols[5], nulls[5], INT4OID, 4, true, TYPALIGN_INT),
+                  array_param(cols[6], nulls[6], TEXTOID, -1, false, TYPALIGN_INT),
+                  array_param(cols[7], nulls[7], FLOAT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)};
+    run(P_ATTEMPTS, v, nullptr, SPI_OK_INSERT);
+}
+
 void write_stats(int64 now_ms) {
     for (const dispatch::EndpointStats &st : worker->dispatcher.take_stats(now_ms)) {
         Datum v[11];
@@ -481,6 +558,7 @@ void pass(bool full, bool first) {
         record_outcome(o, now);
         update_head(o);
     }
+    record_attempts(worker->outcomes);
     worker->outcomes.clear();
     for (const auto &kv : delivered) {
         Datum v[2] = {Int32GetDatum(kv.first), int8_array(kv.second)};

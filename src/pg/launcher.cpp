@@ -357,7 +357,7 @@ TimestampTz start_workers(TimestampTz now) {
 
 } // namespace
 
-Settings settings = {8, 1000, 60, true, nullptr, 64, 5};
+Settings settings = {8, 1000, 60, true, nullptr, 64, 5, 1000};
 
 void workers_shmem_request() {
     prev_shmem_request = shmem_request_hook;

@@ -160,6 +160,11 @@ void define_settings() {
                             "Consecutive failed requests after which an endpoint's circuit opens (0: never).",
                             nullptr, &settings.circuit_failure_threshold, 5, 0, 1000000, PGC_SIGHUP, 0, nullptr,
                             nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.recent_attempts_size",
+                            "How many recent HTTP attempts pg_sync.recent_attempts keeps per database (0: none).",
+                            "A ring: older attempts are overwritten, the table never grows past this.",
+                            &settings.recent_attempts_size, 1000, 0, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
+                            nullptr);
     MarkGUCPrefixReserved("pg_sync");
 }
 

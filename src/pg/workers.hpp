@@ -18,6 +18,7 @@ struct Settings {
     char *http_proxy;              // sighup
     int max_connections;           // sighup: sockets per worker
     int circuit_failure_threshold; // sighup
+    int recent_attempts_size;      // sighup: rows kept in pg_sync.recent_attempts
 };
 extern Settings settings;
 
