@@ -15,7 +15,7 @@ EXTRA_CLEAN = pg_sync.control results regression.diffs regression.out tmp_check
 
 # One regression file per feature (sql/NAME.sql -> expected/NAME.out). The temporary instance
 # preloads the library; pg_regress must run as a non-root user (scripts/test.sh arranges it).
-REGRESS      = endpoints track capture_types ddl privileges bad_input emit views delivery dead_letters
+REGRESS      = endpoints track capture_types ddl privileges bad_input emit views delivery dead_letters health
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress.conf
 
 PG_CONFIG  ?= pg_config

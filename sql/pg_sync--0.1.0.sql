@@ -711,6 +711,52 @@ BEGIN
 END
 $$;
 
+-- ---------------------------------------------------------------------------------------------
+-- Health: one row per current problem, none when all is well (what an alert rule calls).
+-- Thresholds: pg_sync.health_max_pending_age, pg_sync.health_max_error_rate (over the endpoint's
+-- attempts in pg_sync.recent_attempts, once there are at least 10).
+
+CREATE FUNCTION pg_sync.health()
+RETURNS TABLE (severity text, endpoint text, problem text, detail text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    max_age interval := current_setting('pg_sync.health_max_pending_age')::interval;
+    max_rate float8 := current_setting('pg_sync.health_max_error_rate')::float8;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_sync._workers() w WHERE w.database = current_database()) THEN
+        RETURN QUERY SELECT 'critical'::text, NULL::text, 'no delivery worker'::text,
+            'no pg_sync worker runs for this database: check shared_preload_libraries, '
+            'pg_sync.max_workers, max_worker_processes and the server log'::text;
+    END IF;
+    RETURN QUERY
+    SELECT 'critical'::text, s.endpoint, 'circuit open'::text,
+           format('%s consecutive failed requests, last error: %s; next attempt at %s',
+                  s.consecutive_failures, coalesce(s.last_error, '?'), coalesce(s.next_attempt_at::text, '?'))
+      FROM pg_sync.endpoint_status s WHERE s.state = 'circuit_open'
+    UNION ALL
+    SELECT 'warning', s.endpoint, 'dead letters',
+           format('%s dead letters (see pg_sync.dead_letters; then pg_sync.redeliver() or pg_sync.purge_dead())', s.dead)
+      FROM pg_sync.endpoint_status s WHERE s.dead > 0
+    UNION ALL
+    SELECT 'warning', s.endpoint, 'lagging',
+           format('oldest pending event is %s old (threshold %s); %s pending, state %s%s',
+                  date_trunc('second', s.oldest_pending_age), max_age, s.pending, s.state,
+                  CASE WHEN s.paused_reason IS NOT NULL THEN ' (' || s.paused_reason || ')' ELSE '' END)
+      FROM pg_sync.endpoint_status s WHERE s.oldest_pending_age > max_age
+    UNION ALL
+    SELECT 'warning', e.name, 'error rate',
+           format('%s of the last %s requests failed (threshold %s%%), last error: %s',
+                  a.failed, a.total, round((max_rate * 100)::numeric, 1), a.last_error)
+      FROM (SELECT a.endpoint_id, count(*) AS total,
+                   count(*) FILTER (WHERE a.status IS NULL OR a.status NOT BETWEEN 200 AND 299) AS failed,
+                   (array_agg(a.error ORDER BY a.finished_at DESC) FILTER (WHERE a.error IS NOT NULL))[1] AS last_error
+              FROM pg_sync._attempts a GROUP BY a.endpoint_id) a
+      JOIN pg_sync._endpoints e ON e.id = a.endpoint_id
+     WHERE a.total >= 10 AND a.failed::float8 / a.total > max_rate
+     ORDER BY 1, 2, 3;
+END
+$$;
+
 -- An application event, atomic with the caller's transaction.
 CREATE FUNCTION pg_sync.emit(endpoint text, type text, payload jsonb, key text DEFAULT NULL)
 RETURNS bigint
@@ -883,6 +929,7 @@ GRANT EXECUTE ON FUNCTION
     pg_sync.purge_dead(text, interval)
     TO pgsync_admin;
 GRANT EXECUTE ON FUNCTION pg_sync._workers() TO pgsync_monitor; -- pg_sync.workers calls it as the reader
+GRANT EXECUTE ON FUNCTION pg_sync.health() TO pgsync_monitor;
 -- Admins may pass emit() on to application roles.
 GRANT EXECUTE ON FUNCTION pg_sync.emit(text, text, jsonb, text) TO pgsync_admin WITH GRANT OPTION;
 

@@ -251,6 +251,8 @@ q -c "SELECT pg_sync.resume_endpoint('main')" >/dev/null
 receiver_wait_events main $((before + 23 + 10)) 15
 wait_for "pending 0 after resume" 15 pending_is main 0
 wait_for "delivered_total to count the resumed events" 15 delivered_is $((delivered0 + 10))
+# Everything delivered, a worker running, nothing failing: pg_sync.health() has nothing to say.
+assert_eq "$(q -c "SELECT count(*) FROM pg_sync.health()")" 0 "health() of a healthy database"
 assert_eq "$(q -c "SELECT state || ' ' || delivered_total FROM pg_sync.endpoint_status WHERE endpoint = 'main'")" \
     "active $((delivered0 + 10))" "endpoint_status after resume"
 got=$(receiver_events main | $PY -c '

@@ -27,6 +27,8 @@ void _PG_init(void);
 namespace {
 
 ProcessUtility_hook_type prev_utility = nullptr;
+int health_max_pending_age_ms = 300000; // read from SQL (pg_sync.health) through current_setting
+double health_max_error_rate = 0.2;
 
 // The database a command needs to itself (no other session connected), if any.
 const char *database_needing_exclusivity(Node *tree) {
@@ -165,6 +167,15 @@ void define_settings() {
                             "A ring: older attempts are overwritten, the table never grows past this.",
                             &settings.recent_attempts_size, 1000, 0, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
                             nullptr);
+    // Read by pg_sync.health(); any role may set them for its own checks.
+    DefineCustomIntVariable("pg_sync.health_max_pending_age",
+                            "pg_sync.health() reports an endpoint whose oldest pending event is older than this.",
+                            nullptr, &health_max_pending_age_ms, 300000, 1, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
+    DefineCustomRealVariable("pg_sync.health_max_error_rate",
+                             "pg_sync.health() reports an endpoint whose recent requests failed more often than this.",
+                             "A fraction of the endpoint's requests in pg_sync.recent_attempts (at least 10 of them).",
+                             &health_max_error_rate, 0.2, 0.0, 1.0, PGC_USERSET, 0, nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("pg_sync");
 }
 
