@@ -10,7 +10,7 @@ SUDO=""
 packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib
     libcurl4-openssl-dev libssl-dev nlohmann-json3-dev googletest libgtest-dev
-    g++ make cmake clang-14 llvm-14 python3 ca-certificates
+    g++ make cmake clang-14 llvm-14 python3 ca-certificates nodejs
 )
 missing=()
 for p in "${packages[@]}"; do
