@@ -712,6 +712,290 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- Backfill: every existing row of a tracked table as an op = 'snapshot' event, in keyset pages.
+-- pg_sync.backfill() only records the job; a background worker of the database (src/pg/
+-- backfill_worker.cpp, started by the delivery worker) runs it one page per short transaction:
+--   1. lock the job row, check the table is still tracked and the requester may still read it;
+--   2. as the table's owner (security-restricted), read the next page
+--        SELECT ... FROM tbl WHERE (page key) > (last key) ORDER BY page key LIMIT n FOR SHARE
+--      rendering key and row as the capture trigger does (row_to_json), and the filter;
+--   3. as the worker, queue the page's rows in page order and advance the job; commit.
+-- Consistency with concurrent writers comes from the FOR SHARE row locks: a writer that changed
+-- a row before the page read it committed first, so its event has the smaller id; a writer that
+-- changes it afterwards waits for the page's commit, so its event gets a larger id. Per key, a
+-- receiver that applies events in id order never ends up older than the table.
+
+CREATE TABLE pg_sync._backfills (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tbl           regclass NOT NULL,
+    endpoint_id   int NOT NULL REFERENCES pg_sync._endpoints (id) ON DELETE CASCADE,
+    batch_rows    int NOT NULL,
+    requested_by  oid NOT NULL,
+    state         text NOT NULL DEFAULT 'running'
+                  CHECK (state IN ('running', 'done', 'cancelled', 'failed')),
+    last_key      text[],            -- page key of the last row read; NULL: from the start
+    rows_scanned  bigint NOT NULL DEFAULT 0,
+    rows_enqueued bigint NOT NULL DEFAULT 0,
+    batches       bigint NOT NULL DEFAULT 0,
+    first_id      bigint,            -- first queue id this job enqueued (for its throttle)
+    waiting_for   text,              -- why the last attempt did not advance
+    last_error    text,
+    retry_at      timestamptz,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz
+);
+CREATE UNIQUE INDEX _backfills_one_running ON pg_sync._backfills (tbl, endpoint_id) WHERE state = 'running';
+
+-- The page key: the primary key, else a unique, total, non-partial index over NOT NULL plain
+-- columns. Returns the columns and the schema of the btree operators their comparisons use.
+CREATE FUNCTION pg_sync._page_key(tbl regclass, OUT columns text[], OUT types text[], OUT op_schema text)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    idx oid;
+    schemas text[];
+BEGIN
+    SELECT i.indexrelid INTO idx FROM pg_index i
+     WHERE i.indrelid = tbl AND i.indisunique AND i.indisvalid AND i.indimmediate
+       AND i.indpred IS NULL AND i.indexprs IS NULL
+       AND NOT EXISTS (SELECT FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+                         JOIN pg_attribute a ON a.attrelid = tbl AND a.attnum = k.attnum
+                        WHERE k.ord <= i.indnkeyatts AND NOT a.attnotnull)
+     ORDER BY i.indisprimary DESC, i.indnkeyatts, i.indexrelid LIMIT 1;
+    IF idx IS NULL THEN
+        RAISE EXCEPTION 'table % has no primary key or unique index over NOT NULL columns', tbl
+            USING ERRCODE = 'invalid_table_definition',
+                  HINT = 'Backfill reads the table in pages ordered by such a key.';
+    END IF;
+    SELECT array_agg(a.attname::text ORDER BY k.ord),
+           array_agg(format_type(a.atttypid, NULL) ORDER BY k.ord),
+           array_agg(DISTINCT n.nspname::text)
+      INTO columns, types, schemas
+      FROM pg_index i
+     CROSS JOIN LATERAL unnest(i.indkey, i.indclass::oid[]) WITH ORDINALITY AS k(attnum, opclass, ord)
+      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      JOIN pg_opclass c ON c.oid = k.opclass
+      JOIN pg_amop o ON o.amopfamily = c.opcfamily AND o.amopstrategy = 5
+                    AND o.amoplefttype = c.opcintype AND o.amoprighttype = c.opcintype
+      JOIN pg_operator op ON op.oid = o.amopopr
+      JOIN pg_namespace n ON n.oid = op.oprnamespace
+     WHERE i.indexrelid = idx AND k.ord <= i.indnkeyatts;
+    IF cardinality(schemas) <> 1 THEN
+        RAISE EXCEPTION 'cannot backfill %: its key columns compare with operators from different schemas (%)',
+            tbl, array_to_string(schemas, ', ') USING ERRCODE = 'feature_not_supported';
+    END IF;
+    op_schema := schemas[1];
+END
+$$;
+
+-- Everything one page needs: the page query (run by the worker as the table's owner with
+-- search_path = pg_catalog, parameters $1 = last key text[], $2 = page size), the owner, the
+-- event's table name, and whether the job must wait for delivery to catch up first.
+-- Raises when the job cannot go on (the worker then marks it failed).
+CREATE FUNCTION pg_sync._backfill_page(job bigint, OUT query text, OUT owner oid, OUT table_name text,
+                                       OUT throttled bool)
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b pg_sync._backfills;
+    t pg_sync._tracked;
+    pk record;
+    cols text[];
+    keys text[];
+    qname text;
+    cmp text;
+    pending bigint;
+BEGIN
+    SELECT * INTO b FROM pg_sync._backfills WHERE id = job;
+    SELECT c.relowner, quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+      INTO owner, table_name
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = b.tbl;
+    IF owner IS NULL THEN
+        RAISE EXCEPTION 'the table was dropped' USING ERRCODE = 'undefined_table';
+    END IF;
+    -- Keep the endpoint (drop_endpoint waits for this page) and the tracking as they are.
+    PERFORM FROM pg_sync._endpoints WHERE id = b.endpoint_id FOR KEY SHARE;
+    SELECT * INTO t FROM pg_sync._tracked WHERE tbl = b.tbl AND endpoint_id = b.endpoint_id FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'table % is no longer tracked for this endpoint', b.tbl
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT has_table_privilege(b.requested_by, b.tbl, 'SELECT') THEN
+        RAISE EXCEPTION 'role % may no longer read table %', b.requested_by::regrole, b.tbl
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- Throttle: no new page while ten pages' worth of this endpoint's events since the job
+    -- started are still waiting (the queue stays small however large the table).
+    IF b.first_id IS NOT NULL THEN
+        SELECT count(*) INTO pending
+          FROM (SELECT FROM pg_sync._queue q WHERE q.endpoint_id = b.endpoint_id AND q.id >= b.first_id
+                LIMIT 10 * b.batch_rows) s;
+        throttled := pending >= 10 * b.batch_rows;
+    ELSE
+        throttled := false;
+    END IF;
+
+    SELECT * INTO pk FROM pg_sync._page_key(b.tbl);
+    IF b.last_key IS NOT NULL AND cardinality(b.last_key) <> cardinality(pk.columns) THEN
+        RAISE EXCEPTION 'the key of table % changed during the backfill', b.tbl
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Start a new backfill.';
+    END IF;
+    cols := coalesce(t.columns,
+                     ARRAY(SELECT a.attname::text FROM pg_attribute a
+                            WHERE a.attrelid = b.tbl AND a.attnum > 0 AND NOT a.attisdropped
+                            ORDER BY a.attnum));
+    keys := coalesce(t.key_columns, pg_sync._primary_key(b.tbl));
+    qname := b.tbl::oid::regclass::text; -- search_path is pg_catalog here: schema-qualified
+    cmp := format('(%s) OPERATOR(%I.>) (%s)',
+                  (SELECT string_agg(format('new.%I', c), ', ' ORDER BY o) FROM unnest(pk.columns) WITH ORDINALITY u(c, o)),
+                  pk.op_schema,
+                  (SELECT string_agg(format('$1[%s]::%s', o, ty), ', ' ORDER BY o)
+                     FROM unnest(pk.types) WITH ORDINALITY u(ty, o)));
+    query := format(
+        'SELECT (SELECT pg_catalog.row_to_json(k.*) FROM (SELECT %s) k) AS key,'
+        '       (SELECT pg_catalog.row_to_json(r.*) FROM (SELECT %s) r) AS new_row,'
+        '       %s AS pass,'
+        '       ARRAY[%s] AS page_key'
+        '  FROM %s AS new CROSS JOIN LATERAL (SELECT (NULL::%s).*) AS old'
+        ' WHERE $1 IS NULL OR %s'
+        ' ORDER BY %s'
+        ' LIMIT $2 FOR SHARE OF new',
+        (SELECT string_agg(format('new.%I', c), ', ' ORDER BY o) FROM unnest(keys) WITH ORDINALITY u(c, o)),
+        (SELECT string_agg(format('new.%I', c), ', ' ORDER BY o) FROM unnest(cols) WITH ORDINALITY u(c, o)),
+        CASE WHEN t.filter IS NULL THEN 'true' ELSE format('((%s) IS TRUE)', t.filter) END,
+        (SELECT string_agg(format('new.%I::pg_catalog.text', c), ', ' ORDER BY o)
+           FROM unnest(pk.columns) WITH ORDINALITY u(c, o)),
+        qname, qname, cmp,
+        (SELECT string_agg(format('new.%I USING OPERATOR(%I.<)', c, pk.op_schema), ', ' ORDER BY o)
+           FROM unnest(pk.columns) WITH ORDINALITY u(c, o)));
+END
+$$;
+
+-- Queues one page's rows (in page order, so ids follow the key order) and advances the job.
+CREATE FUNCTION pg_sync._backfill_record(job bigint, table_name text, keys json[], rows json[],
+                                         last_key text[], scanned int) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b pg_sync._backfills;
+    first bigint;
+    n bigint;
+BEGIN
+    SELECT * INTO b FROM pg_sync._backfills WHERE id = job;
+    WITH ins AS (
+        INSERT INTO pg_sync._queue (endpoint_id, op, tbl, key, new_row)
+        SELECT b.endpoint_id, 'snapshot', table_name, u.k, u.r
+          FROM unnest(keys, rows) WITH ORDINALITY AS u(k, r, ord) ORDER BY u.ord
+        RETURNING id)
+    SELECT min(id), count(*) INTO first, n FROM ins;
+    UPDATE pg_sync._backfills
+       SET last_key = coalesce(_backfill_record.last_key, _backfills.last_key),
+           rows_scanned = rows_scanned + scanned, rows_enqueued = rows_enqueued + n,
+           batches = batches + 1, first_id = coalesce(first_id, first),
+           waiting_for = NULL, last_error = NULL, retry_at = NULL, updated_at = now(),
+           state = CASE WHEN scanned < b.batch_rows THEN 'done' ELSE state END,
+           finished_at = CASE WHEN scanned < b.batch_rows THEN now() END
+     WHERE id = job;
+    IF n > 0 THEN
+        PERFORM pg_sync._wake();
+    END IF;
+END
+$$;
+
+-- Called by pg_sync.backfill() (C, which checked that the caller may read the table) as the
+-- extension owner.
+CREATE FUNCTION pg_sync._backfill(tbl regclass, endpoint text, batch_rows int, requested_by oid)
+RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep_id int := pg_sync._endpoint_id(endpoint);
+    running bigint;
+    result bigint;
+BEGIN
+    PERFORM pg_sync._require(batch_rows, 'batch_rows');
+    IF batch_rows NOT BETWEEN 1 AND 100000 THEN
+        RAISE EXCEPTION 'batch_rows must be between 1 and 100000, not %', batch_rows
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_sync._tracked t WHERE t.tbl = _backfill.tbl AND t.endpoint_id = ep_id) THEN
+        RAISE EXCEPTION 'table % is not tracked for endpoint "%"', tbl, endpoint
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Call pg_sync.track() first: backfill sends rows as tracking configures them.';
+    END IF;
+    PERFORM pg_sync._page_key(tbl); -- fails early when the table has no usable key
+    SELECT b.id INTO running FROM pg_sync._backfills b
+     WHERE b.tbl = _backfill.tbl AND b.endpoint_id = ep_id AND b.state = 'running';
+    IF running IS NOT NULL THEN
+        RAISE EXCEPTION 'a backfill of % for endpoint "%" is already running (id %)', tbl, endpoint, running
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Follow it in pg_sync.backfills, or stop it with pg_sync.cancel_backfill().';
+    END IF;
+    INSERT INTO pg_sync._backfills (tbl, endpoint_id, batch_rows, requested_by)
+    VALUES (tbl, ep_id, batch_rows, requested_by)
+    RETURNING id INTO result;
+    PERFORM pg_sync._wake(true); -- the delivery worker starts the backfill worker
+    RAISE NOTICE 'backfill % of % for endpoint "%" will start when this transaction commits', result, tbl, endpoint
+        USING HINT = 'Follow it in pg_sync.backfills.';
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION pg_sync.backfill(tbl regclass, endpoint text, batch_rows int DEFAULT 1000) RETURNS bigint
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_backfill';
+
+-- Stops a running backfill after its current page. Returns false when it was not running.
+CREATE FUNCTION pg_sync.cancel_backfill(id bigint) RETURNS bool
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    st text;
+BEGIN
+    PERFORM pg_sync._require(id, 'id');
+    SELECT b.state INTO st FROM pg_sync._backfills b WHERE b.id = cancel_backfill.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'backfill % does not exist', id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF st <> 'running' THEN
+        RETURN false;
+    END IF;
+    UPDATE pg_sync._backfills b SET state = 'cancelled', finished_at = now(), updated_at = now(),
+                                    waiting_for = NULL
+     WHERE b.id = cancel_backfill.id;
+    RETURN true;
+END
+$$;
+
+-- Continues a cancelled or failed backfill from the last page it committed. Returns false when
+-- it was running already; a finished one cannot be resumed (start a new one).
+CREATE FUNCTION pg_sync.resume_backfill(id bigint) RETURNS bool
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b pg_sync._backfills;
+BEGIN
+    PERFORM pg_sync._require(id, 'id');
+    SELECT * INTO b FROM pg_sync._backfills x WHERE x.id = resume_backfill.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'backfill % does not exist', id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF b.state = 'running' THEN
+        RETURN false;
+    ELSIF b.state = 'done' THEN
+        RAISE EXCEPTION 'backfill % is done', id USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Start a new one with pg_sync.backfill().';
+    END IF;
+    IF EXISTS (SELECT FROM pg_sync._backfills x
+                WHERE x.tbl = b.tbl AND x.endpoint_id = b.endpoint_id AND x.state = 'running') THEN
+        RAISE EXCEPTION 'another backfill of % for this endpoint is running', b.tbl
+            USING ERRCODE = 'object_in_use';
+    END IF;
+    UPDATE pg_sync._backfills x
+       SET state = 'running', finished_at = NULL, last_error = NULL, waiting_for = NULL, retry_at = NULL,
+           updated_at = now()
+     WHERE x.id = resume_backfill.id;
+    PERFORM pg_sync._wake(true);
+    RETURN true;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- Health: one row per current problem, none when all is well (what an alert rule calls).
 -- Thresholds: pg_sync.health_max_pending_age, pg_sync.health_max_error_rate (over the endpoint's
 -- attempts in pg_sync.recent_attempts, once there are at least 10).
@@ -753,6 +1037,12 @@ BEGIN
               FROM pg_sync._attempts a GROUP BY a.endpoint_id) a
       JOIN pg_sync._endpoints e ON e.id = a.endpoint_id
      WHERE a.total >= 10 AND a.failed::float8 / a.total > max_rate
+    UNION ALL
+    SELECT 'warning', e.name, 'backfill failed',
+           format('backfill %s of %s failed after %s rows: %s (pg_sync.resume_backfill(%s) continues it)',
+                  b.id, b.tbl, b.rows_scanned, b.last_error, b.id)
+      FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
+     WHERE b.state = 'failed'
      ORDER BY 1, 2, 3;
 END
 $$;
@@ -902,6 +1192,23 @@ SELECT d.id, e.name AS endpoint, d.tbl AS "table", d.op, d.key, d.attempts, d.la
             ELSE json_build_object('new', d.new_row, 'old', d.old_row) END AS payload
   FROM pg_sync._dead_letters d JOIN pg_sync._endpoints e ON e.id = d.endpoint_id;
 
+-- Backfills (pg_sync.backfill), running and finished, with their progress.
+CREATE VIEW pg_sync.backfills AS
+SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
+       b.rows_scanned, b.rows_enqueued, t.estimate AS rows_estimated,
+       CASE WHEN b.state = 'done' THEN 100.0
+            WHEN t.estimate > 0 THEN least(99.9, round(100.0 * b.rows_scanned / t.estimate, 1)) END AS percent_done,
+       b.batch_rows, b.batches, b.last_key, b.waiting_for, b.last_error,
+       b.requested_by::regrole AS requested_by, b.started_at, b.updated_at, b.finished_at
+  FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
+  -- Planner estimate of the row count (of every partition for a partitioned table); NULL
+  -- until the table was analyzed.
+  LEFT JOIN LATERAL (SELECT CASE WHEN bool_or(c.reltuples >= 0) THEN sum(greatest(c.reltuples, 0))::bigint END
+                              AS estimate
+                       FROM pg_class c
+                      WHERE c.oid = b.tbl AND c.relkind = 'r'
+                         OR c.oid IN (SELECT p.relid FROM pg_partition_tree(b.tbl) p WHERE p.isleaf)) t ON true;
+
 -- Delivery workers of every database (like pg_stat_activity, the server's view).
 CREATE VIEW pg_sync.workers AS SELECT * FROM pg_sync._workers();
 
@@ -914,7 +1221,7 @@ REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA pg_sync FROM PUBLIC;
 GRANT USAGE ON SCHEMA pg_sync TO PUBLIC;
 
 GRANT SELECT ON pg_sync.endpoints, pg_sync.tracked_tables, pg_sync.endpoint_status,
-                pg_sync.dead_letters, pg_sync.workers, pg_sync.recent_attempts
+                pg_sync.dead_letters, pg_sync.workers, pg_sync.recent_attempts, pg_sync.backfills
     TO pgsync_monitor;
 
 GRANT EXECUTE ON FUNCTION
@@ -926,7 +1233,10 @@ GRANT EXECUTE ON FUNCTION
     pg_sync.track(regclass, text, text[], text[], text[], text),
     pg_sync.untrack(regclass, text),
     pg_sync.redeliver(text, bigint[]),
-    pg_sync.purge_dead(text, interval)
+    pg_sync.purge_dead(text, interval),
+    pg_sync.backfill(regclass, text, int),
+    pg_sync.cancel_backfill(bigint),
+    pg_sync.resume_backfill(bigint)
     TO pgsync_admin;
 GRANT EXECUTE ON FUNCTION pg_sync._workers() TO pgsync_monitor; -- pg_sync.workers calls it as the reader
 GRANT EXECUTE ON FUNCTION pg_sync.health() TO pgsync_monitor;

@@ -69,6 +69,7 @@ namespace {
 
 constexpr int64 kUnixEpochShiftUs = 946684800000000LL; // 2000-01-01 minus 1970-01-01
 constexpr int64 kStatsIntervalMs = 200;
+constexpr int kBackfillCheckMs = 5000; // how often the worker looks for running backfills anyway
 
 int64 unix_ms(TimestampTz t) { return (t + kUnixEpochShiftUs) / 1000; }
 TimestampTz from_unix_ms(int64 ms) { return ms * 1000 - kUnixEpochShiftUs; }
@@ -253,6 +254,7 @@ struct Worker {
     std::vector<http::Request> to_send;      // planned in the pass, sent after its commit
     uint32 config_generation = 0;
     bool configured = false;
+    TimestampTz next_backfill_check = 0;
     // pg_sync._endpoint_state is written at most every kStatsIntervalMs (an upsert per pass
     // cost more than the rest of a small pass); failures are written at once.
     int64 stats_written_ms = 0;
@@ -564,7 +566,9 @@ void pass(bool full, bool first) {
         Datum v[2] = {Int32GetDatum(kv.first), int8_array(kv.second)};
         run(P_DELETE, v, nullptr, SPI_OK_DELETE);
     }
+    bool reloaded = false;
     if (!worker->configured || generation != worker->config_generation) {
+        reloaded = true;
         worker->config_generation = generation;
         load_endpoints();
         worker->configured = true;
@@ -588,11 +592,28 @@ void pass(bool full, bool first) {
         worker->stats_urgent = false;
     }
 
+    // Backfills (pg_sync.backfill) run in a worker of their own, started from here: when the
+    // configuration changed (backfill() and resume_backfill() change it), at start, and every
+    // few seconds (a backfill worker that died, or exited just as a job was added).
+    bool start_backfill = false;
+    if (reloaded || now >= worker->next_backfill_check) {
+        worker->next_backfill_check = TimestampTzPlusMilliseconds(now, kBackfillCheckMs);
+        if (SPI_execute("SELECT EXISTS (SELECT FROM pg_sync._backfills WHERE state = 'running')", true, 1) !=
+                SPI_OK_SELECT ||
+            SPI_processed != 1)
+            elog(ERROR, "pg_sync: reading pg_sync._backfills failed");
+        bool isnull;
+        start_backfill = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    }
+
     PopActiveSnapshot();
     SPI_finish();
     CommitTransactionCommand();
     pgstat_report_activity(STATE_IDLE, nullptr);
     pgstat_report_stat(false);
+    if (start_backfill && !backfill_worker_running(MyDatabaseId) && !start_backfill_worker(MyDatabaseId))
+        ereport(WARNING, (errmsg("pg_sync: could not start a backfill worker"),
+                          errhint("Raise max_worker_processes; backfills wait until a worker can start.")));
 }
 
 void collect_completions() {
@@ -748,16 +769,7 @@ extern "C" void pg_sync_worker_main(Datum arg) {
     // The worker's queries have one good plan (index scans on the queue's primary key);
     // re-planning them for every parameter value cost more than running them.
     SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_SUSET, PGC_S_OVERRIDE);
-    // The worker runs as the bootstrap superuser: settings that a database owner may attach to
-    // the database (ALTER DATABASE ... SET) must neither redirect its function calls nor make its
-    // passes fail (which would restart it in a loop).
-    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    pin_worker_settings();
 
     StartTransactionCommand();
     extension_oid = get_extension_oid("pg_sync", true);

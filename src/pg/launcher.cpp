@@ -36,6 +36,7 @@ extern "C" {
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
@@ -57,8 +58,16 @@ struct Hold {
     TimestampTz until;
 };
 
+// The backfill worker of a database (at most one each; src/pg/backfill_worker.cpp).
+constexpr int kMaxBackfills = 16;
+struct BackfillSlot {
+    Oid dboid;
+    pid_t pid; // 0: free
+};
+
 struct SharedState {
     LWLock *lock;
+    BackfillSlot backfills[kMaxBackfills];
     pid_t launcher_pid;
     Latch *launcher_latch;
     int nrequests;
@@ -429,6 +438,75 @@ void set_worker_state(WorkerSlot *slot, const char *state) {
     }
 }
 
+void pin_worker_settings() {
+    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+// --- backfill workers ----------------------------------------------------------------------------
+
+bool claim_backfill_slot(Oid dboid) {
+    bool claimed = false;
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    if (!database_held(dboid, GetCurrentTimestamp())) {
+        int free_slot = -1;
+        bool other = false;
+        for (int i = 0; i < kMaxBackfills; ++i) {
+            BackfillSlot *b = &shared->backfills[i];
+            const bool alive = b->pid != 0 && kill(b->pid, 0) == 0;
+            if (b->dboid == dboid && alive)
+                other = true;
+            else if (free_slot < 0 && (!alive || b->dboid == dboid))
+                free_slot = i;
+        }
+        if (!other && free_slot >= 0) {
+            shared->backfills[free_slot].dboid = dboid;
+            shared->backfills[free_slot].pid = MyProcPid;
+            claimed = true;
+        }
+    }
+    LWLockRelease(shared->lock);
+    return claimed;
+}
+
+void release_backfill_slot() {
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    for (int i = 0; i < kMaxBackfills; ++i)
+        if (shared->backfills[i].pid == MyProcPid)
+            shared->backfills[i].pid = 0;
+    LWLockRelease(shared->lock);
+}
+
+bool backfill_worker_running(Oid dboid) {
+    bool running = false;
+    LWLockAcquire(shared->lock, LW_SHARED);
+    for (int i = 0; i < kMaxBackfills; ++i)
+        if (shared->backfills[i].dboid == dboid && shared->backfills[i].pid != 0 &&
+            kill(shared->backfills[i].pid, 0) == 0)
+            running = true;
+    LWLockRelease(shared->lock);
+    return running;
+}
+
+bool start_backfill_worker(Oid dboid) {
+    BackgroundWorker w;
+    memset(&w, 0, sizeof w);
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = BGW_NEVER_RESTART; // the delivery worker starts it again if needed
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_sync");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "pg_sync_backfill_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "pg_sync backfill for database %u", dboid);
+    snprintf(w.bgw_type, BGW_MAXLEN, "pg_sync backfill");
+    w.bgw_main_arg = ObjectIdGetDatum(dboid);
+    return RegisterDynamicBackgroundWorker(&w, nullptr);
+}
+
 Oid stop_worker_for_database(const char *dbname, volatile Oid *held) {
     if (!shared || !dbname)
         return InvalidOid;
@@ -451,7 +529,21 @@ Oid stop_worker_for_database(const char *dbname, volatile Oid *held) {
     for (int i = 0; i < shared->nslots; ++i)
         if (shared->slots[i].dboid == dboid && shared->slots[i].pid != 0)
             pid = shared->slots[i].pid;
+    pid_t backfill_pid = 0;
+    for (int i = 0; i < kMaxBackfills; ++i)
+        if (shared->backfills[i].dboid == dboid && shared->backfills[i].pid != 0)
+            backfill_pid = shared->backfills[i].pid;
     LWLockRelease(shared->lock);
+    if (backfill_pid != 0) {
+        // It holds no slot the command waits on: the command's own wait for other sessions
+        // covers it, once it has gone.
+        kill(backfill_pid, SIGTERM);
+        for (int waited = 0; waited < 1000 && kill(backfill_pid, 0) == 0; ++waited) {
+            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
+            ResetLatch(MyLatch);
+            CHECK_FOR_INTERRUPTS();
+        }
+    }
     if (pid == 0)
         return dboid;
     kill(pid, SIGTERM);

@@ -89,53 +89,98 @@ extern "C" {
 #include "utils/syscache.h"
 
 PG_FUNCTION_INFO_V1(pg_sync_track);
+PG_FUNCTION_INFO_V1(pg_sync_backfill);
 }
 
-extern "C" Datum pg_sync_track(PG_FUNCTION_ARGS) {
+namespace {
+
+// The relation tbl, checked to exist; its name, quoted, for messages.
+char *checked_relation(FunctionCallInfo fcinfo, Oid *relid) {
     if (PG_ARGISNULL(0))
         ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("tbl must not be null")));
-    const Oid relid = PG_GETARG_OID(0);
-    if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation with OID %u does not exist", relid)));
+    *relid = PG_GETARG_OID(0);
+    if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(*relid)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation with OID %u does not exist", *relid)));
+    return quote_qualified_identifier(get_namespace_name(get_rel_namespace(*relid)), get_rel_name(*relid));
+}
 
-    const Oid caller = GetUserId();
-    const bool may_read = pg_class_aclcheck(relid, caller, ACL_SELECT) == ACLCHECK_OK;
-    const bool may_trigger =
-        pg_class_aclcheck(relid, caller, ACL_TRIGGER) == ACLCHECK_OK || pg_class_ownercheck(relid, caller);
-    if (!may_read || !may_trigger)
-        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-                        errmsg("permission denied to track table %s",
-                               quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-                                                          get_rel_name(relid))),
-                        errdetail("Role \"%s\" lacks the %s privilege on it.", GetUserNameFromId(caller, false),
-                                  !may_read ? "SELECT" : "TRIGGER"),
-                        errhint("Tracking sends the table's rows to the endpoint: it needs SELECT and TRIGGER "
-                                "privileges on the table, or its ownership.")));
-
-    // By OIDs, not by a signature string: type names would be looked up in the caller's search_path.
-    Oid argtypes[6] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
-    const Oid inner =
-        LookupFuncName(list_make2(makeString(pstrdup("pg_sync")), makeString(pstrdup("_track"))), 6, argtypes, false);
-    HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(inner));
+// Calls pg_sync.<inner>(args) as the function's owner (the extension's owner); the arguments
+// are looked up by OIDs, not by a signature string, which would use the caller's search_path.
+Datum call_as_owner(const char *inner, int nargs, Oid *argtypes, const Datum *values, const bool *nulls,
+                    bool *result_null) {
+    const Oid fn =
+        LookupFuncName(list_make2(makeString(pstrdup("pg_sync")), makeString(pstrdup(inner))), nargs, argtypes, false);
+    HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
     if (!HeapTupleIsValid(proc))
-        elog(ERROR, "cache lookup failed for function %u", inner);
+        elog(ERROR, "cache lookup failed for function %u", fn);
     const Oid owner = reinterpret_cast<Form_pg_proc>(GETSTRUCT(proc))->proowner;
     ReleaseSysCache(proc);
 
     FmgrInfo flinfo;
-    fmgr_info(inner, &flinfo);
-    LOCAL_FCINFO(call, 6);
-    InitFunctionCallInfoData(*call, &flinfo, 6, InvalidOid, nullptr, nullptr);
-    for (int i = 0; i < 6; ++i) {
-        call->args[i].value = PG_GETARG_DATUM(i);
-        call->args[i].isnull = PG_ARGISNULL(i);
+    fmgr_info(fn, &flinfo);
+    LOCAL_FCINFO(call, FUNC_MAX_ARGS);
+    InitFunctionCallInfoData(*call, &flinfo, nargs, InvalidOid, nullptr, nullptr);
+    for (int i = 0; i < nargs; ++i) {
+        call->args[i].value = values[i];
+        call->args[i].isnull = nulls[i];
     }
     // An error below aborts the (sub)transaction, which restores the user id.
     Oid saved_user;
     int saved_context;
     GetUserIdAndSecContext(&saved_user, &saved_context);
     SetUserIdAndSecContext(owner, saved_context | SECURITY_LOCAL_USERID_CHANGE);
-    FunctionCallInvoke(call);
+    Datum result = FunctionCallInvoke(call);
     SetUserIdAndSecContext(saved_user, saved_context);
+    *result_null = call->isnull;
+    return result;
+}
+
+} // namespace
+
+extern "C" Datum pg_sync_track(PG_FUNCTION_ARGS) {
+    Oid relid;
+    const char *name = checked_relation(fcinfo, &relid);
+    const Oid caller = GetUserId();
+    const bool may_read = pg_class_aclcheck(relid, caller, ACL_SELECT) == ACLCHECK_OK;
+    const bool may_trigger =
+        pg_class_aclcheck(relid, caller, ACL_TRIGGER) == ACLCHECK_OK || pg_class_ownercheck(relid, caller);
+    if (!may_read || !may_trigger)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("permission denied to track table %s", name),
+                        errdetail("Role \"%s\" lacks the %s privilege on it.", GetUserNameFromId(caller, false),
+                                  !may_read ? "SELECT" : "TRIGGER"),
+                        errhint("Tracking sends the table's rows to the endpoint: it needs SELECT and TRIGGER "
+                                "privileges on the table, or its ownership.")));
+
+    Oid argtypes[6] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
+    Datum values[6];
+    bool nulls[6];
+    for (int i = 0; i < 6; ++i) {
+        values[i] = PG_GETARG_DATUM(i);
+        nulls[i] = PG_ARGISNULL(i);
+    }
+    bool isnull;
+    call_as_owner("_track", 6, argtypes, values, nulls, &isnull);
     PG_RETURN_VOID();
+}
+
+// pg_sync.backfill(tbl, endpoint, batch_rows) — in C for the same reason as track(): the rows
+// go to the endpoint, so the calling role must be able to read the table. pg_sync._backfill()
+// records the job (as the extension owner), with the caller, whose right to read the table the
+// backfill worker checks again before every page.
+extern "C" Datum pg_sync_backfill(PG_FUNCTION_ARGS) {
+    Oid relid;
+    const char *name = checked_relation(fcinfo, &relid);
+    const Oid caller = GetUserId();
+    if (pg_class_aclcheck(relid, caller, ACL_SELECT) != ACLCHECK_OK)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE), errmsg("permission denied to backfill table %s", name),
+                        errdetail("Role \"%s\" lacks the SELECT privilege on it.", GetUserNameFromId(caller, false)),
+                        errhint("Backfill sends the table's rows to the endpoint: it needs SELECT on the table.")));
+    Oid argtypes[4] = {REGCLASSOID, TEXTOID, INT4OID, OIDOID};
+    Datum values[4] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2), ObjectIdGetDatum(caller)};
+    bool nulls[4] = {false, PG_ARGISNULL(1), PG_ARGISNULL(2), false};
+    bool isnull;
+    Datum id = call_as_owner("_backfill", 4, argtypes, values, nulls, &isnull);
+    if (isnull)
+        PG_RETURN_NULL();
+    PG_RETURN_DATUM(id);
 }

@@ -50,6 +50,18 @@ void workers_xact_init();
 Oid stop_worker_for_database(const char *dbname, volatile Oid *held);
 void release_database_hold(Oid dboid);
 
+// Workers run as the bootstrap superuser: settings that a database owner may attach to the
+// database (ALTER DATABASE ... SET) must neither redirect their function calls nor make them
+// fail (a worker failing at every start restarts in a loop). Called after connecting.
+void pin_worker_settings();
+
+// Backfill workers (one per database at most): claim/release in the worker itself; the delivery
+// worker starts one when backfills are running and none is.
+bool claim_backfill_slot(Oid dboid);
+void release_backfill_slot();
+bool backfill_worker_running(Oid dboid);
+bool start_backfill_worker(Oid dboid);
+
 // For the delivery worker.
 WorkerSlot *claim_slot(Oid dboid);
 void set_worker_state(WorkerSlot *slot, const char *state);
@@ -59,4 +71,5 @@ void set_worker_state(WorkerSlot *slot, const char *state);
 extern "C" {
 PGDLLEXPORT void pg_sync_launcher_main(Datum arg);
 PGDLLEXPORT void pg_sync_worker_main(Datum arg);
+PGDLLEXPORT void pg_sync_backfill_main(Datum arg);
 }
