@@ -22,27 +22,38 @@ run_unit() {
     ctest --test-dir build --output-on-failure || return 1
 }
 
-run_regress() {
-    echo "== regression tests (pg_regress)"
-    # pg_regress --temp-instance runs initdb, which refuses root: run it as postgres in a copy
-    # of the tree that user can read.
-    local work
-    work=$(mktemp -d /tmp/pg_sync_regress.XXXXXX) || return 1
-    cp -r Makefile pg_sync.control.in sql expected test "$work/" || return 1
+# installcheck_as_postgres KIND OUTDIR MAKE-ARGS: runs `make installcheck` (PGXS) for one kind of
+# suite. --temp-instance runs initdb, which refuses root: run it as postgres in a copy of the
+# tree that user can read. On failure prints the diffs (from OUTDIR, relative to the copy) and,
+# with REGRESS_ACCEPT=1 (developers: review the diff!), copies the new outputs into expected/.
+installcheck_as_postgres() {
+    local kind=$1 outdir=$2 args=$3 work
+    work=$(mktemp -d "/tmp/pg_sync_$kind.XXXXXX") || return 1
+    cp -r Makefile pg_sync.control.in sql expected specs test "$work/" || return 1
     chown -R postgres "$work" || return 1
-    local tests=""
-    [ -n "${REGRESS_ONLY:-}" ] && tests="REGRESS='$REGRESS_ONLY'"
-    if ! su postgres -s /bin/bash -c "make -s -C '$work' installcheck PG_CONFIG=$PG_CONFIG $tests"; then
-        head -n 300 "$work/regression.diffs" 2>/dev/null
-        # Developers: REGRESS_ACCEPT=1 copies the new outputs into expected/ (review the diff!).
+    if ! su postgres -s /bin/bash -c "make -s -C '$work' installcheck PG_CONFIG=$PG_CONFIG $args"; then
+        head -n 300 "$work/$outdir/regression.diffs" 2>/dev/null
         if [ -n "${REGRESS_ACCEPT:-}" ]; then
-            cp "$work"/results/*.out expected/
+            cp "$work/$outdir"/results/*.out expected/
             echo "accepted new outputs into expected/"
         fi
-        echo "regression diffs kept in $work"
+        echo "$kind diffs kept in $work"
         return 1
     fi
     rm -rf "$work"
+}
+
+run_regress() {
+    echo "== regression tests (pg_regress)"
+    # ISOLATION= : the isolation specs run in their own step (run_isolation).
+    installcheck_as_postgres regress . "ISOLATION= ${REGRESS_ONLY:+REGRESS='$REGRESS_ONLY'}"
+}
+
+run_isolation() {
+    echo "== concurrency tests (pg_isolation_regress)"
+    # Specs in specs/NAME.spec, expected output in expected/NAME.out (ISOLATION in the Makefile);
+    # PGXS writes their results and diffs to output_iso/. REGRESS= : only the isolation part.
+    installcheck_as_postgres isolation output_iso "REGRESS= ${ISOLATION_ONLY:+ISOLATION='$ISOLATION_ONLY'}"
 }
 
 run_integration() {
@@ -62,11 +73,15 @@ run_integration() {
 status=0
 case $layers in
 unit) run_unit || status=1 ;;
-regress) run_regress || status=1 ;;
+regress)
+    run_regress || status=1
+    run_isolation || status=1
+    ;;
 integration) run_integration || status=1 ;;
 all)
     run_unit || status=1
     run_regress || status=1
+    run_isolation || status=1
     run_integration || status=1
     ;;
 *) echo "usage: $0 [unit|regress|integration]" >&2; exit 2 ;;
