@@ -16,7 +16,7 @@ EXTRA_CLEAN = pg_sync.control results regression.diffs regression.out tmp_check 
 # One regression file per feature (sql/NAME.sql -> expected/NAME.out). The temporary instance
 # preloads the library; pg_regress must run as a non-root user (scripts/test.sh arranges it).
 REGRESS      = endpoints track capture_types ddl privileges bad_input emit views delivery dead_letters health \
-               backfill hostile_input privileges_hostile
+               backfill recent_attempts hostile_input privileges_hostile
 REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress.conf
 ISOLATION      = concurrent_capture concurrent_track concurrent_endpoint concurrent_pause concurrent_redeliver
 ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=test/regress.conf

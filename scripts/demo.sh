@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The pg_sync demo: installs what is missing, builds, starts a throwaway PostgreSQL with
 # pg_sync preloaded and a webhook receiver on loopback, syncs a small e-commerce schema live with
-# a progress display, breaks the receiver for a moment to show retries and recovery, shows the
+# a progress display (after a backfill of the existing product catalog), breaks the receiver for a moment to show retries and recovery, shows the
 # status views, and stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,9 @@ CREATE TABLE orders (
 CREATE TABLE payments (id bigint PRIMARY KEY, order_id bigint NOT NULL, amount numeric(12, 2), method text);
 CREATE TABLE inventory (sku text PRIMARY KEY, on_hand int NOT NULL, reserved int NOT NULL DEFAULT 0);
 INSERT INTO inventory SELECT 'sku-' || g, 1000, 0 FROM generate_series(1, 20) g;
+-- The catalog existed before pg_sync: backfill sends its rows.
+CREATE TABLE products (sku text PRIMARY KEY, name text NOT NULL, price numeric(10, 2) NOT NULL);
+INSERT INTO products SELECT 'sku-' || g, 'Product ' || g, 5 + g % 50 FROM generate_series(1, 500) g;
 
 -- Where changes go, and what is sent.
 SELECT pg_sync.create_endpoint('warehouse', '$RECV_URL',
@@ -36,11 +39,18 @@ SELECT pg_sync.create_endpoint('warehouse', '$RECV_URL',
                                retry_base_ms => 200, retry_max_ms => 2000);
 SELECT pg_sync.track('orders', 'warehouse');
 SELECT pg_sync.track('payments', 'warehouse', events => '{insert}');
+SELECT pg_sync.track('products', 'warehouse');
 SELECT pg_sync.track('inventory', 'warehouse', columns => '{on_hand}',
                      filter => 'NEW.on_hand < 990');   -- only low-stock changes
 SQL
 wait_for "the delivery worker" 30 bash -c '[ "$(psql -XAtc "SELECT count(*) FROM pg_sync.workers WHERE database = current_database()")" = 1 ]'
 echo "== delivery worker running: $(psql -XAtc "SELECT 'pid ' || pid || ', ' || state FROM pg_sync.workers")"
+
+echo "== the catalog already holds 500 products: pg_sync.backfill() sends them as op \"snapshot\" events"
+echo "   (in the background, pages of 100 rows, each its own short transaction, consistent with writers)"
+psql -XAtq -c "SELECT pg_sync.backfill('products', 'warehouse', 100)" >/dev/null 2>&1
+wait_for "the backfill" 60 bash -c '[ "$(psql -XAtc "SELECT state FROM pg_sync.backfills")" = done ]'
+psql -X -P pager=off -c "SELECT id, \"table\", endpoint, state, rows_scanned, batches, percent_done, finished_at - started_at AS took FROM pg_sync.backfills"
 
 echo "== placing orders (each a transaction: order + payment + stock reservation); events arrive live"
 total=400
