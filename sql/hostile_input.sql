@@ -347,8 +347,8 @@ SELECT hi.bad('2.38', $$SELECT pg_sync.create_endpoint('h', 'https://example.com
 SELECT hi.bad('2.39', $$SELECT pg_sync.create_endpoint('h', 'https://example.com/', headers => '{"Connectıon": "close"}')$$); -- dotless ı
 SELECT hi.bad('2.40', $$SELECT pg_sync.create_endpoint('h', 'https://example.com/', headers => '{"Host ": "evil.example"}')$$);
 -- Sizes.
--- DEFECT: (message) a 257-character name made of valid token characters is refused with a
--- detail about token characters; it should say the name is too long (the limit is 256).
+-- A 257-character name made of valid token characters: refused as too long (the limit is 256),
+-- not as a bad token.
 SELECT hi.bad('2.41', $$SELECT pg_sync.create_endpoint('h', 'https://example.com/', headers => jsonb_build_object(repeat('X', 257), 'v'))$$);
 SELECT hi.bad('2.42', $$SELECT pg_sync.create_endpoint('h', 'https://example.com/', headers => jsonb_build_object('X-A', repeat('v', 100000)))$$);
 SELECT hi.bad('2.43', $$SELECT pg_sync.create_endpoint('h', 'https://example.com/', headers => (SELECT jsonb_object_agg('X-' || i, 'v') FROM generate_series(1, 1000) i))$$);
@@ -460,11 +460,11 @@ SELECT hi.bad('8.08', $$SELECT pg_sync.track('pg_toast.pg_toast_1262', 'other')$
 SELECT hi.bad('8.09', $$SELECT pg_sync.track('pg_sync._dead_letters', 'other')$$);
 SELECT hi.bad('8.10', $$SELECT pg_sync.track('hi.parted_eu', 'other')$$);
 SELECT hi.bad('8.11', $$SELECT pg_sync.track('hi.orders', 'good; DROP TABLE hi.victim')$$);
--- DEFECT: the table already has a trigger named pg_sync_capture that is not pg_sync's (its
--- owner's hi.decoy_fn). track() sees a trigger of that name firing on the same events, keeps
--- it, and reports success: the table is "tracked" but nothing is ever captured. (With other
--- events it silently drops the owner's trigger instead.) It should refuse.
-SELECT hi.bad('8.12', $$SELECT pg_sync.track('hi.decoy', 'other')$$, keep => false);
+-- The table already has a trigger named pg_sync_capture that is not pg_sync's (its owner's
+-- hi.decoy_fn): track() refuses it, rather than keeping it as if it captured (same events) or
+-- dropping the owner's trigger (other events).
+SELECT hi.bad('8.12', $$SELECT pg_sync.track('hi.decoy', 'other')$$);
+SELECT hi.bad('8.13', $$SELECT pg_sync.track('hi.decoy', 'other', events => '{insert}')$$);
 
 -- ==========================================================================================
 -- 9. track: columns and key_columns that do not exist, or are not what they seem
@@ -487,9 +487,9 @@ SELECT hi.bad('9.14', $$SELECT pg_sync.track('hi.nopk', 'other', key_columns => 
 SELECT hi.bad('9.15', $$SELECT pg_sync.track('hi."no pk ""hostile"""', 'other', key_columns => ARRAY['"k""1"'])$$);
 SELECT hi.bad('9.16', $$SELECT pg_sync.track('hi."no pk ""hostile"""', 'other', key_columns => '{"k 2 "}')$$);
 SELECT hi.bad('9.17', $$SELECT pg_sync.track('hi.nopk', 'other', columns => '{a}')$$);
--- DEFECT: (low) a two-dimensional array is silently flattened and accepted as a column list
--- (events, below, refuse one); it should be refused as "columns must be a one-dimensional array".
-SELECT hi.bad('9.18', $$SELECT pg_sync.track('hi.orders', 'other', columns => '{{id},{status}}')$$, keep => false);
+-- Two-dimensional arrays are refused, not flattened into a column list.
+SELECT hi.bad('9.18', $$SELECT pg_sync.track('hi.orders', 'other', columns => '{{id},{status}}')$$);
+SELECT hi.bad('9.19', $$SELECT pg_sync.track('hi.nopk', 'other', key_columns => '{{a},{b}}')$$);
 
 -- ==========================================================================================
 -- 10. track: events
@@ -499,7 +499,7 @@ SELECT hi.bad('10.02', $$SELECT pg_sync.track('hi.orders', 'other', events => '{
 SELECT hi.bad('10.03', $$SELECT pg_sync.track('hi.orders', 'other', events => '{select}')$$);
 SELECT hi.bad('10.04', $$SELECT pg_sync.track('hi.orders', 'other', events => '{"insert,update"}')$$);
 SELECT hi.bad('10.05', $$SELECT pg_sync.track('hi.orders', 'other', events => '{"insert "}')$$);
--- DEFECT: (message) the error comes from array_position and does not say which argument.
+-- A two-dimensional array: the message names the argument.
 SELECT hi.bad('10.06', $$SELECT pg_sync.track('hi.orders', 'other', events => '{{insert},{update}}')$$);
 
 -- ==========================================================================================
@@ -549,6 +549,8 @@ SELECT hi.bad('11.35', $$SELECT pg_sync.track('hi.orders', 'other', filter => '$
 SELECT hi.bad('11.36', $$SELECT pg_sync.track('hi.orders', 'other', filter => repeat('(', 100000) || 'true' || repeat(')', 100000))$$);
 -- A valid change together with a bad filter: the existing tracking stays as it is.
 SELECT hi.bad('11.37', $$SELECT pg_sync.track('hi.orders', 'other', events => '{insert}', columns => '{id}', filter => 'NEW.nope')$$);
+-- Only whitespace, of any kind, is an empty filter.
+SELECT hi.bad('11.40', $$SELECT pg_sync.track('hi.orders', 'other', filter => E'\t\n ')$$);
 -- DEFECT: (low) table_to_xml / database_to_xml are STABLE built-ins that run a query over a
 -- whole table / every table as the writer: they pass every filter check, so "no subqueries" and
 -- "filters look only at the row" do not hold. (A qualified STABLE function of one's own can do
@@ -572,9 +574,9 @@ SELECT hi.bad('12.06', $$SELECT pg_sync.untrack('hi.orders', 'dl')$$);
 SELECT hi.bad('13.01', $$SELECT pg_sync.emit('good''); DELETE FROM pg_sync._queue; --', 't', '{}')$$);
 SELECT hi.bad('13.02', $$SELECT pg_sync.emit('GOOD', 't', '{}')$$);
 SELECT hi.bad('13.03', $$SELECT pg_sync.emit('good', repeat('é', 201), '{}')$$);
--- DEFECT: a type of only tabs and newlines is accepted, while a type of only spaces is
--- refused as empty (btrim trims spaces only).
-SELECT hi.bad('13.04', $$SELECT pg_sync.emit('good', E'\t\n', '{}')$$, keep => false);
+-- Only whitespace, of any kind, is an empty type.
+SELECT hi.bad('13.04', $$SELECT pg_sync.emit('good', E'\t\n', '{}')$$);
+SELECT hi.bad('13.14', $$SELECT pg_sync.emit('good', E' \r\f\x0b ', '{}')$$);
 -- Payloads that are not JSON, or that jsonb cannot hold.
 SELECT hi.bad('13.05', $$SELECT pg_sync.emit('good', 't', '{"a": "\u0000"}')$$);
 SELECT hi.bad('13.06', $$SELECT pg_sync.emit('good', 't', 'NaN')$$);
@@ -593,7 +595,7 @@ SELECT hi.bad('14.01', $$SELECT pg_sync.redeliver('good'' OR true --')$$);
 SELECT hi.bad('14.02', $$SELECT pg_sync.redeliver('', ids => '{-1}')$$);
 SELECT hi.bad('14.03', $$SELECT pg_sync.redeliver('good', ids => ARRAY[NULL]::bigint[])$$);
 SELECT hi.bad('14.04', $$SELECT pg_sync.redeliver(ids => '{-1,NULL}')$$);
--- DEFECT: (message) the error comes from array_position and does not say which argument.
+-- A two-dimensional array: the message names the argument.
 SELECT hi.bad('14.05', $$SELECT pg_sync.redeliver(ids => '{{-1},{-2}}')$$);
 SELECT hi.bad('14.06', $$SELECT pg_sync.redeliver(ids => '{1,two}')$$);
 
@@ -606,7 +608,7 @@ SELECT hi.bad('15.03', $$SELECT pg_sync.purge_dead(older_than => '1 day ago')$$)
 SELECT hi.bad('15.04', $$SELECT pg_sync.purge_dead(older_than => '-1 microsecond')$$);
 SELECT hi.bad('15.05', $$SELECT pg_sync.purge_dead(older_than => '1 mon -31 days')$$);
 SELECT hi.bad('15.06', $$SELECT pg_sync.purge_dead(older_than => 'forever')$$);
--- DEFECT: (message) "timestamp out of range" does not say that older_than is too large.
+-- Too large to subtract from now(): the message says so.
 SELECT hi.bad('15.07', $$SELECT pg_sync.purge_dead(older_than => '178000000 years')$$);
 
 \pset format aligned

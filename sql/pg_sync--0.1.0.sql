@@ -186,9 +186,21 @@ CREATE FUNCTION pg_sync._check_endpoint(name text, url text, headers jsonb, secr
 -- ---------------------------------------------------------------------------------------------
 -- Internal helpers. All SECURITY DEFINER functions pin search_path.
 
--- for_update: lock the endpoint row (configuration changes); otherwise a KEY SHARE lock, so
--- that drop_endpoint waits for transactions that are queueing events for it.
-CREATE FUNCTION pg_sync._endpoint_id(endpoint text, for_update bool DEFAULT false) RETURNS int
+-- A name given by the caller, quoted for a message: in double quotes, with quotes, backslashes
+-- and control characters escaped as in a JSON string, so that a message never echoes a newline
+-- or a quote raw. (quote_ident and quote_literal keep newlines as they are.) An ordinary name
+-- reads as before: "name".
+CREATE FUNCTION pg_sync._quote(name text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT to_json(name)::text $$;
+
+-- The id of an endpoint, locked in the given mode:
+--   'key share'     (the default) for whatever queues events for it or tracks it (emit, track,
+--                   untrack, redeliver, backfill): drop_endpoint waits for them;
+--   'no key update' for configuration changes (alter, pause, resume): what their UPDATE of
+--                   other columns takes anyway; it does not conflict with KEY SHARE, so a
+--                   configuration change never holds an application's emit back, nor waits for it;
+--   'none'          (drop_endpoint, which takes its locks in its own order).
+CREATE FUNCTION pg_sync._endpoint_id(endpoint text, mode text DEFAULT 'key share') RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     result int;
@@ -196,17 +208,28 @@ BEGIN
     IF endpoint IS NULL THEN
         RAISE EXCEPTION 'endpoint name must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF for_update THEN
-        SELECT e.id INTO result FROM pg_sync._endpoints e WHERE e.name = endpoint FOR UPDATE;
-    ELSE
+    IF mode = 'key share' THEN
         SELECT e.id INTO result FROM pg_sync._endpoints e WHERE e.name = endpoint FOR KEY SHARE;
+    ELSIF mode = 'no key update' THEN
+        SELECT e.id INTO result FROM pg_sync._endpoints e WHERE e.name = endpoint FOR NO KEY UPDATE;
+    ELSIF mode = 'none' THEN
+        SELECT e.id INTO result FROM pg_sync._endpoints e WHERE e.name = endpoint;
+    ELSE
+        RAISE EXCEPTION 'unknown lock mode %', mode;
     END IF;
     IF result IS NULL THEN
-        RAISE EXCEPTION 'endpoint "%" does not exist', endpoint
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'See SELECT name FROM pg_sync.endpoints; create one with pg_sync.create_endpoint().';
+        PERFORM pg_sync._no_endpoint(endpoint);
     END IF;
     RETURN result;
+END
+$$;
+
+CREATE FUNCTION pg_sync._no_endpoint(endpoint text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'endpoint % does not exist', pg_sync._quote(endpoint)
+        USING ERRCODE = 'undefined_object',
+              HINT = 'See SELECT name FROM pg_sync.endpoints; create one with pg_sync.create_endpoint().';
 END
 $$;
 
@@ -231,6 +254,10 @@ BEGIN
     IF names IS NULL THEN
         RETURN;
     END IF;
+    IF array_ndims(names) > 1 THEN
+        RAISE EXCEPTION '% must be a one-dimensional array', what
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''{id,status}''.';
+    END IF;
     IF cardinality(names) = 0 THEN
         RAISE EXCEPTION '% must not be empty', what
             USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL to use the default.';
@@ -240,13 +267,13 @@ BEGIN
             RAISE EXCEPTION '% must not contain nulls', what USING ERRCODE = 'null_value_not_allowed';
         END IF;
         IF n = ANY (seen) THEN
-            RAISE EXCEPTION 'column "%" appears twice in %', n, what USING ERRCODE = 'duplicate_column';
+            RAISE EXCEPTION 'column % appears twice in %', pg_sync._quote(n), what USING ERRCODE = 'duplicate_column';
         END IF;
         seen := seen || n;
         SELECT att.attnum INTO a FROM pg_attribute att
          WHERE att.attrelid = tbl AND att.attname = n AND att.attnum > 0 AND NOT att.attisdropped;
         IF a IS NULL THEN
-            RAISE EXCEPTION 'column "%" of % does not exist in table %', n, what, tbl
+            RAISE EXCEPTION 'column % of % does not exist in table %', pg_sync._quote(n), what, tbl
                 USING ERRCODE = 'undefined_column';
         END IF;
         name := n;
@@ -268,27 +295,51 @@ $$;
 
 -- (Re)creates the capture triggers of a table from the union of its endpoints' events. Does
 -- nothing when the triggers already fire on those events, so that tracking a table for one
--- more endpoint takes no lock that would wait for the table's writers.
+-- more endpoint takes no lock that would wait for the table's writers. Re-enables a capture
+-- trigger that is disabled (on the table or one of its partitions). Refuses to take over a
+-- trigger of pg_sync's name that is not pg_sync's (one that does not execute pg_sync._capture()),
+-- and never drops one.
 CREATE FUNCTION pg_sync._sync_triggers(tbl regclass) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
+    capture regprocedure := 'pg_sync._capture()'::regprocedure;
     evs text[];
     -- pg_trigger.tgtype bits: ROW 1, INSERT 4, DELETE 8, UPDATE 16, TRUNCATE 32
     want_row int2;
     want_truncate int2;
     have_row int2;
     have_truncate int2;
+    r record;
 BEGIN
+    -- The DDL event triggers refuse changes to capture triggers of tracked tables except these
+    -- (the setting is superuser-only, and goes back to off when this function returns).
+    PERFORM set_config('pg_sync.internal_trigger_change', 'on', true);
     SELECT array_agg(DISTINCT e) INTO evs
       FROM pg_sync._tracked t, unnest(t.events) e WHERE t.tbl = _sync_triggers.tbl;
     want_row := nullif((CASE WHEN 'insert' = ANY (evs) THEN 4 ELSE 0 END)
                      | (CASE WHEN 'delete' = ANY (evs) THEN 8 ELSE 0 END)
                      | (CASE WHEN 'update' = ANY (evs) THEN 16 ELSE 0 END), 0) | 1;
     want_truncate := CASE WHEN 'truncate' = ANY (evs) THEN 32 END;
+
+    -- A trigger of that name that pg_sync did not make (its table's owner can create one) would
+    -- be kept as if it captured, or dropped: refuse instead.
+    SELECT tg.tgname, tg.tgrelid::regclass AS rel, tg.tgfoid::regprocedure AS fn INTO r
+      FROM pg_trigger tg
+     WHERE tg.tgrelid = tbl AND tg.tgfoid <> capture
+       AND (tg.tgname = 'pg_sync_capture' AND want_row IS NOT NULL
+            OR tg.tgname = 'pg_sync_capture_truncate' AND want_truncate IS NOT NULL)
+     ORDER BY tg.tgname LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'table % already has a trigger named % that is not pg_sync''s', tbl, r.tgname
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = format('It executes %s, not pg_sync._capture().', r.fn),
+                  HINT = 'pg_sync needs that trigger name: rename or drop that trigger, then track the table.';
+    END IF;
+
     SELECT tg.tgtype INTO have_row FROM pg_trigger tg
-     WHERE tg.tgrelid = tbl AND tg.tgname = 'pg_sync_capture' AND tg.tgparentid = 0;
+     WHERE tg.tgrelid = tbl AND tg.tgname = 'pg_sync_capture' AND tg.tgparentid = 0 AND tg.tgfoid = capture;
     SELECT tg.tgtype INTO have_truncate FROM pg_trigger tg
-     WHERE tg.tgrelid = tbl AND tg.tgname = 'pg_sync_capture_truncate' AND tg.tgparentid = 0;
+     WHERE tg.tgrelid = tbl AND tg.tgname = 'pg_sync_capture_truncate' AND tg.tgparentid = 0 AND tg.tgfoid = capture;
 
     IF have_row IS DISTINCT FROM want_row THEN
         IF have_row IS NOT NULL THEN
@@ -310,7 +361,52 @@ BEGIN
                            'FOR EACH STATEMENT EXECUTE FUNCTION pg_sync._capture()', tbl);
         END IF;
     END IF;
+    -- Disabled capture triggers (DISABLE TRIGGER, or ENABLE REPLICA TRIGGER: replica sessions
+    -- only) of the table and its partitions fire again. (ENABLE ALWAYS is left as it is.)
+    FOR r IN SELECT tg.tgrelid::regclass AS rel, tg.tgname FROM pg_trigger tg
+              WHERE tg.tgfoid = capture AND tg.tgenabled IN ('D', 'R')
+                AND tg.tgrelid IN (SELECT tbl UNION SELECT p.relid FROM pg_partition_tree(tbl) p)
+              ORDER BY tg.tgrelid, tg.tgname LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', r.rel, r.tgname);
+    END LOOP;
 END
+$$;
+
+-- What keeps a tracked table's changes from being captured, as a phrase (NULL: nothing): a
+-- capture trigger of the table or of one of its partitions that is disabled (tgenabled D, or R:
+-- replica sessions only), that executes pg_sync._capture() under another name, or that has
+-- pg_sync's name but not its function; and, when events are given, a trigger those events need
+-- that does not exist. (events NULL: every capture trigger counts, none is required: the DDL
+-- checks use that, since a restore creates the triggers after the tracking.)
+CREATE FUNCTION pg_sync._capture_problem(tbl regclass, events text[]) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH trig AS (
+        SELECT tg.tgrelid::regclass AS rel, tg.tgname::text AS name, tg.tgenabled AS enabled,
+               tg.tgfoid = 'pg_sync._capture()'::regprocedure AS ours
+          FROM pg_trigger tg
+         WHERE tg.tgrelid IN (SELECT tbl UNION SELECT p.relid FROM pg_partition_tree(tbl) p)),
+    need(name) AS (
+        SELECT 'pg_sync_capture'
+         WHERE events IS NULL OR events && ARRAY['insert', 'update', 'delete']
+        UNION ALL
+        SELECT 'pg_sync_capture_truncate' WHERE events IS NULL OR 'truncate' = ANY (events))
+    SELECT coalesce(
+        (SELECT format('trigger %s on %s does not execute pg_sync._capture()', g.name, g.rel)
+           FROM trig g WHERE NOT g.ours AND g.name IN (SELECT name FROM need)
+          ORDER BY g.rel::oid, g.name LIMIT 1),
+        (SELECT format('trigger %I on %s executes pg_sync._capture() under another name', g.name, g.rel)
+           FROM trig g WHERE g.ours AND g.name NOT IN ('pg_sync_capture', 'pg_sync_capture_truncate')
+          ORDER BY g.rel::oid, g.name LIMIT 1),
+        (SELECT format('trigger %s on %s is %s', g.name, g.rel,
+                       CASE g.enabled WHEN 'D' THEN 'disabled'
+                                      ELSE 'enabled for replica sessions only (ENABLE REPLICA)' END)
+           FROM trig g WHERE g.ours AND g.enabled IN ('D', 'R') AND g.name IN (SELECT name FROM need)
+          ORDER BY g.rel::oid, g.name LIMIT 1),
+        (SELECT format('trigger %s on %s is missing', n.name, tbl)
+           FROM need n
+          WHERE events IS NOT NULL
+            AND NOT EXISTS (SELECT FROM trig g WHERE g.rel = tbl AND g.name = n.name AND g.ours)
+          ORDER BY n.name LIMIT 1))
 $$;
 
 -- ---------------------------------------------------------------------------------------------
@@ -363,7 +459,7 @@ DECLARE
     ep pg_sync._endpoints;
 BEGIN
     SELECT * INTO ep FROM pg_sync._endpoints e
-     WHERE e.id = pg_sync._endpoint_id(alter_endpoint.name, true);
+     WHERE e.id = pg_sync._endpoint_id(alter_endpoint.name, 'no key update');
     PERFORM pg_sync._check_endpoint(NULL, alter_endpoint.url, alter_endpoint.headers,
         nullif(alter_endpoint.secret, ''), alter_endpoint.batch_size, alter_endpoint.max_attempts,
         alter_endpoint.timeout_ms, alter_endpoint.max_in_flight,
@@ -388,28 +484,81 @@ $$;
 CREATE FUNCTION pg_sync.drop_endpoint(name text, force bool DEFAULT false) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    ep_id int := pg_sync._endpoint_id(drop_endpoint.name, true);
+    ep_id int;
+    tables regclass[];
+    attempt int := 0;
     pending bigint;
     t regclass;
 BEGIN
     PERFORM pg_sync._require(force, 'force');
-    -- Wait for writers that may have captured for this endpoint and not committed yet, so that
-    -- the count below sees their events and nothing arrives for a deleted endpoint afterwards.
-    FOR t IN SELECT tr.tbl FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id ORDER BY tr.tbl::oid LOOP
-        EXECUTE format('LOCK TABLE %s IN SHARE MODE', t);
+    ep_id := pg_sync._endpoint_id(drop_endpoint.name, 'none');
+    -- Wait for the transactions that may have queued events for the endpoint and not committed
+    -- yet, so that the count below sees their events and nothing arrives for a deleted endpoint
+    -- afterwards, and hold new ones back until this transaction ends:
+    --   1. the tables tracked for it, in SHARE mode (writers that captured; untrack waits for
+    --      the writers of a table too, so a table untracked earlier has none left);
+    --   2. its row FOR UPDATE (emit, track, untrack, redeliver, backfill hold KEY SHARE on it;
+    --      alter, pause, resume NO KEY UPDATE).
+    -- Writers take these in either order (a transaction may write a tracked table, then emit,
+    -- or emit, then write), so holding one while waiting for the other could deadlock with
+    -- them. The row is therefore only tried (NOWAIT) while the tables are held; when it is
+    -- busy, the table locks are given back (a subtransaction is rolled back), its holders are
+    -- waited for while holding nothing, and everything is tried again. (After 100 tries, the
+    -- row is waited for while the tables are held: a deadlock is then detected and reported.)
+    LOOP
+        attempt := attempt + 1;
+        tables := ARRAY(SELECT tr.tbl FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id ORDER BY tr.tbl::oid);
+        BEGIN
+            FOREACH t IN ARRAY tables LOOP
+                EXECUTE format('LOCK TABLE %s IN SHARE MODE', t);
+            END LOOP;
+            BEGIN
+                IF attempt < 100 THEN
+                    PERFORM FROM pg_sync._endpoints e WHERE e.id = ep_id FOR UPDATE NOWAIT;
+                ELSE
+                    PERFORM FROM pg_sync._endpoints e WHERE e.id = ep_id FOR UPDATE;
+                END IF;
+            EXCEPTION WHEN lock_not_available THEN
+                RAISE SQLSTATE 'PSRTY'; -- give the table locks back too
+            END;
+            IF NOT FOUND THEN
+                PERFORM pg_sync._no_endpoint(drop_endpoint.name); -- dropped meanwhile
+            END IF;
+            -- While the row is locked, nobody can track a table for the endpoint; if one was
+            -- tracked before, lock it too: try again.
+            IF tables = ARRAY(SELECT tr.tbl FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id
+                               ORDER BY tr.tbl::oid) THEN
+                EXIT;
+            END IF;
+            RAISE SQLSTATE 'PSRTY';
+        EXCEPTION WHEN SQLSTATE 'PSRTY' THEN
+            NULL;
+        END;
+        -- Wait for the row's current holders, holding nothing.
+        BEGIN
+            PERFORM FROM pg_sync._endpoints e WHERE e.id = ep_id FOR UPDATE;
+            RAISE SQLSTATE 'PSRTY';
+        EXCEPTION WHEN SQLSTATE 'PSRTY' THEN
+            NULL;
+        END;
     END LOOP;
+
     SELECT count(*) INTO pending FROM pg_sync._queue q WHERE q.endpoint_id = ep_id;
     IF pending > 0 AND NOT force THEN
-        RAISE EXCEPTION 'endpoint "%" has % pending events', drop_endpoint.name, pending
+        RAISE EXCEPTION 'endpoint "%" has % pending event%', drop_endpoint.name, pending,
+                        CASE WHEN pending = 1 THEN '' ELSE 's' END
             USING ERRCODE = 'object_in_use',
                   HINT = 'Wait until they are delivered, or call pg_sync.drop_endpoint(name, force => true) to discard them.';
     END IF;
     SELECT count(*) INTO pending FROM pg_sync._dead_letters d WHERE d.endpoint_id = ep_id;
     IF pending > 0 AND NOT force THEN
-        RAISE EXCEPTION 'endpoint "%" has % dead letters', drop_endpoint.name, pending
+        RAISE EXCEPTION 'endpoint "%" has % dead letter%', drop_endpoint.name, pending,
+                        CASE WHEN pending = 1 THEN '' ELSE 's' END
             USING ERRCODE = 'object_in_use',
                   HINT = 'Look at pg_sync.dead_letters first, or call pg_sync.drop_endpoint(name, force => true) to discard them.';
     END IF;
+    -- Queue first, then dead letters: the worker moves events from the queue to the dead
+    -- letters (without an endpoint lock); one it moves meanwhile is then found in the second.
     DELETE FROM pg_sync._queue q WHERE q.endpoint_id = ep_id;
     DELETE FROM pg_sync._dead_letters d WHERE d.endpoint_id = ep_id;
     DELETE FROM pg_sync._endpoint_state s WHERE s.endpoint_id = ep_id;
@@ -422,20 +571,27 @@ BEGIN
 END
 $$;
 
+-- The row lock is taken whether or not the endpoint is paused already, so that concurrent
+-- pauses and resumes are serialized (the last to commit wins), and an unknown name is an error.
 CREATE FUNCTION pg_sync.pause_endpoint(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep_id int;
 BEGIN
+    ep_id := pg_sync._endpoint_id(pause_endpoint.name, 'no key update');
     UPDATE pg_sync._endpoints e SET paused = true, paused_reason = 'paused by ' || session_user
-     WHERE e.id = pg_sync._endpoint_id(pause_endpoint.name, true) AND NOT e.paused;
+     WHERE e.id = ep_id AND NOT e.paused;
     PERFORM pg_sync._wake(true);
 END
 $$;
 
 CREATE FUNCTION pg_sync.resume_endpoint(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep_id int;
 BEGIN
-    UPDATE pg_sync._endpoints e SET paused = false, paused_reason = NULL
-     WHERE e.id = pg_sync._endpoint_id(resume_endpoint.name, true);
+    ep_id := pg_sync._endpoint_id(resume_endpoint.name, 'no key update');
+    UPDATE pg_sync._endpoints e SET paused = false, paused_reason = NULL WHERE e.id = ep_id;
     PERFORM pg_sync._wake(true);
 END
 $$;
@@ -562,6 +718,10 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     PERFORM pg_sync._require(events, 'events');
+    IF array_ndims(events) > 1 THEN
+        RAISE EXCEPTION 'events must be a one-dimensional array' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'For example ''{insert,update}''.';
+    END IF;
     IF cardinality(events) = 0 THEN
         RAISE EXCEPTION 'events must not be empty' USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Give any of insert, update, delete, truncate.';
@@ -572,7 +732,7 @@ BEGIN
     SELECT e INTO bad FROM unnest(events) e
      WHERE lower(e) NOT IN ('insert', 'update', 'delete', 'truncate') LIMIT 1;
     IF bad IS NOT NULL THEN
-        RAISE EXCEPTION 'unknown event "%"', bad USING ERRCODE = 'invalid_parameter_value',
+        RAISE EXCEPTION 'unknown event %', pg_sync._quote(bad) USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Events are insert, update, delete and truncate.';
     END IF;
     SELECT array_agg(DISTINCT lower(e) ORDER BY lower(e)) INTO evs FROM unnest(events) e;
@@ -591,7 +751,7 @@ BEGIN
                   HINT = 'Add a primary key, or pass key_columns to identify rows.';
     END IF;
     IF filter IS NOT NULL THEN
-        IF btrim(filter) = '' THEN
+        IF filter !~ '[^[:space:]]' THEN
             RAISE EXCEPTION 'filter must not be empty' USING ERRCODE = 'invalid_parameter_value',
                 HINT = 'Pass NULL to send every change.';
         END IF;
@@ -648,6 +808,11 @@ BEGIN
                 USING ERRCODE = 'undefined_object';
         END IF;
     END IF;
+    -- Wait for the transactions that wrote to the table (and hold new ones back), as a change of
+    -- its triggers would, also when they stay: what those transactions captured for the
+    -- endpoint is then committed before its tracking goes, so a later drop_endpoint(), which
+    -- waits only for the writers of the tables still tracked for it, finds and counts it.
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
     PERFORM pg_sync._sync_triggers(tbl);
     PERFORM pg_sync._config_changed();
 END
@@ -664,14 +829,27 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ep_id int := CASE WHEN redeliver.endpoint IS NULL THEN NULL
                       ELSE pg_sync._endpoint_id(redeliver.endpoint) END;
+    eps int[];
     moved bigint;
 BEGIN
+    IF array_ndims(ids) > 1 THEN
+        RAISE EXCEPTION 'ids must be a one-dimensional array' USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'For example ''{1042,1043}''.';
+    END IF;
     IF ids IS NOT NULL AND array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'ids must not contain NULL' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    -- The endpoints of the letters that move, locked KEY SHARE (as emit does), in id order:
+    -- a drop_endpoint() then waits until they are back in the queue, where it deletes them, or,
+    -- when it came first, they are gone with their endpoint. Only their letters move.
+    eps := ARRAY(SELECT e.id FROM pg_sync._endpoints e
+                  WHERE e.id IN (SELECT d.endpoint_id FROM pg_sync._dead_letters d
+                                  WHERE (ep_id IS NULL OR d.endpoint_id = ep_id)
+                                    AND (redeliver.ids IS NULL OR d.id = ANY (redeliver.ids)))
+                  ORDER BY e.id FOR KEY SHARE OF e);
     WITH gone AS (
         DELETE FROM pg_sync._dead_letters d
-         WHERE (ep_id IS NULL OR d.endpoint_id = ep_id)
+         WHERE d.endpoint_id = ANY (eps)
            AND (redeliver.ids IS NULL OR d.id = ANY (redeliver.ids))
         RETURNING d.*)
     INSERT INTO pg_sync._queue (id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid,
@@ -695,14 +873,25 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ep_id int := CASE WHEN purge_dead.endpoint IS NULL THEN NULL
                       ELSE pg_sync._endpoint_id(purge_dead.endpoint) END;
+    cutoff timestamptz;
     dropped bigint;
 BEGIN
     IF older_than < interval '0' THEN
         RAISE EXCEPTION 'older_than must not be negative' USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF older_than IS NOT NULL THEN
+        BEGIN
+            cutoff := now() - older_than;
+        EXCEPTION WHEN datetime_field_overflow THEN
+            RAISE EXCEPTION 'older_than is too large: %', older_than
+                USING ERRCODE = 'invalid_parameter_value',
+                      DETAIL = 'now() - older_than is before the earliest timestamp (4713 BC).',
+                      HINT = 'Pass NULL to drop dead letters of any age.';
+        END;
+    END IF;
     DELETE FROM pg_sync._dead_letters d
      WHERE (ep_id IS NULL OR d.endpoint_id = ep_id)
-       AND (purge_dead.older_than IS NULL OR d.dead_at < now() - purge_dead.older_than);
+       AND (cutoff IS NULL OR d.dead_at < cutoff);
     GET DIAGNOSTICS dropped = ROW_COUNT;
     IF dropped > 0 THEN
         PERFORM pg_sync._wake(true);
@@ -1014,12 +1203,14 @@ BEGIN
     END IF;
     RETURN QUERY
     SELECT 'critical'::text, s.endpoint, 'circuit open'::text,
-           format('%s consecutive failed requests, last error: %s; next attempt at %s',
-                  s.consecutive_failures, coalesce(s.last_error, '?'), coalesce(s.next_attempt_at::text, '?'))
+           format('%s consecutive failed request%s, last error: %s; next attempt at %s',
+                  s.consecutive_failures, CASE WHEN s.consecutive_failures = 1 THEN '' ELSE 's' END,
+                  coalesce(s.last_error, '?'), coalesce(s.next_attempt_at::text, '?'))
       FROM pg_sync.endpoint_status s WHERE s.state = 'circuit_open'
     UNION ALL
     SELECT 'warning', s.endpoint, 'dead letters',
-           format('%s dead letters (see pg_sync.dead_letters; then pg_sync.redeliver() or pg_sync.purge_dead())', s.dead)
+           format('%s dead letter%s (see pg_sync.dead_letters; then pg_sync.redeliver() or pg_sync.purge_dead())',
+                  s.dead, CASE WHEN s.dead = 1 THEN '' ELSE 's' END)
       FROM pg_sync.endpoint_status s WHERE s.dead > 0
     UNION ALL
     SELECT 'warning', s.endpoint, 'lagging',
@@ -1043,7 +1234,18 @@ BEGIN
                   b.id, b.tbl, b.rows_scanned, b.last_error, b.id)
       FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
      WHERE b.state = 'failed'
-     ORDER BY 1, 2, 3;
+    UNION ALL
+    -- A capture trigger that is missing or disabled (pg_sync refuses DDL that would do that,
+    -- but the event triggers do not run with session_replication_role = replica, and a restore
+    -- may leave one out): the table's changes are lost until track() is called again.
+    SELECT 'critical', e.name, 'capture disabled',
+           format('table %s is tracked, but %s: its changes are not captured; calling pg_sync.track() '
+                  'for it again (with its settings from pg_sync.tracked_tables) restores the trigger',
+                  t.tbl, p.problem)
+      FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id
+     CROSS JOIN LATERAL (SELECT pg_sync._capture_problem(t.tbl, t.events) AS problem) p
+     WHERE p.problem IS NOT NULL
+     ORDER BY 1, 2, 3, 4;
 END
 $$;
 
@@ -1057,7 +1259,7 @@ DECLARE
 BEGIN
     PERFORM pg_sync._require(type, 'type');
     PERFORM pg_sync._require(payload, 'payload');
-    IF btrim(type) = '' OR length(type) > 200 THEN
+    IF type !~ '[^[:space:]]' OR length(type) > 200 THEN
         RAISE EXCEPTION 'type must be a non-empty text of at most 200 characters'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -1083,6 +1285,7 @@ CREATE FUNCTION pg_sync._on_sql_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t regclass;
+    r record;
 BEGIN
     DELETE FROM pg_sync._tracked t USING pg_event_trigger_dropped_objects() d
      WHERE d.classid = 'pg_class'::regclass AND d.objsubid = 0 AND d.objid = t.tbl::oid;
@@ -1095,6 +1298,24 @@ BEGIN
               WHERE d.classid = 'pg_class'::regclass AND d.objsubid > 0 LOOP
         PERFORM pg_sync._reconcile(t);
     END LOOP;
+    -- A capture trigger goes with its table (whose tracking was deleted above) or through
+    -- pg_sync (untrack, drop_endpoint, track: _sync_triggers). DROP TRIGGER of one while its
+    -- table is tracked (or DROP FUNCTION pg_sync._capture() CASCADE) is refused.
+    IF current_setting('pg_sync.internal_trigger_change', true) = 'on' THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT d.address_names AS names FROM pg_event_trigger_dropped_objects() d
+              WHERE d.object_type = 'trigger'
+                AND d.address_names[3] IN ('pg_sync_capture', 'pg_sync_capture_truncate') LOOP
+        t := to_regclass(format('%I.%I', r.names[1], r.names[2]));
+        IF EXISTS (SELECT FROM pg_sync._tracked tr WHERE tr.tbl = t) THEN
+            RAISE EXCEPTION 'this would stop pg_sync from capturing changes of table %', t
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      DETAIL = format('It drops trigger %s on %s, which pg_sync needs while the table is tracked.',
+                                      r.names[3], t),
+                      HINT = format('Call pg_sync.untrack(%L) first to stop tracking the table.', t::text);
+        END IF;
+    END LOOP;
 END
 $$;
 
@@ -1102,6 +1323,7 @@ CREATE FUNCTION pg_sync._on_ddl_end() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t regclass;
+    problem text;
 BEGIN
     -- The altered tables and everything that inherits from them (ALTER TABLE on a parent
     -- renames or drops the column in its partitions and children too).
@@ -1113,11 +1335,42 @@ BEGIN
              SELECT DISTINCT tr.tbl FROM altered a JOIN pg_sync._tracked tr ON tr.tbl::oid = a.relid LOOP
         PERFORM pg_sync._reconcile(t);
     END LOOP;
+    -- The capture triggers of a tracked table stay as pg_sync made them: DDL that disables one
+    -- (ALTER TABLE ... DISABLE TRIGGER pg_sync_capture, ... ALL or ... USER, ENABLE REPLICA
+    -- TRIGGER), renames it (ALTER TRIGGER) or replaces it (CREATE OR REPLACE TRIGGER), on the
+    -- table, a partitioned ancestor or a partition, is refused (which rolls it back). pg_sync's
+    -- own changes (_sync_triggers) are let through.
+    IF current_setting('pg_sync.internal_trigger_change', true) = 'on' THEN
+        RETURN;
+    END IF;
+    FOR t IN WITH cmd(relid) AS (
+                 SELECT c.objid FROM pg_event_trigger_ddl_commands() c WHERE c.classid = 'pg_class'::regclass
+                 UNION
+                 SELECT tg.tgrelid FROM pg_event_trigger_ddl_commands() c
+                   JOIN pg_trigger tg ON tg.oid = c.objid
+                  WHERE c.classid = 'pg_trigger'::regclass),
+             related(relid) AS (
+                 SELECT relid FROM cmd
+                 UNION
+                 SELECT a.relid FROM cmd, pg_partition_ancestors(cmd.relid::regclass) a
+                 UNION
+                 SELECT p.relid FROM cmd, pg_partition_tree(cmd.relid::regclass) p)
+             SELECT DISTINCT tr.tbl FROM pg_sync._tracked tr
+              WHERE tr.tbl::oid IN (SELECT relid FROM related) ORDER BY 1 LOOP
+        problem := pg_sync._capture_problem(t, NULL);
+        IF problem IS NOT NULL THEN
+            RAISE EXCEPTION 'this would stop pg_sync from capturing changes of table %', t
+                USING ERRCODE = 'dependent_objects_still_exist',
+                      DETAIL = format('After this command, %s; pg_sync needs its trigger enabled and unchanged while the table is tracked.', problem),
+                      HINT = format('Call pg_sync.untrack(%L) first to stop tracking the table.', t::text);
+        END IF;
+    END LOOP;
 END
 $$;
 
 CREATE EVENT TRIGGER pg_sync_sql_drop ON sql_drop EXECUTE FUNCTION pg_sync._on_sql_drop();
-CREATE EVENT TRIGGER pg_sync_ddl_end ON ddl_command_end WHEN TAG IN ('ALTER TABLE')
+CREATE EVENT TRIGGER pg_sync_ddl_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TRIGGER', 'ALTER TRIGGER')
     EXECUTE FUNCTION pg_sync._on_ddl_end();
 
 -- ---------------------------------------------------------------------------------------------

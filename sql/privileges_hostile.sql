@@ -8,7 +8,7 @@
 --
 --   1. roles and fixtures          2. SECURITY DEFINER functions pin search_path
 --   3. the privilege matrix        4. the writer: no reads, no forgery, no DDL, no functions
---   5. search_path escalation      6. a table owner's decoy trigger
+--   5. search_path escalation      6. a table owner's decoy trigger and its DDL on pg_sync's
 --   7. the monitor                 8. final state, clean up
 \set SHOW_CONTEXT never
 -- Tests share one database: start from a clean slate if an earlier test left the extension.
@@ -217,6 +217,9 @@ SELECT pg_sync.health();
 SELECT pg_sync._track('ph.orders', 'ph-hook', '{insert}', NULL, NULL, 'false');
 SELECT pg_sync._endpoint_id('ph-hook');
 SELECT pg_sync._sync_triggers('ph.orders');
+SELECT pg_sync._capture_problem('ph.orders', NULL);
+SELECT pg_sync._quote('x');
+SELECT pg_sync._no_endpoint('x');
 SELECT pg_sync._reconcile('ph.orders');
 SELECT pg_sync._check_filter('ph.orders', 'true');
 SELECT pg_sync._check_endpoint('x', 'https://x.example/', '{}', NULL, 1, 1, 100, 1, 1, 1);
@@ -305,6 +308,16 @@ RETURNS SETOF record LANGUAGE plpgsql
 AS $$ BEGIN PERFORM ph_evil.pwn('pg_event_trigger_dropped_objects'); END $$;
 CREATE FUNCTION ph_evil.pg_partition_ancestors(regclass) RETURNS TABLE (relid regclass) LANGUAGE plpgsql
 AS $$ BEGIN PERFORM ph_evil.pwn('pg_partition_ancestors'); END $$;
+CREATE FUNCTION ph_evil.pg_partition_tree(regclass) RETURNS TABLE (relid regclass) LANGUAGE plpgsql
+AS $$ BEGIN PERFORM ph_evil.pwn('pg_partition_tree'); END $$;
+CREATE FUNCTION ph_evil.array_ndims(text[]) RETURNS int LANGUAGE plpgsql
+AS $$ BEGIN PERFORM ph_evil.pwn('array_ndims(text[])'); RETURN 1; END $$;
+CREATE FUNCTION ph_evil.array_ndims(bigint[]) RETURNS int LANGUAGE plpgsql
+AS $$ BEGIN PERFORM ph_evil.pwn('array_ndims(bigint[])'); RETURN 1; END $$;
+CREATE FUNCTION ph_evil.set_config(text, text, bool) RETURNS text LANGUAGE plpgsql
+AS $$ BEGIN PERFORM ph_evil.pwn('set_config'); RETURN 'off'; END $$;
+CREATE FUNCTION ph_evil.to_regclass(text) RETURNS regclass LANGUAGE plpgsql
+AS $$ BEGIN PERFORM ph_evil.pwn('to_regclass'); RETURN NULL; END $$;
 -- Aggregates.
 CREATE FUNCTION ph_evil.count_step(bigint) RETURNS bigint LANGUAGE plpgsql
 AS $$ BEGIN PERFORM ph_evil.pwn('count(*)'); RETURN $1 + 1; END $$;
@@ -438,7 +451,8 @@ SELECT "table", endpoint, events, columns, filter FROM pg_sync.tracked_tables OR
 
 -- ==========================================================================================
 -- 6. A table owner who is not an admin grants an admin what tracking needs (SELECT and
--- TRIGGER), but first plants a trigger of its own under pg_sync's trigger name.
+-- TRIGGER), but first plants a trigger of its own under pg_sync's trigger name; later it tries
+-- to switch pg_sync's trigger off, rename, replace or drop it.
 
 CREATE TABLE ph.owned (id int PRIMARY KEY);
 ALTER TABLE ph.owned OWNER TO regress_ph_owner;
@@ -449,49 +463,114 @@ CREATE TRIGGER pg_sync_capture AFTER INSERT OR UPDATE OR DELETE ON ph.owned
 GRANT SELECT, TRIGGER ON ph.owned TO regress_ph_admin;
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_ph_admin;
--- DEFECT: track() succeeds, and tracked_tables lists the table, but the trigger that fires is
--- the owner's decoy: nothing the owner writes is ever captured. track() should refuse a
--- pg_sync_capture trigger that does not execute pg_sync._capture() (and _sync_triggers, which
--- matches triggers by name and event bits only, silently drops such a trigger when the events
--- differ).
+-- track() refuses a pg_sync_capture trigger that does not execute pg_sync._capture(): with the
+-- same events it would keep it as if it captured, with others drop the owner's trigger.
 SELECT pg_sync.track('ph.owned', 'ph-hook');
+SELECT pg_sync.track('ph.owned', 'ph-hook', events => '{insert}');
 SELECT "table", endpoint FROM pg_sync.tracked_tables WHERE "table" = 'ph.owned'::regclass;
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_ph_owner;
 INSERT INTO ph.owned VALUES (1);
+-- Once the owner renames its trigger, tracking works, and the owner's trigger stays.
+ALTER TRIGGER pg_sync_capture ON ph.owned RENAME TO owner_trigger;
 RESET SESSION AUTHORIZATION;
-SELECT count(*) AS captured_from_owned FROM pg_sync._queue WHERE tbl = 'ph.owned';
-SELECT tgname, tgfoid::regprocedure AS function FROM pg_trigger WHERE tgrelid = 'ph.owned'::regclass;
+SET SESSION AUTHORIZATION regress_ph_admin;
+SELECT pg_sync.track('ph.owned', 'ph-hook');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_ph_owner;
+INSERT INTO ph.owned VALUES (2);
+-- Replacing pg_sync's trigger with the decoy afterwards is refused (and rolled back).
+CREATE OR REPLACE TRIGGER pg_sync_capture AFTER INSERT OR UPDATE OR DELETE ON ph.owned
+    FOR EACH ROW EXECUTE FUNCTION ph.owner_decoy();
+INSERT INTO ph.owned VALUES (3);
+RESET SESSION AUTHORIZATION;
+SELECT key FROM ph.queue WHERE tbl = 'ph.owned' ORDER BY id;
+SELECT tgname, tgfoid::regprocedure AS function, tgenabled FROM pg_trigger
+ WHERE tgrelid = 'ph.owned'::regclass ORDER BY tgname COLLATE "C";
 
--- The owner may also switch pg_sync's own trigger off, or drop it: allowed (it owns the table),
--- but silent.
--- DEFECT: tracking stays listed, health() reports nothing, and track() again does not
--- re-enable a disabled trigger: events are lost without a trace. (README: "a change that would
--- break tracking is refused"; this one is not, and nothing reports it afterwards.)
+-- Nor may the owner switch pg_sync's own trigger off, rename or drop it, in any spelling, on the
+-- table or a partition, while the table is tracked: every such command is refused and rolled
+-- back, and everything stays captured. (ENABLE ALWAYS is allowed: it still captures.)
 CREATE TABLE ph.owned2 (id int PRIMARY KEY);
 CREATE TABLE ph.owned3 (id int PRIMARY KEY);
+CREATE TABLE ph.owned_parted (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE ph.owned_parted_eu PARTITION OF ph.owned_parted FOR VALUES IN ('eu');
 ALTER TABLE ph.owned2 OWNER TO regress_ph_owner;
 ALTER TABLE ph.owned3 OWNER TO regress_ph_owner;
-GRANT SELECT, TRIGGER ON ph.owned2, ph.owned3 TO regress_ph_admin;
+ALTER TABLE ph.owned_parted OWNER TO regress_ph_owner;
+ALTER TABLE ph.owned_parted_eu OWNER TO regress_ph_owner;
+GRANT SELECT, TRIGGER ON ph.owned2, ph.owned3, ph.owned_parted TO regress_ph_admin;
 SET SESSION AUTHORIZATION regress_ph_admin;
-SELECT pg_sync.track('ph.owned2', 'ph-hook');
+SELECT pg_sync.track('ph.owned2', 'ph-hook', events => '{insert,update,delete,truncate}');
 SELECT pg_sync.track('ph.owned3', 'ph-hook');
+SELECT pg_sync.track('ph.owned_parted', 'ph-hook');
 RESET SESSION AUTHORIZATION;
 SET SESSION AUTHORIZATION regress_ph_owner;
 ALTER TABLE ph.owned2 DISABLE TRIGGER pg_sync_capture;
+ALTER TABLE ph.owned2 DISABLE TRIGGER pg_sync_capture_truncate;
+ALTER TABLE ph.owned2 DISABLE TRIGGER ALL;
+ALTER TABLE ph.owned2 DISABLE TRIGGER USER;
+ALTER TABLE ph.owned2 ENABLE REPLICA TRIGGER pg_sync_capture;
+ALTER TABLE ph.owned2 ADD COLUMN note text, DISABLE TRIGGER pg_sync_capture;
+ALTER TRIGGER pg_sync_capture ON ph.owned2 RENAME TO not_pg_sync;
+ALTER TABLE ph.owned_parted DISABLE TRIGGER pg_sync_capture;
+ALTER TABLE ph.owned_parted_eu DISABLE TRIGGER pg_sync_capture;
 DROP TRIGGER pg_sync_capture ON ph.owned3;
-RESET SESSION AUTHORIZATION;
-SET SESSION AUTHORIZATION regress_ph_admin;
-SELECT pg_sync.track('ph.owned2', 'ph-hook');
-RESET SESSION AUTHORIZATION;
-SET SESSION AUTHORIZATION regress_ph_owner;
+DROP TRIGGER pg_sync_capture_truncate ON ph.owned2;
+-- The setting pg_sync uses to let its own trigger changes through is superuser-only.
+SET pg_sync.internal_trigger_change = on;
+SELECT set_config('pg_sync.internal_trigger_change', 'on', true);
+DROP TRIGGER pg_sync_capture ON ph.owned3;
+ALTER TABLE ph.owned2 ENABLE ALWAYS TRIGGER pg_sync_capture;
+ALTER TABLE ph.owned2 ENABLE TRIGGER pg_sync_capture;
 INSERT INTO ph.owned2 VALUES (1);
 INSERT INTO ph.owned3 VALUES (1);
+INSERT INTO ph.owned_parted VALUES (1, 'eu');
+TRUNCATE ph.owned2;
 RESET SESSION AUTHORIZATION;
-SELECT "table", endpoint FROM pg_sync.tracked_tables WHERE "table"::text LIKE 'ph.owned_' ORDER BY "table"::text COLLATE "C";
-SELECT count(*) AS captured_from_owned2_and_3 FROM pg_sync._queue WHERE tbl IN ('ph.owned2', 'ph.owned3');
-SELECT tgrelid::regclass, tgname, tgenabled FROM pg_trigger WHERE tgrelid IN ('ph.owned2'::regclass, 'ph.owned3'::regclass);
+SELECT "table", endpoint FROM pg_sync.tracked_tables WHERE "table"::text LIKE 'ph.owned%' ORDER BY "table"::text COLLATE "C";
+SELECT tbl, op, key FROM ph.queue WHERE tbl LIKE 'ph.owned_%' ORDER BY id;
+SELECT tgrelid::regclass, tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid IN ('ph.owned2'::regclass, 'ph.owned3'::regclass, 'ph.owned_parted'::regclass, 'ph.owned_parted_eu'::regclass)
+ ORDER BY tgrelid::regclass::text COLLATE "C", tgname COLLATE "C";
 SELECT problem FROM pg_sync.health() WHERE problem NOT IN ('no delivery worker', 'dead letters');
+
+-- Event triggers do not run with session_replication_role = replica (superuser only), so
+-- there the commands go through: health() then reports each table whose capture trigger is
+-- missing or disabled (critical, per endpoint), and track() again re-creates or re-enables it.
+SET session_replication_role = replica;
+ALTER TABLE ph.owned2 DISABLE TRIGGER pg_sync_capture;
+DROP TRIGGER pg_sync_capture ON ph.owned3;
+ALTER TABLE ph.owned_parted_eu ENABLE REPLICA TRIGGER pg_sync_capture;
+RESET session_replication_role;
+SELECT severity, endpoint, problem, detail FROM pg_sync.health() WHERE problem = 'capture disabled';
+SET SESSION AUTHORIZATION regress_ph_admin;
+SELECT pg_sync.track('ph.owned2', 'ph-hook', events => '{insert,update,delete,truncate}');
+SELECT pg_sync.track('ph.owned3', 'ph-hook');
+SELECT pg_sync.track('ph.owned_parted', 'ph-hook');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_ph_owner;
+INSERT INTO ph.owned2 VALUES (2);
+INSERT INTO ph.owned3 VALUES (2);
+INSERT INTO ph.owned_parted VALUES (2, 'eu');
+RESET SESSION AUTHORIZATION;
+SELECT tbl, op, key FROM ph.queue WHERE tbl LIKE 'ph.owned_%' AND key::text LIKE '%2%' ORDER BY id;
+SELECT tgrelid::regclass, tgname, tgenabled FROM pg_trigger
+ WHERE tgrelid IN ('ph.owned2'::regclass, 'ph.owned3'::regclass, 'ph.owned_parted'::regclass, 'ph.owned_parted_eu'::regclass)
+ ORDER BY tgrelid::regclass::text COLLATE "C", tgname COLLATE "C";
+SELECT problem FROM pg_sync.health() WHERE problem NOT IN ('no delivery worker', 'dead letters');
+
+-- What pg_sync does itself still works: untrack drops the triggers, and the owner may drop its
+-- tracked table (the triggers go with it, and so does the tracking).
+SET SESSION AUTHORIZATION regress_ph_admin;
+SELECT pg_sync.untrack('ph.owned_parted');
+RESET SESSION AUTHORIZATION;
+SET SESSION AUTHORIZATION regress_ph_owner;
+DROP TABLE ph.owned3;
+RESET SESSION AUTHORIZATION;
+SELECT "table", endpoint FROM pg_sync.tracked_tables WHERE "table"::text LIKE 'ph.owned%' ORDER BY "table"::text COLLATE "C";
+SELECT tgrelid::regclass, tgname FROM pg_trigger
+ WHERE tgrelid IN ('ph.owned_parted'::regclass, 'ph.owned_parted_eu'::regclass) ORDER BY 1, 2;
 
 -- ==========================================================================================
 -- 7. The monitor: reads every status view, which show header names but no header value and

@@ -30,7 +30,7 @@ drop_pid=$!
 wait_for "drop_endpoint to wait for the writer's lock" 30 waiting_on_lock
 session "COMMIT;"
 wait "$drop_pid" && fail "drop_endpoint succeeded although an event was pending"
-assert_contains "$(cat "$PG_DIR/drop1.out")" 'endpoint "e" has 1 pending events'
+assert_contains "$(cat "$PG_DIR/drop1.out")" 'endpoint "e" has 1 pending event'
 
 # 2. With force, while another transaction emits to it: it waits, then removes everything.
 session "BEGIN; SELECT pg_sync.emit('e', 'late', '{}'); INSERT INTO t VALUES (2);"

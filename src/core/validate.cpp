@@ -163,7 +163,10 @@ Problem headers(std::string_view json_text) {
     std::string seen_lower;
     for (auto it = doc.begin(); it != doc.end(); ++it) {
         const std::string &name = it.key();
-        if (name.size() > kMaxHeaderNameLength || !is_header_token(name))
+        if (name.size() > kMaxHeaderNameLength)
+            return problem("header name \"" + shown(name) + "\" is too long",
+                           "The limit is " + std::to_string(kMaxHeaderNameLength) + " bytes.");
+        if (!is_header_token(name))
             return problem("invalid header name \"" + shown(name) + "\"",
                            "Header names are HTTP tokens: letters, digits and !#$%&'*+-.^_`|~.");
         if (is_reserved_header(name))

@@ -46,8 +46,8 @@ namespace {
 
 enum Step {
     STEP_IDLE,     // no job is running: the worker exits
-    STEP_WAIT,     // jobs wait (throttled, retry later, locked by a cancel): sleep a little
-    STEP_PROGRESS, // a page was done, or a job failed: go on at once
+    STEP_WAIT,     // every running job waits (retry_at, locked by a cancel): sleep a little
+    STEP_PROGRESS, // a page was done, a job failed or was put back to wait: go on at once
 };
 
 Oid extension_oid = InvalidOid;
@@ -133,10 +133,12 @@ Step page(volatile int64 *job) {
     const Datum table_name = SPI_getbinval(pt, pd, 3, &isnull);
     const bool throttled = DatumGetBool(SPI_getbinval(pt, pd, 4, &isnull));
     if (throttled) {
-        job_update("UPDATE pg_sync._backfills SET waiting_for = $2 WHERE id = $1 AND waiting_for IS DISTINCT FROM $2",
+        // Look again in a moment; meanwhile the other jobs take their turns.
+        job_update("UPDATE pg_sync._backfills SET waiting_for = $2, retry_at = now() + interval '200 ms',"
+                   "       updated_at = now() WHERE id = $1",
                    id, "delivery");
         end();
-        return STEP_WAIT;
+        return STEP_PROGRESS;
     }
 
     // The page, as the table's owner: the filter, casts to json and output functions of the

@@ -22,6 +22,7 @@ extern "C" {
 #include "access/heapam.h"
 #include "access/hio.h"
 #include "storage/bufmgr.h"
+#include "storage/proc.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
@@ -997,6 +998,27 @@ void capture_row(RelPlan *plan, uint8 op, TupleTableSlot *new_slot, TupleTableSl
     }
 }
 
+// A statement that acquires no lock its transaction does not hold yet (a prepared statement run
+// again, an INSERT into a table without indexes) processes no invalidation messages, so it would
+// go on capturing with the configuration its transaction first saw, although a track() or
+// untrack() committed since. Read them once per statement (a statement: the same transaction,
+// statement start time and command id), before the plan is looked at; when none are pending
+// this costs a read of one shared flag.
+LocalTransactionId seen_lxid = InvalidLocalTransactionId;
+TimestampTz seen_statement_start = 0;
+CommandId seen_command_id = InvalidCommandId;
+
+void accept_config_changes() {
+    const TimestampTz start = GetCurrentStatementStartTimestamp();
+    const CommandId cid = GetCurrentCommandId(false);
+    if (MyProc->lxid == seen_lxid && start == seen_statement_start && cid == seen_command_id)
+        return;
+    seen_lxid = MyProc->lxid;
+    seen_statement_start = start;
+    seen_command_id = cid;
+    AcceptInvalidationMessages();
+}
+
 } // namespace
 
 namespace pg_sync::pg {
@@ -1028,6 +1050,7 @@ extern "C" Datum pg_sync_capture(PG_FUNCTION_ARGS) {
         ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
                         errmsg("pg_sync._capture() must be an AFTER trigger")));
 
+    accept_config_changes();
     RelPlan *plan = get_plan(td->tg_relation);
     if (plan->neps == 0)
         return PointerGetDatum(nullptr);

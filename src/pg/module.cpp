@@ -29,6 +29,7 @@ namespace {
 ProcessUtility_hook_type prev_utility = nullptr;
 int health_max_pending_age_ms = 300000; // read from SQL (pg_sync.health) through current_setting
 double health_max_error_rate = 0.2;
+bool internal_trigger_change = false; // read from SQL (the DDL event triggers) through current_setting
 
 // The database a command needs to itself (no other session connected), if any.
 const char *database_needing_exclusivity(Node *tree) {
@@ -176,6 +177,14 @@ void define_settings() {
                              "pg_sync.health() reports an endpoint whose recent requests failed more often than this.",
                              "A fraction of the endpoint's requests in pg_sync.recent_attempts (at least 10 of them).",
                              &health_max_error_rate, 0.2, 0.0, 1.0, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    // Set (transaction-locally, by set_config) only by pg_sync._sync_triggers while it creates,
+    // drops or re-enables a capture trigger: the event triggers refuse such changes otherwise.
+    // Superuser-only, so that a table owner cannot lift that refusal; never read from a file.
+    DefineCustomBoolVariable("pg_sync.internal_trigger_change", "Internal: pg_sync is changing its own capture triggers.",
+                             nullptr, &internal_trigger_change, false, PGC_SUSET,
+                             GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE |
+                                 GUC_NO_RESET_ALL,
+                             nullptr, nullptr, nullptr);
     MarkGUCPrefixReserved("pg_sync");
 }
 

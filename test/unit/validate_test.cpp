@@ -247,7 +247,14 @@ TEST(ValidateHeaders, RejectsInvalidNames) {
 TEST(ValidateHeaders, NameLengthLimit) {
     ASSERT_EQ(validate::kMaxHeaderNameLength, 256u);
     EXPECT_TRUE(validate::headers("{\"" + std::string(256, 'x') + "\": \"v\"}").ok());
-    EXPECT_FALSE(validate::headers("{\"" + std::string(257, 'x') + "\": \"v\"}").ok());
+    const Problem p = validate::headers("{\"" + std::string(257, 'x') + "\": \"v\"}");
+    EXPECT_FALSE(p.ok());
+    EXPECT_EQ(p.message.rfind("header name \"xxx", 0), 0u) << p.message;
+    EXPECT_NE(p.message.find("\" is too long"), std::string::npos) << p.message;
+    EXPECT_EQ(p.detail, "The limit is 256 bytes.");
+    // Too long and not a token: the length is reported first.
+    EXPECT_NE(validate::headers("{\"" + std::string(300, ' ') + "\": \"v\"}").message.find("is too long"),
+              std::string::npos);
 }
 
 TEST(ValidateHeaders, RejectsReservedNamesCaseInsensitively) {
