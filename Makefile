@@ -1,7 +1,7 @@
 # pg_sync — PGXS build. EXTVERSION is the one version source: the control file is generated
 # from it and the install script is sql/pg_sync--$(EXTVERSION).sql.
 EXTENSION   = pg_sync
-EXTVERSION  = 0.1.0
+EXTVERSION  = 0.2.0
 
 MODULE_big  = pg_sync
 OBJS        = src/pg/module.o src/pg/guard.o src/pg/capture_trigger.o src/pg/sql_api.o \
@@ -9,7 +9,8 @@ OBJS        = src/pg/module.o src/pg/guard.o src/pg/capture_trigger.o src/pg/sql
               src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o \
               src/core/signature.o src/core/http_client.o src/core/dispatcher.o
 
-DATA        = sql/pg_sync--$(EXTVERSION).sql
+# Install scripts of every version (pg_sync--V.sql) and the updates between them (pg_sync--A--B.sql).
+DATA        = $(wildcard sql/pg_sync--*.sql)
 DATA_built  = pg_sync.control
 EXTRA_CLEAN = pg_sync.control results regression.diffs regression.out tmp_check output_iso
 
@@ -29,6 +30,14 @@ SHLIB_LINK  = -lstdc++ -lcurl -lcrypto
 # CI and scripts/test.sh build with WERROR=1.
 ifdef WERROR
 PG_CXXFLAGS += -Werror
+endif
+
+# SANITIZE=1: AddressSanitizer and UBSan (any UB report is fatal). The server must then run with
+# LD_PRELOAD of libasan; scripts/test.sh sanitize builds this in a copy of the tree and installs it
+# into a private, relocated copy of the PostgreSQL installation (never into the shared pkglibdir).
+ifdef SANITIZE
+PG_CXXFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SHLIB_LINK  += -fsanitize=address,undefined
 endif
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)

@@ -17,10 +17,16 @@ behaviour, which POST /_control switches at run time:
   fail_rate     answer "status" (default 500) to a fraction "p" of requests (random, "seed")
 
 "retry_after" adds Retry-After to any non-2xx answer; "body_bytes" sets the size of every
-answer's body (not for 204). Control: POST /_control {"mode": ..., options} replaces the whole
-behaviour (and restarts fail_first's count); {"secret": S or null} and {"ok_status": N} may come
-alone or with a mode. GET /_stats returns counters over the whole --out file (a restarted
-receiver appending to the same file continues them). Control requests are never logged.
+answer's body (not for 204). "kill_pids" (a list of PIDs, with any mode) makes the receiver send
+SIGKILL to each of them, in list order, right after it has written its "kill_after"-th (default 1)
+2xx answer since the behaviour was set (crash tests: a kill between the receiver's 2xx and the
+client's reaction to it); with "kill_freeze": true it sends them SIGSTOP before writing that
+answer, so that none of them can act on it before the SIGKILL. It fires once, and GET /_stats
+lists it under "kills" (the request's log number n, time, event ids, freeze, and kill errors).
+Control: POST /_control {"mode": ..., options} replaces the whole behaviour (and restarts
+fail_first's count); {"secret": S or null} and {"ok_status": N} may come alone or with a mode.
+GET /_stats returns counters over the whole --out file (a restarted receiver appending to the
+same file continues them). Control requests are never logged.
 """
 
 import argparse
@@ -40,7 +46,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import webhook_verify  # noqa: E402
 
 MODES = ("ok", "status", "retry_after", "stall", "drop", "fail_first", "fail_rate")
-OPTIONS = ("status", "retry_after", "seconds", "n", "p", "seed", "body_bytes", "location")
+OPTIONS = ("status", "retry_after", "seconds", "n", "p", "seed", "body_bytes", "location", "kill_pids",
+           "kill_after", "kill_freeze")
 REDIRECTS = (301, 302, 303, 307, 308)
 REDIRECT_PATH = "/redirected"
 
@@ -86,6 +93,20 @@ def parse_behaviour(spec):
         _number(b, "seconds", 0, 86400)
     if "p" in b:
         _number(b, "p", 0, 1)
+    if "kill_pids" in b:
+        pids = b["kill_pids"]
+        if not isinstance(pids, list) or not pids or not all(
+                isinstance(p, int) and not isinstance(p, bool) and 1 < p < 2**31 for p in pids):
+            raise ValueError("kill_pids must be a non-empty list of process ids (> 1)")
+    if "kill_after" in b:
+        if "kill_pids" not in b:
+            raise ValueError("kill_after needs kill_pids")
+        _int(b, "kill_after", 1, 10**9)
+    if "kill_freeze" in b:
+        if "kill_pids" not in b:
+            raise ValueError("kill_freeze needs kill_pids")
+        if not isinstance(b["kill_freeze"], bool):
+            raise ValueError("kill_freeze must be true or false")
     return b
 
 
@@ -102,6 +123,7 @@ class State:
         self.by_status = {}
         self.events_2xx = 0
         self.verify_failures = 0
+        self.kills = []  # fired kill_pids (see the module docstring)
         self._set_behaviour(behaviour)
         if os.path.exists(out_path):  # a restarted receiver continues its file and counters
             with open(out_path, encoding="utf-8") as f:
@@ -113,6 +135,7 @@ class State:
     def _set_behaviour(self, behaviour):
         self.behaviour = behaviour
         self.seen = 0  # requests since this behaviour was set (fail_first)
+        self.answered_2xx = 0  # 2xx answers decided since this behaviour was set (kill_after)
         self.rng = random.Random(behaviour.get("seed", 0))
 
     def control(self, spec):
@@ -167,6 +190,23 @@ class State:
             action = {"stall": "stall", "drop": "drop"}.get(mode, "answer")
             return action, status, headers, seconds, b.get("body_bytes"), mode
 
+    def take_kill(self, status):
+        """For a request about to be answered `status`: (PIDs to kill after the answer, whether
+        to freeze them before it), once (kill_pids), or None."""
+        with self.lock:
+            b = self.behaviour
+            if "kill_pids" not in b or not 200 <= status < 300:
+                return None
+            self.answered_2xx += 1
+            if self.answered_2xx < b.get("kill_after", 1):
+                return None
+            self.behaviour = {k: v for k, v in b.items() if not k.startswith("kill_")}
+            return list(b["kill_pids"]), b.get("kill_freeze", False)
+
+    def record_kill(self, entry):
+        with self.lock:
+            self.kills.append(entry)
+
     def _count(self, rec):
         self.requests += 1
         key = str(rec["status"]) if rec["status"] is not None else "null"
@@ -188,7 +228,7 @@ class State:
             return {"requests": self.requests, "by_status": dict(self.by_status),
                     "events_2xx": self.events_2xx, "mode": self.behaviour["mode"],
                     "options": self.behaviour, "in_flight": self.in_flight,
-                    "verify_failures": self.verify_failures}
+                    "verify_failures": self.verify_failures, "kills": list(self.kills)}
 
     def add_in_flight(self, delta):
         with self.lock:
@@ -290,8 +330,29 @@ class Handler(BaseHTTPRequestHandler):
                 return
         # Logged before answering, so once the client has its 2xx the line is in the file.
         rec["status"] = status
+        kill = state.take_kill(status)
         state.log(rec)
+        if kill is not None and kill[1]:
+            for pid in kill[0]:
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except OSError:
+                    pass  # reported by _kill
         self._answer(status, extra, body_bytes)
+        if kill is not None:
+            self._kill(rec, *kill)
+
+    def _kill(self, rec, pids, freeze):
+        """SIGKILL to each of pids, at once after the answer left (the answer is written straight
+        to the socket: wfile is unbuffered)."""
+        t, errors = time.time(), []
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError as e:
+                errors.append(f"{pid}: {e.strerror}")
+        self.server.state.record_kill({"n": rec["n"], "t": t, "pids": pids, "freeze": freeze, "errors": errors,
+                                       "ids": [e.get("id") for e in rec["events"] or [] if isinstance(e, dict)]})
 
     def _hold(self, seconds):
         """Sleeps `seconds`; returns False as soon as the client hangs up."""
@@ -392,7 +453,7 @@ def main():
 
     spec = {"mode": args.mode}
     for key in OPTIONS:
-        if getattr(args, key) is not None:
+        if getattr(args, key, None) is not None:  # kill_*: /_control only
             spec[key] = getattr(args, key)
     if args.secret is not None:
         webhook_verify._secret_key(args.secret)
