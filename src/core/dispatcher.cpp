@@ -112,6 +112,14 @@ std::size_t Dispatcher::window(std::int32_t id) const {
     return it == endpoints_.end() ? 0 : it->second.window;
 }
 
+std::size_t Dispatcher::sending_endpoints() const {
+    std::size_t n = 0;
+    for (const auto &kv : endpoints_)
+        if (!kv.second.config.paused)
+            ++n;
+    return n;
+}
+
 std::size_t Dispatcher::in_flight_events(std::int32_t id) const {
     auto it = endpoints_.find(id);
     return it == endpoints_.end() ? 0 : it->second.in_flight_ids.size();
@@ -217,6 +225,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         r.token = next_token_++;
         r.url = c.url;
         r.timeout_ms = c.timeout_ms;
+        r.group = id; // the HTTP client shares its connections fairly between endpoints
         envelope::append_body(r.body, body_events);
         f.webhook_id = signature::webhook_id(f.ids, scope_);
         r.headers = c.header_lines;
@@ -294,8 +303,10 @@ std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, 
             // Some events of the request still have attempts left: they need a delay.
             o.delay_ms = retry::backoff_ms(ep.config.policy, attempt, random_);
         }
-        if (verdict.retry_after_used)
-            ep.hold_until_ms = std::max(ep.hold_until_ms, now_ms + std::int64_t(o.delay_ms));
+        // The hold is what the receiver asked for; the events of this request also wait for
+        // their own backoff (delay_ms = max(Retry-After, backoff)), the other keys do not.
+        if (verdict.retry_after_used && verdict.retry_after_ms > 0)
+            ep.hold_until_ms = std::max(ep.hold_until_ms, now_ms + std::int64_t(verdict.retry_after_ms));
         ep.breaker.on_failure(now_u);
         st.failed_attempts++;
         st.last_failure_ms = now_ms;

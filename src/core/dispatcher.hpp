@@ -113,6 +113,9 @@ class Dispatcher {
     std::int64_t next_due_ms() const;
     std::size_t in_flight_requests() const { return requests_.size(); }
     std::size_t in_flight_events(std::int32_t id) const;
+    // Endpoints that may send (not paused): the groups the HTTP client shares its connections
+    // between (http::Client::set_groups). Requests carry their endpoint id as their group.
+    std::size_t sending_endpoints() const;
 
   private:
     struct InFlight {

@@ -75,19 +75,63 @@ retry::Response Completion::response() const {
     return r;
 }
 
-// Per-request state, owned through CURLOPT_PRIVATE while the transfer runs.
+std::optional<std::int64_t> next_group_to_start(const std::map<std::int64_t, GroupLoad> &groups, std::size_t limit,
+                                                std::size_t known_groups) {
+    limit = std::max<std::size_t>(limit, 1);
+    std::size_t running = 0, busy = 0;
+    const std::pair<const std::int64_t, GroupLoad> *best = nullptr;
+    for (const auto &kv : groups) {
+        const GroupLoad &g = kv.second;
+        running += g.running;
+        if (g.running > 0)
+            ++busy;
+        if (g.waiting == 0)
+            continue;
+        if (!best || g.running < best->second.running ||
+            (g.running == best->second.running && g.oldest_waiting < best->second.oldest_waiting))
+            best = &kv;
+    }
+    if (!best || running >= limit)
+        return std::nullopt;
+    if (best->second.running == 0)
+        return best->first;
+    // Every group with waiting requests runs something (best has the fewest): keep one free
+    // connection for each known group that runs nothing, up to half the limit.
+    const std::size_t known = std::max(known_groups, groups.size());
+    const std::size_t idle_others = known > busy ? known - busy : 0;
+    const std::size_t reserve = std::min(idle_others, limit / 2);
+    if (limit - running - 1 >= reserve)
+        return best->first;
+    return std::nullopt;
+}
+
+// Per-request state, owned through CURLOPT_PRIVATE from submit() to completion.
 struct Client::Transfer {
     Client *client = nullptr;
+    void *easy = nullptr;
     Request request;
     curl_slist *headers = nullptr;
+    curl_slist *resolve = nullptr; // Options::resolve, when set
     std::int64_t started_us = 0;
+    std::uint64_t arrival = 0; // submit order, for the fair share's ties
     std::size_t received = 0;
     std::string body_start; // first bytes of the response, for the error detail
     bool too_large = false;
-    bool blocked = false;
+    std::size_t header_bytes = 0;
+    std::size_t header_cap = 0;
+    bool headers_too_large = false;
+    // Address checks (allow_private_targets off). A name may resolve to several addresses and
+    // libcurl tries them in turn: a refused private one followed by a public one that fails for
+    // another reason is that other failure, not a refusal. Blocked is reported only when no
+    // connection attempt was allowed at all, or when a request was refused on a connection.
+    int refused_connects = 0; // opensocket: private addresses refused
+    int opened_sockets = 0;   // opensocket: connection attempts allowed
+    bool refused_request = false; // prerequest: the connection (new or reused) leads to a private address
     bool allow_private = true;
     std::size_t cap = 0;
     char error[CURL_ERROR_SIZE] = {0};
+
+    bool blocked() const { return refused_request || (refused_connects > 0 && opened_sockets == 0); }
 };
 
 namespace {
@@ -112,12 +156,26 @@ std::size_t on_body(char *data, std::size_t size, std::size_t n, void *user) noe
     return len;
 }
 
+// Every header line and status line of every response (1xx, trailers) counts: a receiver
+// sending an endless header block is cut off at the cap, like an endless body.
+std::size_t on_header(char *, std::size_t size, std::size_t n, void *user) noexcept {
+    auto *t = static_cast<Client::Transfer *>(user);
+    const std::size_t len = size * n;
+    t->header_bytes += len;
+    if (t->header_bytes > t->header_cap) {
+        t->headers_too_large = true;
+        return 0; // aborts the transfer (CURLE_WRITE_ERROR)
+    }
+    return len;
+}
+
 curl_socket_t on_open_socket(void *user, curlsocktype, curl_sockaddr *address) noexcept {
     auto *t = static_cast<Client::Transfer *>(user);
     if (!t->allow_private && !address_is_public(&address->addr, address->addrlen)) {
-        t->blocked = true;
-        return CURL_SOCKET_BAD;
+        t->refused_connects++;
+        return CURL_SOCKET_BAD; // libcurl goes on with the next address, if any
     }
+    t->opened_sockets++;
     return socket(address->family, address->socktype, address->protocol);
 }
 
@@ -141,7 +199,7 @@ int on_prerequest(void *user, char *primary_ip, char *, int primary_port, int) n
         len = sizeof(sockaddr_in6);
     }
     if (len == 0 || !address_is_public(reinterpret_cast<sockaddr *>(&ss), len)) {
-        t->blocked = true;
+        t->refused_request = true;
         return CURL_PREREQFUNC_ABORT;
     }
     return CURL_PREREQFUNC_OK;
@@ -181,18 +239,36 @@ Client::~Client() {
         curl_multi_remove_handle(m, static_cast<CURL *>(h));
         if (t) {
             curl_slist_free_all(t->headers);
+            curl_slist_free_all(t->resolve);
             delete t;
         }
         curl_easy_cleanup(static_cast<CURL *>(h));
     }
+    // Waiting ones were never added to the multi handle.
+    for (auto &kv : waiting_)
+        for (Transfer *t : kv.second) {
+            curl_easy_cleanup(static_cast<CURL *>(t->easy));
+            curl_slist_free_all(t->headers);
+            curl_slist_free_all(t->resolve);
+            delete t;
+        }
     for (void *h : idle_handles_)
         curl_easy_cleanup(static_cast<CURL *>(h));
     curl_multi_cleanup(m);
 }
 
+std::size_t Client::limit() const { return std::size_t(std::max(1L, options_.max_connections)); }
+
+// libcurl's own cap stays as a backstop for the number of sockets, but requests never wait in
+// libcurl's queue for it: a transfer waiting there already runs its timeout (CURLOPT_TIMEOUT_MS
+// counts from curl_multi_add_handle), so a request stuck behind a slow receiver's connections
+// timed out without ever being sent ("Failed to resolve host ... with timeout after 0 ms").
+// This client hands libcurl at most `limit` transfers; each holds at most one connection, so
+// when the connection cache is full at least one of its connections is idle, and libcurl closes
+// it for the new transfer instead of making it wait.
 void Client::apply_multi_options() {
     CURLM *m = static_cast<CURLM *>(multi_);
-    const long cap = std::max(1L, options_.max_connections);
+    const long cap = long(limit());
     curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, cap);
     curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, cap);
 }
@@ -200,6 +276,12 @@ void Client::apply_multi_options() {
 void Client::set_options(const Options &options) {
     options_ = options;
     apply_multi_options();
+    start_waiting(); // a higher cap lets waiting requests go now
+}
+
+void Client::set_groups(std::size_t known_groups) {
+    known_groups_ = known_groups;
+    start_waiting();
 }
 
 int Client::socket_callback(void *, int fd, int what, void *client, void *) noexcept {
@@ -256,10 +338,13 @@ void Client::submit(Request request) {
         throw std::runtime_error("curl_easy_init failed");
     auto t = std::make_unique<Transfer>();
     t->client = this;
+    t->easy = e;
     t->request = std::move(request);
     t->allow_private = options_.allow_private_targets;
     t->cap = options_.max_response_bytes;
+    t->header_cap = options_.max_header_bytes;
     t->started_us = now_us();
+    t->arrival = ++arrivals_;
     curl_slist *h = curl_slist_append(nullptr, "Content-Type: application/json");
     h = h ? curl_slist_append(h, "Expect:") : nullptr; // no 100-continue round trip on big bodies
     for (const std::string &line : t->request.headers)
@@ -270,6 +355,19 @@ void Client::submit(Request request) {
         throw std::runtime_error("out of memory building request headers");
     }
     t->headers = h;
+
+    for (const std::string &entry : options_.resolve) {
+        curl_slist *r = curl_slist_append(t->resolve, entry.c_str());
+        if (!r) {
+            curl_slist_free_all(t->headers);
+            curl_slist_free_all(t->resolve);
+            curl_easy_cleanup(e);
+            throw std::runtime_error("out of memory building the resolve list");
+        }
+        t->resolve = r;
+    }
+    if (t->resolve)
+        curl_easy_setopt(e, CURLOPT_RESOLVE, t->resolve);
 
     curl_easy_setopt(e, CURLOPT_URL, t->request.url.c_str());
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -290,6 +388,8 @@ void Client::submit(Request request) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(t->request.body.size()));
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, t.get());
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, &on_open_socket);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, t.get());
     curl_easy_setopt(e, CURLOPT_PREREQFUNCTION, &on_prerequest);
@@ -297,14 +397,67 @@ void Client::submit(Request request) {
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
 
-    if (curl_multi_add_handle(static_cast<CURLM *>(multi_), e) != CURLM_OK) {
+    // Queued first, started by start_waiting() when the budget allows (at once if it does).
+    const std::int64_t group = t->request.group;
+    GroupLoad *load_entry = nullptr;
+    try {
+        load_entry = &load_[group];
+        waiting_[group].push_back(t.get());
+    } catch (...) {
+        if (load_entry && load_entry->running == 0 && load_entry->waiting == 0)
+            load_.erase(group);
         curl_slist_free_all(t->headers);
+        curl_slist_free_all(t->resolve);
         curl_easy_cleanup(e);
-        throw std::runtime_error("curl_multi_add_handle failed");
+        throw;
     }
-    active_.insert(e);
+    GroupLoad &load = *load_entry;
+    if (load.waiting++ == 0)
+        load.oldest_waiting = t->arrival;
     t.release();
     ++transfers_;
+    start_waiting();
+}
+
+void Client::start_waiting() {
+    CURLM *m = static_cast<CURLM *>(multi_);
+    while (std::optional<std::int64_t> group = next_group_to_start(load_, limit(), known_groups_)) {
+        std::deque<Transfer *> &queue = waiting_[*group];
+        Transfer *t = queue.front();
+        queue.pop_front();
+        GroupLoad &load = load_[*group];
+        load.waiting--;
+        load.oldest_waiting = queue.empty() ? 0 : queue.front()->arrival;
+        if (queue.empty())
+            waiting_.erase(*group);
+        if (curl_multi_add_handle(m, static_cast<CURL *>(t->easy)) != CURLM_OK) {
+            // Out of memory in libcurl: this request fails like any other transport failure.
+            if (load.running == 0 && load.waiting == 0)
+                load_.erase(*group);
+            Completion c;
+            c.token = t->request.token;
+            c.transport = retry::Transport::Other;
+            c.detail = "curl_multi_add_handle failed";
+            c.duration_us = std::uint64_t(std::max<std::int64_t>(0, now_us() - t->started_us));
+            finish(t->easy, t, std::move(c));
+            continue;
+        }
+        load.running++;
+        active_.insert(t->easy);
+    }
+}
+
+void Client::finish(void *easy, Transfer *t, Completion c) {
+    CURL *e = static_cast<CURL *>(easy);
+    curl_slist_free_all(t->headers);
+    curl_slist_free_all(t->resolve);
+    delete t;
+    --transfers_;
+    if (idle_handles_.size() < 256)
+        idle_handles_.push_back(e);
+    else
+        curl_easy_cleanup(e);
+    done_.push_back(std::move(c));
 }
 
 void Client::on_socket(int fd, int want_bits) {
@@ -328,14 +481,14 @@ void Client::on_timeout() {
 void Client::drain_messages() {
     CURLM *m = static_cast<CURLM *>(multi_);
     int left = 0;
+    bool freed = false;
     while (CURLMsg *msg = curl_multi_info_read(m, &left)) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         CURL *e = msg->easy_handle;
         const CURLcode result = msg->data.result;
-        Transfer *raw = nullptr;
-        curl_easy_getinfo(e, CURLINFO_PRIVATE, reinterpret_cast<char **>(&raw));
-        std::unique_ptr<Transfer> t(raw);
+        Transfer *t = nullptr;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, reinterpret_cast<char **>(&t));
 
         Completion c;
         c.token = t->request.token;
@@ -352,21 +505,23 @@ void Client::drain_messages() {
                 c.retry_after = std::string(ra->value);
             if (status < 200 || status > 299)
                 c.detail = printable(t->body_start, 120);
+        } else if (t->headers_too_large) {
+            c.transport = retry::Transport::Other;
+            c.detail = "response headers larger than " + std::to_string(t->header_cap) + " bytes, transfer aborted";
         } else {
-            c.transport = t->blocked ? retry::Transport::Blocked : retry::transport_from_curl(result);
+            c.transport = t->blocked() ? retry::Transport::Blocked : retry::transport_from_curl(result);
             c.detail = printable(t->error[0] ? std::string_view(t->error) : curl_easy_strerror(result), 160);
         }
         curl_multi_remove_handle(m, e);
         active_.erase(e);
-        curl_slist_free_all(t->headers);
-        t.reset();
-        --transfers_;
-        if (idle_handles_.size() < 256)
-            idle_handles_.push_back(e);
-        else
-            curl_easy_cleanup(e);
-        done_.push_back(std::move(c));
+        auto load = load_.find(t->request.group);
+        if (load != load_.end() && --load->second.running == 0 && load->second.waiting == 0)
+            load_.erase(load);
+        finish(e, t, std::move(c));
+        freed = true;
     }
+    if (freed)
+        start_waiting();
 }
 
 std::vector<Completion> Client::take_completions() {

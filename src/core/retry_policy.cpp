@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <limits>
 #include <random>
 
@@ -252,15 +253,17 @@ Outcome classify(const Response &response, int attempt, const Policy &policy, st
         return out;
     }
     out.verdict = Verdict::Retry;
+    out.delay_ms = backoff_ms(policy, attempt, random);
     if (response.transport == Transport::Ok && (status == 429 || status == 503) && response.retry_after) {
         // Clamped to max_ms: the operator's bound on any wait holds against a receiver's wish too.
+        // It may ask for a longer wait than the backoff, never a shorter one: "0" or a past date
+        // must not turn retries into a loop as fast as the receiver can answer.
         if (auto ms = parse_retry_after_ms(*response.retry_after, now_unix_s, policy.max_ms)) {
-            out.delay_ms = *ms;
             out.retry_after_used = true;
-            return out;
+            out.retry_after_ms = *ms;
+            out.delay_ms = std::max(out.delay_ms, *ms);
         }
     }
-    out.delay_ms = backoff_ms(policy, attempt, random);
     return out;
 }
 

@@ -93,7 +93,8 @@ enum class Verdict {
 struct Outcome {
     Verdict verdict = Verdict::Success;
     std::uint64_t delay_ms = 0;    // Retry: wait before the next attempt
-    bool retry_after_used = false; // delay_ms is the receiver's Retry-After (clamped)
+    bool retry_after_used = false; // the response had a valid Retry-After (429/503): retry_after_ms
+    std::uint64_t retry_after_ms = 0; // the receiver's Retry-After, clamped to max_ms (<= delay_ms)
     std::string reason;            // for last_error / the pause reason; empty on Success
     // What the circuit breaker counts as a failure. Gone is neither: the endpoint is paused.
     bool is_failure() const { return verdict == Verdict::Retry || verdict == Verdict::DeadLetter; }
@@ -101,8 +102,11 @@ struct Outcome {
 
 // The verdict on attempt number `attempt` (1-based, this one included) of a request. 2xx is
 // Success and 410 is Gone whatever the attempt; every other status (1xx, 3xx, 4xx, 5xx) and every
-// transport failure is Retry, or DeadLetter once attempt >= max_attempts. On 429 and 503 a valid
-// Retry-After sets the delay (clamped to max_ms); otherwise backoff_ms(policy, attempt, random).
+// transport failure is Retry, or DeadLetter once attempt >= max_attempts. The delay is
+// backoff_ms(policy, attempt, random); on 429 and 503 a valid Retry-After (clamped to max_ms) can
+// only lengthen it: delay_ms = max(Retry-After, backoff). A receiver answering "Retry-After: 0" or
+// a date in the past therefore gets the same backoff as one that sends no Retry-After, never a
+// retry at once (with the circuit breaker off that was a hot loop burning every attempt).
 // `reason` is printable ASCII of bounded length (safe for a text column): "HTTP 503",
 // "HTTP 302 (redirects are not followed)", "timeout: <detail>", ...
 Outcome classify(const Response &response, int attempt, const Policy &policy, std::int64_t now_unix_s,

@@ -252,3 +252,59 @@ TEST(Dispatcher, RetryAfterHoldsTheWholeEndpoint) {
     EXPECT_EQ(d.next_due_ms(), kNow + 10 + 1000);
     EXPECT_EQ(d.plan(1, {row(2, "2")}, kNow + 1010).size(), 1u);
 }
+
+// "Retry-After: 0" (or a past date) is no reason to retry at once: the events wait for their
+// backoff, exactly what a 429 without Retry-After gives, and the endpoint is not held.
+TEST(Dispatcher, RetryAfterZeroGivesTheBackoffAndHoldsNothing) {
+    Dispatcher d("scope", 7, 0); // breaker off, as in the hot-loop finding
+    const EndpointConfig c = endpoint(1, 1, 4, 100);
+    d.configure({c});
+    auto reqs = d.plan(1, {row(1, "1")}, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    http::Completion done = answer(reqs[0], 429);
+    done.retry_after = "0";
+    auto o = d.complete(done, kNow + 10);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->verdict, retry::Verdict::Retry);
+    EXPECT_EQ(o->retry, (std::vector<std::int64_t>{1}));
+    const retry::Random same = retry::make_random(7); // the dispatcher's first draw
+    EXPECT_EQ(o->delay_ms, retry::backoff_ms(c.policy, 1, same));
+    // No hold: another key goes at once.
+    EXPECT_EQ(d.plan(1, {row(2, "2")}, kNow + 11).size(), 1u);
+}
+
+TEST(Dispatcher, RetryAfterLongerThanTheBackoffHoldsForTheRetryAfterOnly) {
+    Dispatcher d("scope", 7, 0);
+    EndpointConfig c = endpoint(1, 1, 4, 100);
+    c.policy.base_ms = 100;
+    c.policy.max_ms = 60000;
+    d.configure({c});
+    auto reqs = d.plan(1, {row(1, "1")}, kNow);
+    http::Completion done = answer(reqs[0], 503);
+    done.retry_after = "2";
+    auto o = d.complete(done, kNow);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->delay_ms, 2000u); // max(2 s, backoff <= 100 ms)
+    EXPECT_TRUE(d.plan(1, {row(2, "2")}, kNow + 1999).empty());
+    EXPECT_EQ(d.next_due_ms(), kNow + 2000);
+    EXPECT_EQ(d.plan(1, {row(2, "2")}, kNow + 2000).size(), 1u);
+}
+
+TEST(Dispatcher, RequestsCarryTheirEndpointAsTheirConnectionGroup) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(3, 1, 2), endpoint(8, 1, 2)});
+    EXPECT_EQ(d.sending_endpoints(), 2u);
+    auto a = d.plan(3, {row(1, "1")}, kNow);
+    auto b = d.plan(8, {row(2, "2")}, kNow);
+    ASSERT_EQ(a.size(), 1u);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_EQ(a[0].group, 3);
+    EXPECT_EQ(b[0].group, 8);
+    // A paused endpoint (410) sends nothing and needs no connection.
+    d.pause(8);
+    EXPECT_EQ(d.sending_endpoints(), 1u);
+    EndpointConfig paused = endpoint(9, 1, 2);
+    paused.paused = true;
+    d.configure({endpoint(3, 1, 2), endpoint(8, 1, 2), paused});
+    EXPECT_EQ(d.sending_endpoints(), 2u);
+}

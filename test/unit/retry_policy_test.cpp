@@ -5,6 +5,7 @@
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <limits>
@@ -315,26 +316,74 @@ TEST(RetryClassify, GonePausesWhateverTheAttempt) {
     }
 }
 
-TEST(RetryClassify, RetryAfterWinsOn429And503) {
+TEST(RetryClassify, RetryAfterLengthensTheWaitOn429And503) {
     Outcome o = http(429, 1, "7");
     EXPECT_EQ(o.verdict, Verdict::Retry);
-    EXPECT_EQ(o.delay_ms, 7000u);
+    EXPECT_EQ(o.delay_ms, 7000u); // more than the backoff of attempt 1 (1 s)
     EXPECT_TRUE(o.retry_after_used);
+    EXPECT_EQ(o.retry_after_ms, 7000u);
     EXPECT_EQ(o.reason, "HTTP 429");
-
-    // "0" means now, even where the backoff would wait 8 s.
-    EXPECT_EQ(http(429, 4, "0").delay_ms, 0u);
-    EXPECT_TRUE(http(429, 4, "0").retry_after_used);
 
     o = http(503, 2, "Sun, 06 Nov 1994 08:50:07 GMT");
     EXPECT_EQ(o.verdict, Verdict::Retry);
     EXPECT_EQ(o.delay_ms, 30000u);
     EXPECT_TRUE(o.retry_after_used);
+    EXPECT_EQ(o.retry_after_ms, 30000u);
     EXPECT_EQ(o.reason, "HTTP 503");
+}
 
-    o = http(503, 2, "Sun, 06 Nov 1994 08:00:00 GMT"); // in the past
-    EXPECT_EQ(o.delay_ms, 0u);
-    EXPECT_TRUE(o.retry_after_used);
+// delay = max(Retry-After, backoff): "0", a past date or a short value never make a retry come
+// sooner than the backoff would (hostile-receiver finding: "Retry-After: 0" with the breaker off
+// made 1000 requests in 5 s and dead-lettered the event despite retry_base_ms 1000).
+TEST(RetryClassify, RetryAfterNeverShortensTheBackoff) {
+    for (int attempt = 1; attempt <= 4; ++attempt) {
+        const std::uint64_t backoff = retry::backoff_cap_ms(kPolicy, attempt); // kMaxDraw: the cap
+        for (int status : {429, 503}) {
+            for (const char *value : {"0", "1", "Sun, 06 Nov 1994 08:00:00 GMT", "Thu, 01 Jan 1970 00:00:00 GMT"}) {
+                const Outcome o = http(status, attempt, value);
+                EXPECT_EQ(o.verdict, Verdict::Retry);
+                EXPECT_TRUE(o.retry_after_used) << value;
+                EXPECT_EQ(o.delay_ms, std::max<std::uint64_t>(backoff, o.retry_after_ms))
+                    << status << " " << value << " attempt " << attempt;
+                EXPECT_GE(o.delay_ms, backoff);
+            }
+        }
+    }
+    EXPECT_EQ(http(429, 4, "0").delay_ms, 8000u);
+    EXPECT_EQ(http(429, 4, "0").retry_after_ms, 0u);
+    EXPECT_EQ(http(503, 2, "Sun, 06 Nov 1994 08:00:00 GMT").delay_ms, 2000u); // in the past
+    EXPECT_EQ(http(503, 2, "Sun, 06 Nov 1994 08:00:00 GMT").retry_after_ms, 0u);
+    // The jittered backoff, not its cap: a half draw gives half the cap when it is the longer.
+    Response r;
+    r.status = 429;
+    r.retry_after = "1";
+    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(std::uint64_t{1} << 63)).delay_ms, 2000u);
+    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(0)).delay_ms, 1000u);
+}
+
+// The hot loop itself: a receiver answering 429 "Retry-After: 0" to everything, retry_base_ms
+// 1000, max_attempts 10, no circuit breaker. Over 5 s the event gets a handful of attempts (the
+// backoff doubles), not 10, so it is not dead-lettered.
+TEST(RetryClassify, RetryAfterZeroDoesNotMakeAHotLoop) {
+    const Policy p = policy(1000, 3600000, 10);
+    for (std::uint64_t seed = 1; seed <= 50; ++seed) {
+        const retry::Random random = retry::make_random(seed);
+        Response r;
+        r.status = 429;
+        r.retry_after = "0";
+        std::uint64_t t = 0;
+        int attempt = 0;
+        Outcome o;
+        while (t < 5000) {
+            ++attempt;
+            o = retry::classify(r, attempt, p, kNow + std::int64_t(t / 1000), random);
+            if (o.verdict != Verdict::Retry)
+                break;
+            t += o.delay_ms;
+        }
+        EXPECT_EQ(o.verdict, Verdict::Retry) << "seed " << seed << ": dead after " << attempt << " attempts";
+        EXPECT_LE(attempt, 6) << "seed " << seed;
+    }
 }
 
 TEST(RetryClassify, RetryAfterIsClampedToMaxMs) {
