@@ -141,6 +141,25 @@ void Dispatcher::pause(std::int32_t id) {
         it->second.config.paused = true;
 }
 
+bool Dispatcher::held(std::int32_t id, std::int64_t now_ms) const {
+    const auto it = endpoints_.find(id);
+    if (it == endpoints_.end())
+        return false;
+    const Endpoint &ep = it->second;
+    const auto now_u = std::uint64_t(std::max<std::int64_t>(now_ms, 0));
+    switch (ep.breaker.state(now_u)) {
+    case retry::State::Open:
+        return true;
+    case retry::State::HalfOpen:
+        if (ep.in_flight_requests > 0)
+            return true;
+        break;
+    case retry::State::Closed:
+        break;
+    }
+    return ep.hold_until_ms > now_ms || ep.in_flight_requests >= ep.config.max_in_flight;
+}
+
 std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<QueuedEvent> &head,
                                             std::int64_t now_ms) {
     std::vector<http::Request> out;

@@ -109,6 +109,11 @@ class Dispatcher {
     std::vector<EndpointStats> take_stats(std::int64_t now_ms);
     // Whether take_stats() has anything to give.
     bool has_stats() const;
+    // Whether plan() would send nothing now whatever the queue holds: the circuit is open, or
+    // half-open with its probe out, or a Retry-After holds the endpoint, or max_in_flight
+    // requests are out. The worker then skips reading that endpoint's queue (a held endpoint's
+    // backlog was re-read on every pass: bench/soak). When it is due again, next_due_ms() says.
+    bool held(std::int32_t id, std::int64_t now_ms) const;
     // Earliest time (unix ms) at which a plan could send something not ready now; -1: none.
     std::int64_t next_due_ms() const;
     std::size_t in_flight_requests() const { return requests_.size(); }

@@ -369,6 +369,13 @@ void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
     if (!c || c->paused)
         return;
     Worker::Head &cached = worker->heads[id];
+    if (worker->dispatcher.held(id, now_ms)) {
+        // Nothing could go now: do not read its queue. A full pass (a commit) may have brought
+        // events the cached head lacks: the next pass that plans this endpoint reads it again.
+        if (full)
+            cached.valid = false;
+        return;
+    }
     if (!full && cached.valid) {
         const std::size_t flying = worker->dispatcher.in_flight_events(id);
         const std::size_t waiting = cached.events.size() > flying ? cached.events.size() - flying : 0;

@@ -192,6 +192,38 @@ TEST(Dispatcher, CircuitOpensAfterConsecutiveFailuresThenProbesOneAtATime) {
     EXPECT_EQ(d.plan(1, head, reopen + 2).size(), 3u); // closed again: the other three go
 }
 
+TEST(Dispatcher, HeldWhileNothingCouldGo) {
+    Dispatcher d("scope", 1, 2);
+    d.configure({endpoint(1, 1, 2, 100)});
+    EXPECT_FALSE(d.held(1, kNow));
+    EXPECT_FALSE(d.held(99, kNow)); // unknown endpoint: not held (plan decides)
+    const std::vector<QueuedEvent> head = {row(1, "1"), row(2, "2"), row(3, "3")};
+    auto reqs = d.plan(1, head, kNow);
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_TRUE(d.held(1, kNow)); // max_in_flight requests out
+    d.complete(answer(reqs[0], 500), kNow + 1);
+    EXPECT_FALSE(d.held(1, kNow + 1)); // one failure: closed, a slot free
+    d.complete(answer(reqs[1], 500), kNow + 1);
+    EXPECT_TRUE(d.held(1, kNow + 2)); // open
+    EXPECT_TRUE(d.plan(1, head, kNow + 2).empty());
+    const std::int64_t reopen = d.next_due_ms();
+    EXPECT_FALSE(d.held(1, reopen)); // half-open, no probe out
+    auto probe = d.plan(1, head, reopen);
+    ASSERT_EQ(probe.size(), 1u);
+    EXPECT_TRUE(d.held(1, reopen)); // its probe is out
+}
+
+TEST(Dispatcher, HeldByRetryAfter) {
+    Dispatcher d("scope", 1, 0);
+    d.configure({endpoint(1, 1, 4)});
+    auto reqs = d.plan(1, {row(1, "1")}, kNow);
+    http::Completion c = answer(reqs[0], 503);
+    c.retry_after = "1";
+    ASSERT_TRUE(d.complete(c, kNow));
+    EXPECT_TRUE(d.held(1, kNow + 999));
+    EXPECT_FALSE(d.held(1, kNow + 1000));
+}
+
 TEST(Dispatcher, SignsWhenTheEndpointHasAKeyAndIdIsStableAcrossRetries) {
     Dispatcher d("scope", 1, 0);
     EndpointConfig c = endpoint(1, 10, 1);
