@@ -28,7 +28,15 @@ SELECT pg_sync.create_endpoint('p', 'http://127.0.0.1:9/p');
 SELECT pg_sync.pause_endpoint('p');
 SELECT pg_sync.emit('p', 't', '{}');
 ALTER ROLE exporter SET pg_sync.health_max_pending_age = '1ms';
+-- A running backfill (held back by the paused endpoint) for pg_sync_backfill.
+CREATE TABLE b (id int PRIMARY KEY);
+INSERT INTO b SELECT generate_series(1, 1000);
+ANALYZE b;
+SELECT pg_sync.track('b', 'p');
+SELECT pg_sync.backfill('b', 'p', 10);
 SQL
+wait_for "a backfill in progress" 30 \
+    bash -c "[ \"\$(psql -XAtc \"SELECT rows_scanned > 0 FROM pg_sync.backfills\")\" == t ]"
 
 "$PY" - docs/monitoring/postgres_exporter.yml docs/monitoring/alerts.yml <<'PY'
 import json, re, subprocess, sys, yaml
