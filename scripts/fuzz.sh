@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets in fuzz/ against the PostgreSQL-free code in src/core, with
 # AddressSanitizer and UBSan, and runs each for FUZZ_SECONDS (default 20) from a small seed corpus
-# written here. Exits 1 if a target fails to build, crashes, or a sanitizer reports anything;
-# reproducers are left in the build directory (printed at the end).
+# written here plus the files in fuzz/corpus/<target>/ if any (commit there a minimised reproducer
+# of every bug fuzzing finds: each run replays it). Exits 1 if a target fails to build, crashes,
+# or a sanitizer reports anything; reproducers are left in the build directory (printed at the end).
 #
 #   FUZZ_SECONDS=60 scripts/fuzz.sh                 # all targets
 #   FUZZ_TARGETS="scheduler_fuzz" scripts/fuzz.sh   # some of them
 #   FUZZ_BUILD_DIR=/tmp/x scripts/fuzz.sh           # default /tmp/pg_sync_fuzz
 #
 # Re-run one reproducer: $FUZZ_BUILD_DIR/bin/<target> <crash file>
-# Not part of scripts/test.sh; needs clang-14, libcurl, OpenSSL and nlohmann-json headers.
+# scripts/test.sh fuzz (and so CI) runs it with FUZZ_SECONDS=15. Needs clang-14 with libFuzzer
+# (libclang-rt-14-dev), libcurl, OpenSSL and nlohmann-json headers (scripts/setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -104,6 +106,13 @@ seed scheduler_fuzz byte_cap '\x03\x02\x00\x02\x40\x00\x00\x0a\x0c\x04\x00\x03\x
 seed scheduler_fuzz probe_raw '\x05\x03\x01\x03\x00\x00\x06\x0b\x0c\x04\x00\x01\x0e\x04\x00\x01\x0c\x08\x00\x01\x04\x0c\x00\x01\x0c\x0c\x00\x01'
 seed scheduler_fuzz bad_ids '\x04\x04\x00\xff\x00\x00\x08\x0a\x0c\x04\x05\x10\x0c\x08\xff\x10'
 
+# Committed inputs (regression reproducers), copied: libFuzzer adds new inputs to its corpus directory.
+for d in fuzz/corpus/*/; do
+    [ -d "$d" ] || continue
+    mkdir -p "$BUILD/corpus/$(basename "$d")"
+    cp "$d"* "$BUILD/corpus/$(basename "$d")/" 2>/dev/null || true
+done
+
 # --- Run -----------------------------------------------------------------------------------------
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1:symbolize=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:symbolize=1}
@@ -118,14 +127,15 @@ for t in $TARGETS; do
     rc=0
     "$BUILD/bin/$t" "$BUILD/corpus/$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$BUILD/artifacts/$t/" >"$log" 2>&1 || rc=$?
-    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1)
-    cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -n 1 | tr -d 'cov: ')
+    # (|| true: a crash on a seed input leaves no statistics, and the report below must still run)
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1) || true
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -n 1) || true
+    cov=$( (grep -Eo 'cov: [0-9]+' "$log" || true) | tail -n 1 | tr -d 'cov: ')
     # Any sanitizer or invariant report fails the run, even if libFuzzer's exit status did not say so.
     if [ "$rc" -ne 0 ] || grep -qE '^==[0-9]+==ERROR|runtime error:|invariant violated|deadly signal' "$log"; then
         failed+=("$t")
         summary+=("$(printf '%-18s FAILED (exit %s) execs=%s  log: %s' "$t" "$rc" "${execs:-?}" "$log")")
-        grep -E 'ERROR|runtime error|invariant violated|deadly signal|SUMMARY|Test unit written' "$log" | head -n 8 | sed 's/^/    /'
+        (grep -E 'ERROR|runtime error|invariant violated|deadly signal|SUMMARY|Test unit written' "$log" || true) | head -n 8 | sed 's/^/    /'
     else
         summary+=("$(printf '%-18s ok  execs=%-9s exec/s=%-7s cov=%s' "$t" "${execs:-?}" "${rate:-?}" "${cov:-?}")")
     fi

@@ -11,6 +11,10 @@ packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib
     libcurl4-openssl-dev libssl-dev nlohmann-json3-dev googletest libgtest-dev
     g++ make cmake clang-14 llvm-14 python3 ca-certificates nodejs
+    # scripts/fuzz.sh: libFuzzer and clang's sanitizer runtimes (only recommended by clang-14,
+    # which --no-install-recommends skips); llvm-14 has llvm-symbolizer-14 for the reports.
+    # scripts/sanitize.sh uses g++'s libasan8/libubsan1 (dependencies of g++).
+    libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

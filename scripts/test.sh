@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test: C++ unit tests (GoogleTest via ctest), pg_regress suites, integration tests.
+# Runs every test: C++ unit tests (GoogleTest via ctest), pg_regress suites, integration tests,
+# fuzzing of src/core (bounded in time) and the extension under ASan/UBSan in real servers.
 # Installs what is missing first (scripts/setup.sh). Each suite starts and stops its own
 # throwaway server as the unprivileged OS user "postgres".
-#   scripts/test.sh            everything
-#   scripts/test.sh unit|regress|integration   one layer
+#   scripts/test.sh            everything (what CI runs: .ci/run)
+#   scripts/test.sh unit|regress|integration|fuzz|sanitize   one layer
+#   INTEGRATION_ONLY="070 110"   integration: only these test/NNN_*.sh
+#   FUZZ_SECONDS=15              fuzz: seconds per libFuzzer target (scripts/fuzz.sh)
+#   SANITIZE_TESTS="070 080 110 160" | all   sanitize: integration tests (scripts/sanitize.sh)
+#   REGRESS_BINDIR=DIR           regress: PostgreSQL binaries for the temporary instance
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Servers run as the OS user postgres (initdb refuses root), which needs root to arrange.
@@ -27,11 +32,17 @@ run_unit() {
 # tree that user can read. On failure prints the diffs (from OUTDIR, relative to the copy) and,
 # with REGRESS_ACCEPT=1 (developers: review the diff!), copies the new outputs into expected/.
 installcheck_as_postgres() {
-    local kind=$1 outdir=$2 args=$3 work
+    local kind=$1 outdir=$2 args=$3 work rc=0
     work=$(mktemp -d "/tmp/pg_sync_$kind.XXXXXX") || return 1
     cp -r Makefile pg_sync.control.in sql expected specs test "$work/" || return 1
     chown -R postgres "$work" || return 1
-    if ! su postgres -s /bin/bash -c "make -s -C '$work' installcheck PG_CONFIG=$PG_CONFIG $args"; then
+    su postgres -s /bin/bash -c "make -s -C '$work' installcheck PG_CONFIG=$PG_CONFIG \
+        ${REGRESS_BINDIR:+bindir='$REGRESS_BINDIR'} $args" || rc=1
+    # PG_SAVE_LOGS (test/lib/pg.sh): keep the temporary instance's server log.
+    if [ -n "${PG_SAVE_LOGS:-}" ]; then
+        cp "$work/$outdir/log/postmaster.log" "$PG_SAVE_LOGS/$kind.postmaster.log" 2>/dev/null || true
+    fi
+    if [ $rc -ne 0 ]; then
         head -n 300 "$work/$outdir/regression.diffs" 2>/dev/null
         if [ -n "${REGRESS_ACCEPT:-}" ]; then
             cp "$work/$outdir"/results/*.out expected/
@@ -60,6 +71,9 @@ run_integration() {
     echo "== integration tests"
     local t failed=0
     for t in test/[0-9]*.sh; do
+        if [ -n "${INTEGRATION_ONLY:-}" ] && [[ " $INTEGRATION_ONLY " != *" $(basename "$t" | cut -d_ -f1) "* ]]; then
+            continue
+        fi
         echo "-- $t"
         if ! bash "$t"; then
             echo "FAILED: $t"
@@ -67,6 +81,30 @@ run_integration() {
         fi
     done
     return $failed
+}
+
+run_fuzz() {
+    echo "== fuzzing (libFuzzer, ASan/UBSan; ${FUZZ_SECONDS:-15}s per target)"
+    local build rc=0
+    build=$(mktemp -d /tmp/pg_sync_fuzz.XXXXXX) || return 1
+    FUZZ_SECONDS=${FUZZ_SECONDS:-15} FUZZ_BUILD_DIR=$build bash scripts/fuzz.sh || rc=1
+    # Keep the reproducers and logs of a failure; otherwise the build is 100 MB of objects.
+    if [ $rc -eq 0 ]; then rm -rf "$build"; else echo "fuzz build, reproducers and logs kept in $build"; fi
+    return $rc
+}
+
+run_sanitize() {
+    echo "== the extension under AddressSanitizer and UBSan"
+    SKIP_SETUP=1 bash scripts/sanitize.sh
+}
+
+# timed NAME FUNCTION: runs one layer and records how long it took.
+timings=()
+timed() {
+    local t0=$SECONDS rc=0
+    "$2" || rc=1
+    timings+=("$(printf '%-12s %4ss%s' "$1" $((SECONDS - t0)) "$([ $rc -eq 0 ] || echo '  FAILED')")")
+    return $rc
 }
 
 # (set -e does not apply inside && lists, so every layer's status is checked explicitly)
@@ -78,13 +116,19 @@ regress)
     run_isolation || status=1
     ;;
 integration) run_integration || status=1 ;;
+fuzz) run_fuzz || status=1 ;;
+sanitize) run_sanitize || status=1 ;;
 all)
-    run_unit || status=1
-    run_regress || status=1
-    run_isolation || status=1
-    run_integration || status=1
+    timed unit run_unit || status=1
+    timed regress run_regress || status=1
+    timed isolation run_isolation || status=1
+    timed integration run_integration || status=1
+    timed fuzz run_fuzz || status=1
+    timed sanitize run_sanitize || status=1
+    echo "== time per layer"
+    printf '  %s\n' "${timings[@]}"
     ;;
-*) echo "usage: $0 [unit|regress|integration]" >&2; exit 2 ;;
+*) echo "usage: $0 [unit|regress|integration|fuzz|sanitize]" >&2; exit 2 ;;
 esac
 if [ $status -ne 0 ]; then
     echo "== SOME TESTS FAILED"

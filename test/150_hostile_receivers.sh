@@ -186,8 +186,9 @@ CUT_MAX_S=2.0
 check_cut() {
     hxq "all(e is not None and e['outcome'] == 'cut' for b, e in reqs('/$1'))" | grep -qx True \
         || fail "$1: transfers not cut by the client: $(hxq "[(e or {}).get('outcome') for b, e in reqs('/$1')]")"
-    hxq "all(e['t'] - b['t'] < $CUT_MAX_S and e['sent'] < 64 << 20 for b, e in reqs('/$1'))" | grep -qx True \
-        || fail "$1: transfers (seconds, bytes): $(hxq "[(round(e['t'] - b['t'], 3), e['sent']) for b, e in reqs('/$1')]")"
+    # (Retries go on meanwhile: a transfer begun since the check above has no end yet.)
+    hxq "all(e['t'] - b['t'] < $CUT_MAX_S and e['sent'] < 64 << 20 for b, e in reqs('/$1') if e is not None)" | grep -qx True \
+        || fail "$1: transfers (seconds, bytes): $(hxq "[(round(e['t'] - b['t'], 3), e['sent']) for b, e in reqs('/$1') if e is not None]")"
 }
 # Every request of EP was (or is, if still open) held no longer than timeout_ms (2.5 s) plus
 # 1.5 s, and at least one has ended.
@@ -291,8 +292,12 @@ RSS1=$(mem "$WPID" VmRSS) ANON1=$(mem "$WPID" RssAnon)
 echo "worker memory over $nsamples samples: VmRSS ${RSS0} -> max ${max_rss} -> ${RSS1} kB; RssAnon ${ANON0} -> max ${max_anon} -> ${ANON1} kB"
 [ "$nsamples" -ge 100 ] || fail "only $nsamples memory samples"
 # RssAnon is the worker's own heap; VmRSS also counts the shared buffers it touches.
-[ $((max_anon - ANON0)) -le 16384 ] || fail "worker RssAnon grew by $((max_anon - ANON0)) kB (more than 16 MiB)"
-[ $((max_rss - RSS0)) -le 32768 ] || fail "worker VmRSS grew by $((max_rss - RSS0)) kB (more than 32 MiB)"
+# Under AddressSanitizer (scripts/sanitize.sh) freed memory is kept in quarantine (64 MB): the
+# growth limits mean nothing there.
+if [ -z "${PG_SYNC_SANITIZED:-}" ]; then
+    [ $((max_anon - ANON0)) -le 16384 ] || fail "worker RssAnon grew by $((max_anon - ANON0)) kB (more than 16 MiB)"
+    [ $((max_rss - RSS0)) -le 32768 ] || fail "worker VmRSS grew by $((max_rss - RSS0)) kB (more than 32 MiB)"
+fi
 echo "healthy endpoint latencies during the $CASES hostile cases (s): ${LATENCIES[*]}"
 
 if grep -E "PANIC|TRAP:|was terminated by signal|exited with exit code|delivery worker failed|ERROR" "$PG_DIR/server.log"; then

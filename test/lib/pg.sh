@@ -8,6 +8,13 @@
 # pg_stop
 #   fast shutdown by PID, kill -9 if it does not go within 30 s; removes the directory.
 #   Call it from a trap so that a failing test still stops its server.
+#
+# Environment (all optional; unset keeps the defaults):
+#   PG_BIN        PostgreSQL binaries (default /usr/lib/postgresql/15/bin); scripts/sanitize.sh
+#                 points it at a relocated copy whose postgres runs pg_sync built with ASan/UBSan
+#   PG_PRELOAD    shared_preload_libraries (default pg_sync)
+#   PG_KEEP=1     pg_stop keeps the directory
+#   PG_SAVE_LOGS  a directory: pg_stop copies server.log there first (as <dir name>.log)
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PG_OS_USER=${PG_OS_USER:-postgres}
@@ -59,6 +66,9 @@ pg_stop() {
         local deadline=$((SECONDS + 30))
         while kill -0 "$PG_PID" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.1; done
         kill -9 "$PG_PID" 2>/dev/null || true
+    fi
+    if [ -n "${PG_SAVE_LOGS:-}" ] && [ -f "$PG_DIR/server.log" ]; then
+        cp "$PG_DIR/server.log" "$PG_SAVE_LOGS/$(basename "$PG_DIR").log" || true
     fi
     if [ -n "${PG_KEEP:-}" ]; then
         echo "kept $PG_DIR" >&2
