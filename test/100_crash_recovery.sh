@@ -22,22 +22,6 @@ trap delivery_test_exit EXIT
 
 now_s() { "$RECEIVER_PYTHON" -c 'import time; print(time.time())'; }
 
-# PIDs of the processes whose working directory is the data directory: the postmaster and all of
-# its children (backends, background workers), also once they are orphaned.
-server_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [ "$(readlink "$p/cwd" 2>/dev/null)" == "$PG_DIR/data" ] && echo "${p#/proc/}"
-    done
-    return 0
-}
-# kill -9 of the postmaster, then of every process it leaves behind.
-no_server_left() {
-    local pids; pids=$(server_pids)
-    [ -z "$pids" ] && return 0
-    kill -9 $pids 2>/dev/null || true
-    return 1
-}
 crash_server() {
     local children; children=$(server_pids | grep -vx "$PG_PID" || true)
     kill -9 "$PG_PID" $children 2>/dev/null || true

@@ -204,14 +204,19 @@ assert_eq "$(bf_key_counts public.crash)" "3000 1 1 3000" "crash: every row exac
 echo "ok d: kill -9 of the backfill worker at 2000 rows; it went on after the restart, 3000 rows exactly once"
 
 # --- e) throttle ---------------------------------------------------------------------------------------
-q >/dev/null <<'SQL'
-CREATE TABLE slow (id int PRIMARY KEY);
-INSERT INTO slow SELECT generate_series(1, 5000);
-SELECT pg_sync.track('slow', 'hook');
+# held_backfill TABLE ROWS BATCH: a new table of ROWS rows, tracked, the endpoint paused, and a
+# backfill in pages of BATCH rows that the throttle holds back; sets id.
+held_backfill() {
+    q >/dev/null <<SQL
+CREATE TABLE $1 (id int PRIMARY KEY);
+INSERT INTO $1 SELECT generate_series(1, $2);
+SELECT pg_sync.track('$1', 'hook');
 SELECT pg_sync.pause_endpoint('hook');
 SQL
-id=$(q -c "SELECT pg_sync.backfill('slow', 'hook', 50)" 2>/dev/null)
-wait_for "throttled" 60 cond "(SELECT waiting_for = 'delivery' FROM pg_sync.backfills WHERE id = $id)"
+    id=$(q -c "SELECT pg_sync.backfill('$1', 'hook', $3)" 2>/dev/null)
+    wait_for "$1: throttled" 60 cond "(SELECT waiting_for = 'delivery' FROM pg_sync.backfills WHERE id = $id)"
+}
+held_backfill slow 5000 50
 assert_eq "$(q -c "SELECT rows_enqueued FROM pg_sync.backfills WHERE id = $id")" 500 "slow: ten pages, then wait"
 q -c "SELECT pg_sync.resume_endpoint('hook')" >/dev/null
 bf_wait "$id" done 120
@@ -220,14 +225,7 @@ assert_eq "$(bf_events public.slow | wc -l)" 5000 "slow: snapshot events"
 echo "ok e: paused endpoint: stopped at 500 pending events, finished after resume"
 
 # --- f) untracked while running: failed, health(), resume ---------------------------------------------
-q >/dev/null <<'SQL'
-CREATE TABLE gone (id int PRIMARY KEY);
-INSERT INTO gone SELECT generate_series(1, 2000);
-SELECT pg_sync.track('gone', 'hook');
-SELECT pg_sync.pause_endpoint('hook');
-SQL
-id=$(q -c "SELECT pg_sync.backfill('gone', 'hook', 100)" 2>/dev/null)
-wait_for "throttled" 60 cond "(SELECT waiting_for = 'delivery' FROM pg_sync.backfills WHERE id = $id)"
+held_backfill gone 2000 100
 q -c "SELECT pg_sync.untrack('gone', 'hook'); SELECT pg_sync.resume_endpoint('hook')" >/dev/null
 bf_wait "$id" failed 60
 assert_contains "$(q -c "SELECT last_error FROM pg_sync.backfills WHERE id = $id")" "no longer tracked"

@@ -56,21 +56,6 @@ PY=/usr/bin/python3
 
 # --- helpers --------------------------------------------------------------------------------------
 
-# PIDs of the processes whose working directory is the data directory: the postmaster and all of
-# its children (backends, background workers), also once they are orphaned.
-server_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [ "$(readlink "$p/cwd" 2>/dev/null)" == "$PG_DIR/data" ] && echo "${p#/proc/}"
-    done
-    return 0
-}
-no_server_left() {
-    local pids; pids=$(server_pids)
-    [ -z "$pids" ] && return 0
-    kill -9 $pids 2>/dev/null || true
-    return 1
-}
 postmaster_gone() { ! kill -0 "$PG_PID" 2>/dev/null; }
 server_up() { q -c "SELECT 1" >/dev/null 2>&1; }
 # After a kill -9 of the postmaster: kill what is left of the server, wait until the postmaster

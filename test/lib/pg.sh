@@ -78,5 +78,22 @@ pg_stop() {
     PG_DIR= PG_PID=
 }
 
+# Crash tests: the PIDs of the server's processes (whose working directory is the data directory:
+# the postmaster and all of its children, also once they are orphaned), and a wait_for condition
+# that kill -9s whatever of them is left and succeeds once none is.
+server_pids() {
+    local p
+    for p in /proc/[0-9]*; do
+        [ "$(readlink "$p/cwd" 2>/dev/null)" == "$PG_DIR/data" ] && echo "${p#/proc/}"
+    done
+    return 0
+}
+no_server_left() {
+    local pids; pids=$(server_pids)
+    [ -z "$pids" ] && return 0
+    kill -9 $pids 2>/dev/null || true
+    return 1
+}
+
 # psql quiet, stop on error, unaligned: q "SQL" prints the result.
 q() { psql -X -q -v ON_ERROR_STOP=1 -At "$@"; }
