@@ -250,7 +250,11 @@ printf '  Retry-After gaps (s): %s\n' "${RA_GAPS[@]}"
 # 5 s the event gets a few attempts (full jitter, doubling from 1 s), stays pending, and is
 # delivered once the receiver recovers.
 q -c "ALTER SYSTEM SET pg_sync.circuit_failure_threshold = 0" -c "SELECT pg_reload_conf()" >/dev/null
-sleep 1 # the worker applies it at its next loop (SIGHUP)
+# The worker reads a reload at the top of its loop, before a pass: a pass that ends after the
+# postmaster forwarded the SIGHUP (a few ms; 200 ms allowed) ran with the new setting.
+reloaded_at=$(q -c "SELECT clock_timestamp() + interval '200 ms'")
+wait_for "the worker's next pass after the reload" 30 \
+    cond "(SELECT last_active_at > '$reloaded_at' FROM pg_sync.workers WHERE database = current_database())"
 CASES=$((CASES + 1))
 new_case ra_zero "http://127.0.0.1:$HX_PORT/ra_zero" "retry_base_ms => 1000, retry_max_ms => 60000, max_attempts => 10, timeout_ms => 3000"
 hx_mode '{"mode":"status","status":429,"retry_after":"0"}'
