@@ -73,10 +73,10 @@ DECLARE
     r record;
 BEGIN
     FOR r IN EXECUTE q USING NULL::text[], 10 LOOP
-        RAISE NOTICE 'from start: key % row % page_key %', r.key, r.new_row, r.page_key;
+        RAISE NOTICE 'from start: row % page_key %', r.row, r.page_key;
     END LOOP;
     FOR r IN EXECUTE q USING '{1,x}'::text[], 10 LOOP
-        RAISE NOTICE 'after (1,x): key % page_key %', r.key, r.page_key;
+        RAISE NOTICE 'after (1,x): row % page_key %', r.row, r.page_key;
     END LOOP;
 END
 $$;

@@ -20,7 +20,7 @@ SELECT name, headers, secret FROM pg_sync._endpoints ORDER BY name;
 -- alter_endpoint: NULL (the default) leaves a setting alone.
 SELECT pg_sync.alter_endpoint('orders-hook', batch_size => 250, headers => '{"X-Env": "test"}');
 SELECT pg_sync.alter_endpoint('orders-hook', url => 'https://hooks.example.com/v2',
-                              secret => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw');
+                              secret => 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', headers => '{"X-Env": "test"}');
 SELECT pg_sync.alter_endpoint('orders-hook', retry_base_ms => 10, retry_max_ms => 20);
 SELECT * FROM ep WHERE name = 'orders-hook';
 -- secret => '' removes the secret, headers => '{}' removes the headers.

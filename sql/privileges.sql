@@ -101,7 +101,7 @@ SELECT pg_sync.untrack('pv_orders');
 SELECT pg_sync.emit('orders-hook', 'forged', '{"id": 1}');
 SELECT pg_sync._capture();
 SELECT pg_sync._config_changed();
-SELECT pg_sync._check_filter('pv_orders', 'true');
+SELECT pg_sync._check_filter('pv_orders', 'true', current_user::regrole, '{}');
 SELECT pg_sync._sync_triggers('pv_orders');
 SELECT pg_sync._endpoint_id('orders-hook');
 -- Writer: cannot add triggers to the queue, use the capture function on a table of its own,

@@ -80,8 +80,8 @@ SELECT p.oid::regprocedure AS unpinned_function, l.lanname, p.prosecdef
 
 -- ==========================================================================================
 -- 3. The privilege matrix of everything in schema pg_sync. The policy: writers and PUBLIC
--- nothing; monitors SELECT on the views, EXECUTE on health() and _workers() (behind the view
--- pg_sync.workers); admins what monitors have, plus EXECUTE on the functions without a leading
+-- nothing; monitors SELECT on the views, EXECUTE on health() and _workers(), _sees_data() and
+-- _url_origin() (behind the views); admins what monitors have, plus EXECUTE on the functions without a leading
 -- underscore. No role holds any other privilege on a pg_sync table, sequence or function, and
 -- nobody but the owner may create in the schema. Violations of that policy (none expected):
 
@@ -110,7 +110,8 @@ SELECT r.rolname, 'schema pg_sync', 'schema', 'CREATE'
 SELECT rolname, object, kind, priv AS violation FROM ph_matrix m
  WHERE NOT (rolname IN ('regress_ph_monitor', 'regress_ph_admin') AND kind = 'v' AND priv = 'SELECT')
    AND NOT (rolname IN ('regress_ph_monitor', 'regress_ph_admin') AND kind = 'function'
-            AND object IN ('pg_sync.health()', 'pg_sync._workers()'))
+            AND object IN ('pg_sync.health()', 'pg_sync._workers()', 'pg_sync._sees_data()',
+                           'pg_sync._url_origin(text)'))
    AND NOT (rolname = 'regress_ph_admin' AND kind = 'function' AND object !~ '^pg_sync\._')
  ORDER BY rolname COLLATE "C", object COLLATE "C", priv COLLATE "C";
 -- What each role may do, as the policy allows it (the writer and PUBLIC: nothing).
@@ -214,14 +215,14 @@ SELECT pg_sync.redeliver();
 SELECT pg_sync.purge_dead();
 SELECT pg_sync.emit('ph-hook', 'forged', '{}');
 SELECT pg_sync.health();
-SELECT pg_sync._track('ph.orders', 'ph-hook', '{insert}', NULL, NULL, 'false');
+SELECT pg_sync._track('ph.orders', 'ph-hook', '{insert}', NULL, NULL, 'false', current_user::regrole);
 SELECT pg_sync._endpoint_id('ph-hook');
 SELECT pg_sync._sync_triggers('ph.orders');
 SELECT pg_sync._capture_problem('ph.orders', NULL);
 SELECT pg_sync._quote('x');
 SELECT pg_sync._no_endpoint('x');
 SELECT pg_sync._reconcile('ph.orders');
-SELECT pg_sync._check_filter('ph.orders', 'true');
+SELECT pg_sync._check_filter('ph.orders', 'true', current_user::regrole, '{}');
 SELECT pg_sync._check_endpoint('x', 'https://x.example/', '{}', NULL, 1, 1, 100, 1, 1, 1);
 SELECT pg_sync._require(1, 'x');
 SELECT pg_sync._primary_key('ph.orders');
@@ -243,7 +244,7 @@ SELECT name, url, batch_size, paused, secret IS NOT NULL AS has_secret, headers 
 SELECT id, op, new_row::text FROM pg_sync._dead_letters;
 SELECT tbl, events, filter FROM pg_sync._tracked;
 SELECT tgrelid::regclass, tgname, tgenabled FROM pg_trigger
- WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'p%' ORDER BY tgrelid::regclass::text COLLATE "C", tgname COLLATE "C";
+ WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'p%' AND tgrelid::regclass::text NOT LIKE 'pg_sync.%' ORDER BY tgrelid::regclass::text COLLATE "C", tgname COLLATE "C";
 
 -- ==========================================================================================
 -- 5. search_path escalation. The writer plants, in its own schema, shadows of what pg_sync's

@@ -131,6 +131,26 @@ Problem url(std::string_view text) {
     return {};
 }
 
+std::string url_origin(std::string_view text) {
+    if (!url(text).ok())
+        return {};
+    const std::string s(text);
+    std::unique_ptr<CURLU, CurlUrlDeleter> u(curl_url());
+    if (!u)
+        throw std::bad_alloc();
+    if (curl_url_set(u.get(), CURLUPART_URL, s.c_str(), CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK)
+        return {};
+    const CurlString scheme = url_part(u.get(), CURLUPART_SCHEME);
+    const CurlString host = url_part(u.get(), CURLUPART_HOST);
+    if (!scheme || !host)
+        return {};
+    char *port = nullptr; // CURLU_DEFAULT_PORT: the scheme's port when the URL gives none
+    if (curl_url_get(u.get(), CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK || !port)
+        return {};
+    const CurlString port_owner(port);
+    return lower(scheme.get()) + "://" + lower(host.get()) + ":" + port;
+}
+
 bool is_header_token(std::string_view name) {
     if (name.empty())
         return false;

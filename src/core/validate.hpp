@@ -39,6 +39,10 @@ Problem endpoint_name(std::string_view name);
 // http or https, parses with libcurl's URL API, has a host, no credentials, no fragment,
 // printable ASCII only.
 Problem url(std::string_view url);
+// The origin of a URL that url() accepts: "scheme://host:port" with scheme and host in lower
+// case and the port explicit (80 for http, 443 for https when none is given). Empty when url()
+// would refuse it. Credentials given for one origin must not follow the URL to another.
+std::string url_origin(std::string_view url);
 // A JSON object (as text) of header name -> string value; names are HTTP tokens and not
 // reserved (Content-Type, Content-Length, Host, webhook-*, ...); values printable ASCII.
 Problem headers(std::string_view json_text);

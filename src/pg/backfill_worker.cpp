@@ -8,7 +8,9 @@
 //   pick the running job least recently advanced (FOR UPDATE SKIP LOCKED: cancel waits for us)
 //   pg_sync._backfill_page(job): checks, throttle, the page query
 //   run the page query as the table's owner, security-restricted, search_path = pg_catalog,
-//       lock_timeout 1 s (FOR SHARE of the page's rows)
+//       lock_timeout 1 s (FOR SHARE of the page's rows): whole rows and their page keys
+//   render each row as the capture trigger does (render_snapshot: same columns, canonical key,
+//       the filter with the rights and settings of the role that wrote it), still as the owner
 //   pg_sync._backfill_record(job, ...): queue the rows in page order, advance the job
 //   COMMIT
 //
@@ -19,10 +21,12 @@
 extern "C" {
 #include "postgres.h"
 
+#include "access/table.h"
 #include "access/xact.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "executor/tuptable.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
@@ -37,9 +41,11 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/rel.h"
 #include "utils/snapmgr.h"
 }
 
+#include "pg/capture.hpp"
 #include "pg/workers.hpp"
 
 namespace {
@@ -122,7 +128,8 @@ Step page(volatile int64 *job) {
 
     Oid id_type[1] = {INT8OID};
     Datum id_value[1] = {Int64GetDatum(id)};
-    if (SPI_execute_with_args("SELECT query, owner, table_name, throttled FROM pg_sync._backfill_page($1)", 1,
+    if (SPI_execute_with_args("SELECT query, owner, table_name, throttled, tbl, endpoint_id"
+                              "  FROM pg_sync._backfill_page($1)", 1,
                               id_type, id_value, nullptr, false, 0) != SPI_OK_SELECT ||
         SPI_processed != 1)
         elog(ERROR, "pg_sync: pg_sync._backfill_page failed");
@@ -132,6 +139,8 @@ Step page(volatile int64 *job) {
     const Oid owner = DatumGetObjectId(SPI_getbinval(pt, pd, 2, &isnull));
     const Datum table_name = SPI_getbinval(pt, pd, 3, &isnull);
     const bool throttled = DatumGetBool(SPI_getbinval(pt, pd, 4, &isnull));
+    const Oid tbl = DatumGetObjectId(SPI_getbinval(pt, pd, 5, &isnull));
+    const int32 endpoint_id = DatumGetInt32(SPI_getbinval(pt, pd, 6, &isnull));
     if (throttled) {
         // Look again in a moment; meanwhile the other jobs take their turns.
         job_update("UPDATE pg_sync._backfills SET waiting_for = $2, retry_at = now() + interval '200 ms',"
@@ -141,8 +150,10 @@ Step page(volatile int64 *job) {
         return STEP_PROGRESS;
     }
 
-    // The page, as the table's owner: the filter, casts to json and output functions of the
-    // table's types are the owner's code, which must not run with this worker's rights.
+    // The page, as the table's owner, security-restricted: reading it runs only the table's own
+    // code (its key's comparison operators and output functions), never with this worker's
+    // rights; so does rendering, where casts to json and output functions of the table's types
+    // run. The filter runs as the role that wrote it (render_snapshot).
     Oid saved_user;
     int saved_context;
     GetUserIdAndSecContext(&saved_user, &saved_context);
@@ -155,8 +166,6 @@ Step page(volatile int64 *job) {
     Datum page_values[2] = {last_key, Int32GetDatum(batch_rows)};
     const char page_nulls[2] = {last_key_null ? 'n' : ' ', ' '};
     const int rc = SPI_execute_with_args(query, 2, page_types, page_values, page_nulls, false, 0);
-    AtEOXact_GUC(true, nest);
-    SetUserIdAndSecContext(saved_user, saved_context);
     if (rc != SPI_OK_SELECT)
         elog(ERROR, "pg_sync: backfill page query failed: %s", SPI_result_code_string(rc));
 
@@ -166,18 +175,27 @@ Step page(volatile int64 *job) {
     Datum *news = static_cast<Datum *>(palloc(sizeof(Datum) * (scanned + 1)));
     int kept = 0;
     Datum page_key = (Datum)0;
+    Relation rel = table_open(tbl, AccessShareLock);
+    TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
     for (uint64 i = 0; i < scanned; ++i) {
         HeapTuple t = rows->vals[i];
-        bool pass_null;
-        const bool pass = DatumGetBool(SPI_getbinval(t, rows->tupdesc, 3, &pass_null));
-        if (pass && !pass_null) {
-            keys[kept] = SPI_getbinval(t, rows->tupdesc, 1, &isnull);
-            news[kept] = SPI_getbinval(t, rows->tupdesc, 2, &isnull);
+        const HeapTupleHeader row = DatumGetHeapTupleHeader(SPI_getbinval(t, rows->tupdesc, 1, &isnull));
+        HeapTupleData tuple;
+        tuple.t_len = HeapTupleHeaderGetDatumLength(row);
+        ItemPointerSetInvalid(&tuple.t_self);
+        tuple.t_tableOid = tbl;
+        tuple.t_data = row;
+        ExecStoreHeapTuple(&tuple, slot, false);
+        if (pg_sync::pg::render_snapshot(rel, endpoint_id, slot, &keys[kept], &news[kept]))
             ++kept;
-        }
+        ExecClearTuple(slot);
         if (i == scanned - 1)
-            page_key = SPI_getbinval(t, rows->tupdesc, 4, &isnull);
+            page_key = SPI_getbinval(t, rows->tupdesc, 2, &isnull);
     }
+    ExecDropSingleTupleTableSlot(slot);
+    table_close(rel, NoLock);
+    AtEOXact_GUC(true, nest);
+    SetUserIdAndSecContext(saved_user, saved_context);
     Oid rec_types[6] = {INT8OID, TEXTOID, JSONARRAYOID, JSONARRAYOID, TEXTARRAYOID, INT4OID};
     Datum rec_values[6] = {Int64GetDatum(id),
                            table_name,

@@ -29,8 +29,10 @@ extern "C" {
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
+#include "common/shortest_dec.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -47,6 +49,7 @@ extern "C" {
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/datum.h"
+#include "utils/acl.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -64,9 +67,12 @@ extern "C" {
 PG_FUNCTION_INFO_V1(pg_sync_capture);
 PG_FUNCTION_INFO_V1(pg_sync_config_changed);
 PG_FUNCTION_INFO_V1(pg_sync_check_filter);
+PG_FUNCTION_INFO_V1(pg_sync_session_settings);
 }
 
 #include "core/json_render.hpp"
+
+#include <cmath>
 #include "pg/capture.hpp"
 #include "pg/workers.hpp"
 
@@ -92,6 +98,7 @@ struct ColumnPlan {
     char *key;        // "\"name\":" rendered once
     int key_len;
     Kind kind;
+    bool canonical;   // a key column: rendered the same whatever the session's settings
     Oid base_type;    // for DateTime
     bool byval;
     int16 typlen;
@@ -102,13 +109,21 @@ enum EventBits : uint8 { EV_INSERT = 1, EV_UPDATE = 2, EV_DELETE = 4, EV_TRUNCAT
 
 struct EndpointPlan {
     int32 endpoint_id;
+    Oid tracked_relid;     // the tracked table (the relation or a partitioned ancestor)
     uint8 events;
     bool columns_limited;  // `columns` was given: UPDATEs touching none of them are skipped
     int ncols;
     ColumnPlan *cols;
     int nkeys;
     ColumnPlan *keys;
+    bool keys_need_settings; // a key column is rendered by to_json: under kCanonicalSettings
     SPIPlanPtr filter;     // NULL when no filter
+    // Who wrote the filter (it runs with that role's rights only, security-restricted) and the
+    // session settings recorded when it was written (it is parsed and run under them).
+    Oid filter_role;
+    int nsettings;
+    char **setting_names;
+    char **setting_values;
 };
 
 struct RelPlan {
@@ -303,10 +318,93 @@ void relcache_callback(Datum, Oid relid) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Session settings that change what an expression means or how a value becomes text
+
+// A filter is parsed and run under these settings as recorded from the session that called
+// track() (pg_sync._session_settings()), so that the same row gets the same answer in every
+// session: they change how literals are read (standard_conforming_strings, DateStyle,
+// IntervalStyle), how values convert (TimeZone, lc_monetary, lc_numeric, xmloption) and how
+// values turn into text (extra_float_digits, bytea_output). (search_path is pinned to
+// pg_catalog on its own.)
+const char *const kRecordedSettings[] = {"DateStyle",          "IntervalStyle", "TimeZone",
+                                        "standard_conforming_strings", "extra_float_digits",
+                                        "bytea_output",       "xmloption",     "lc_monetary",
+                                        "lc_numeric"};
+constexpr int kNumRecordedSettings = lengthof(kRecordedSettings);
+
+// Keys are rendered the same whatever the writer's session (per-key order is decided on the key
+// text): the common key types have a fixed rendering here (timestamptz in UTC, floats shortest
+// exact); any other key column goes through to_json under these settings.
+const char *const kCanonicalNames[] = {"TimeZone",     "DateStyle",   "IntervalStyle", "extra_float_digits",
+                                       "bytea_output", "lc_monetary", "xmloption"};
+const char *const kCanonicalValues[] = {"UTC", "ISO, YMD", "postgres", "1", "hex", "C", "content"};
+constexpr int kNumCanonical = lengthof(kCanonicalNames);
+
+// Applies the given settings (only those that differ from the current values) until
+// leave_settings(nest). An error in between is cleaned up by the (sub)transaction's abort.
+int enter_settings(int n, const char *const *names, const char *const *values) {
+    const int nest = NewGUCNestLevel();
+    for (int i = 0; i < n; ++i) {
+        const char *current = GetConfigOption(names[i], true, false);
+        if (!current || strcmp(current, values[i]) != 0)
+            (void)set_config_option(names[i], values[i], PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE, true, 0,
+                                    false);
+    }
+    return nest;
+}
+
+void leave_settings(int nest) { AtEOXact_GUC(true, nest); }
+
+// Runs as `role`, security-restricted (no SET ROLE, no session state changes), until
+// leave_role(). An error in between is cleaned up by the (sub)transaction's abort.
+struct SavedUser {
+    Oid user;
+    int context;
+};
+SavedUser enter_role(Oid role) {
+    SavedUser saved;
+    GetUserIdAndSecContext(&saved.user, &saved.context);
+    SetUserIdAndSecContext(role, saved.context | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+    return saved;
+}
+void leave_role(SavedUser saved) { SetUserIdAndSecContext(saved.user, saved.context); }
+
+Oid relation_owner(Oid relid) {
+    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+    if (!HeapTupleIsValid(tup))
+        elog(ERROR, "cache lookup failed for relation %u", relid);
+    const Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relowner;
+    ReleaseSysCache(tup);
+    return owner;
+}
+
+// The role that wrote a filter must still exist and be able to read the tracked table; checked
+// before each run of the filter. Otherwise the write fails: nothing is captured unfiltered or
+// skipped silently.
+void check_filter_role(Oid role, Oid tracked) {
+    const char *name = OidIsValid(role) ? GetUserNameFromId(role, true) : nullptr;
+    if (!name)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("the role that wrote the pg_sync filter of table %s no longer exists",
+                               get_rel_name(tracked)),
+                        errhint("Call pg_sync.track() for the table again: the filter then runs with the "
+                                "rights of the role calling it.")));
+    if (pg_class_aclcheck(tracked, role, ACL_SELECT) != ACLCHECK_OK)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("role \"%s\", which wrote the pg_sync filter of table %s, may no longer read it", name,
+                               get_rel_name(tracked)),
+                        errdetail("A filter runs with the rights of the role that wrote it, which must have SELECT "
+                                  "on the table."),
+                        errhint("Grant SELECT on the table to that role again, or call pg_sync.track() for the "
+                                "table again as another role.")));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Plan building
 
-void plan_column(ColumnPlan *col, Form_pg_attribute att, MemoryContext cxt) {
+void plan_column(ColumnPlan *col, Form_pg_attribute att, MemoryContext cxt, bool canonical) {
     col->attnum = att->attnum;
+    col->canonical = canonical;
     {
         StringInfoData key;
         initStringInfo(&key);
@@ -410,12 +508,12 @@ List *key_column_names(Oid tracked, Datum key_columns, bool key_isnull) {
     return names;
 }
 
-ColumnPlan *plan_columns(List *names, TupleDesc desc, Relation rel, MemoryContext cxt, int *count) {
+ColumnPlan *plan_columns(List *names, TupleDesc desc, Relation rel, MemoryContext cxt, int *count, bool canonical) {
     ColumnPlan *cols = static_cast<ColumnPlan *>(MemoryContextAllocZero(cxt, sizeof(ColumnPlan) * Max(list_length(names), 1)));
     int n = 0;
     ListCell *lc;
     foreach (lc, names)
-        plan_column(&cols[n++], find_column(desc, static_cast<char *>(lfirst(lc)), rel), cxt);
+        plan_column(&cols[n++], find_column(desc, static_cast<char *>(lfirst(lc)), rel), cxt, canonical);
     *count = n;
     return cols;
 }
@@ -521,6 +619,17 @@ SPIPlanPtr prepare_filter(const char *filter, Oid rowtype) {
     return plan;
 }
 
+// prepare_filter as the role that wrote the filter, under the settings recorded with it.
+SPIPlanPtr prepare_filter_as(const char *filter, Oid rowtype, Oid role, int nsettings, const char *const *names,
+                             const char *const *values) {
+    const int nest = enter_settings(nsettings, names, values);
+    const SavedUser saved = enter_role(role);
+    SPIPlanPtr plan = prepare_filter(filter, rowtype);
+    leave_role(saved);
+    leave_settings(nest);
+    return plan;
+}
+
 uint8 parse_events(Datum events) {
     Datum *elems;
     bool *nulls;
@@ -539,12 +648,42 @@ uint8 parse_events(Datum events) {
     return bits;
 }
 
-AttrNumber column_number(TupleDesc desc, const char *name) {
+AttrNumber optional_column_number(TupleDesc desc, const char *name) {
     for (int i = 0; i < desc->natts; ++i)
-        if (strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
+        if (!TupleDescAttr(desc, i)->attisdropped && strcmp(NameStr(TupleDescAttr(desc, i)->attname), name) == 0)
             return static_cast<AttrNumber>(i + 1);
-    elog(ERROR, "pg_sync._tracked has no column \"%s\"", name);
     return InvalidAttrNumber;
+}
+
+AttrNumber column_number(TupleDesc desc, const char *name) {
+    const AttrNumber a = optional_column_number(desc, name);
+    if (a == InvalidAttrNumber)
+        elog(ERROR, "pg_sync._tracked has no column \"%s\"", name);
+    return a;
+}
+
+// "name=value" elements of a text[] (pg_sync._session_settings()) -> two arrays, in the
+// current memory context.
+void split_settings(Datum array, int *n, char ***names, char ***values) {
+    Datum *elems;
+    bool *nulls;
+    int count;
+    deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &count);
+    *names = static_cast<char **>(palloc(sizeof(char *) * Max(count, 1)));
+    *values = static_cast<char **>(palloc(sizeof(char *) * Max(count, 1)));
+    *n = 0;
+    for (int i = 0; i < count; ++i) {
+        if (nulls[i])
+            continue;
+        char *item = TextDatumGetCString(elems[i]);
+        char *eq = strchr(item, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        (*names)[*n] = item;
+        (*values)[*n] = eq + 1;
+        ++*n;
+    }
 }
 
 void build_plan(RelPlan *plan, Relation rel) {
@@ -563,6 +702,9 @@ void build_plan(RelPlan *plan, Relation rel) {
     AttrNumber a_tbl = column_number(tdesc, "tbl"), a_ep = column_number(tdesc, "endpoint_id"),
                a_events = column_number(tdesc, "events"), a_cols = column_number(tdesc, "columns"),
                a_keys = column_number(tdesc, "key_columns"), a_filter = column_number(tdesc, "filter");
+    // Since 0.3.0 (a database not yet updated has neither: its filters run as the table's owner).
+    const AttrNumber a_filter_role = optional_column_number(tdesc, "filter_role"),
+                     a_filter_settings = optional_column_number(tdesc, "filter_settings");
 
     // First pass: count matching rows so the endpoint array has its final size.
     int capacity = 0;
@@ -584,6 +726,7 @@ void build_plan(RelPlan *plan, Relation rel) {
         MemoryContext old = MemoryContextSwitchTo(plan->cxt);
         EndpointPlan *ep = &plan->eps[plan->neps];
         ep->endpoint_id = DatumGetInt32(heap_getattr(tup, a_ep, tdesc, &isnull));
+        ep->tracked_relid = tbl;
         ep->events = parse_events(heap_getattr(tup, a_events, tdesc, &isnull));
 
         bool cols_null;
@@ -602,14 +745,25 @@ void build_plan(RelPlan *plan, Relation rel) {
             col_names = text_array_to_list(cols);
         }
         ep->columns_limited = !cols_null;
-        ep->cols = plan_columns(col_names, desc, rel, plan->cxt, &ep->ncols);
+        ep->cols = plan_columns(col_names, desc, rel, plan->cxt, &ep->ncols, false);
 
         bool keys_null;
         Datum keys = heap_getattr(tup, a_keys, tdesc, &keys_null);
-        ep->keys = plan_columns(key_column_names(tbl, keys, keys_null), desc, rel, plan->cxt, &ep->nkeys);
+        ep->keys = plan_columns(key_column_names(tbl, keys, keys_null), desc, rel, plan->cxt, &ep->nkeys, true);
+        for (int k = 0; k < ep->nkeys; ++k)
+            if (ep->keys[k].kind == Kind::ToJson)
+                ep->keys_need_settings = true;
 
         bool filter_null;
         Datum filter = heap_getattr(tup, a_filter, tdesc, &filter_null);
+        if (!filter_null) {
+            bool role_null = true, settings_null = true;
+            Datum role = a_filter_role ? heap_getattr(tup, a_filter_role, tdesc, &role_null) : (Datum)0;
+            Datum settings = a_filter_settings ? heap_getattr(tup, a_filter_settings, tdesc, &settings_null) : (Datum)0;
+            ep->filter_role = role_null ? relation_owner(tbl) : DatumGetObjectId(role);
+            if (!settings_null)
+                split_settings(settings, &ep->nsettings, &ep->setting_names, &ep->setting_values);
+        }
         MemoryContextSwitchTo(old);
         if (!filter_null) {
             if (!spi_connected) {
@@ -617,7 +771,9 @@ void build_plan(RelPlan *plan, Relation rel) {
                     elog(ERROR, "SPI_connect failed");
                 spi_connected = true;
             }
-            SPIPlanPtr fp = prepare_filter(TextDatumGetCString(filter), rel->rd_rel->reltype);
+            check_filter_role(ep->filter_role, tbl);
+            SPIPlanPtr fp = prepare_filter_as(TextDatumGetCString(filter), rel->rd_rel->reltype, ep->filter_role,
+                                              ep->nsettings, ep->setting_names, ep->setting_values);
             SPI_keepplan(fp);
             ep->filter = fp;
         }
@@ -700,6 +856,18 @@ void render_value(StringInfoSink &sink, const ColumnPlan *col, Datum value, bool
     case Kind::Int4: sink.append(buf, pg_ltoa(DatumGetInt32(value), buf)); break;
     case Kind::Int8: sink.append(buf, pg_lltoa(DatumGetInt64(value), buf)); break;
     case Kind::NumberOut: {
+        if (col->canonical && (col->base_type == FLOAT8OID || col->base_type == FLOAT4OID)) {
+            // Shortest exact digits, as float8out with extra_float_digits > 0 (the default).
+            const double d = col->base_type == FLOAT8OID ? DatumGetFloat8(value) : DatumGetFloat4(value);
+            if (std::isnan(d))
+                json::append_number_text(sink, "NaN", 3);
+            else if (std::isinf(d))
+                d > 0 ? json::append_number_text(sink, "Infinity", 8) : json::append_number_text(sink, "-Infinity", 9);
+            else
+                sink.append(buf, col->base_type == FLOAT8OID ? double_to_shortest_decimal_buf(d, buf)
+                                                             : float_to_shortest_decimal_buf(float(d), buf));
+            break;
+        }
         char *s = OutputFunctionCall(const_cast<FmgrInfo *>(&col->fn), value);
         json::append_number_text(sink, s, strlen(s));
         break;
@@ -720,7 +888,9 @@ void render_value(StringInfoSink &sink, const ColumnPlan *col, Datum value, bool
         break;
     }
     case Kind::DateTime: {
-        JsonEncodeDateTime(buf, value, col->base_type, nullptr);
+        // A key's timestamptz in UTC ("+00:00"), not in the writer's TimeZone.
+        static const int utc = 0;
+        JsonEncodeDateTime(buf, value, col->base_type, col->canonical ? &utc : nullptr);
         sink.push('"');
         sink.append(buf, strlen(buf));
         sink.push('"');
@@ -751,6 +921,16 @@ Datum render_object(const ColumnPlan *cols, int ncols, TupleTableSlot *slot) {
     return PointerGetDatum(buf.data);
 }
 
+// The key of a row: the same text for the same values in every session.
+Datum render_key(const EndpointPlan *ep, TupleTableSlot *slot) {
+    if (!ep->keys_need_settings)
+        return render_object(ep->keys, ep->nkeys, slot);
+    const int nest = enter_settings(kNumCanonical, kCanonicalNames, kCanonicalValues);
+    const Datum key = render_object(ep->keys, ep->nkeys, slot);
+    leave_settings(nest);
+    return key;
+}
+
 bool any_changed(const ColumnPlan *cols, int ncols, TupleTableSlot *old_slot, TupleTableSlot *new_slot) {
     for (int i = 0; i < ncols; ++i) {
         const int a = cols[i].attnum - 1;
@@ -774,15 +954,21 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
         args[1] = ExecFetchSlotHeapTupleDatum(old_slot);
         nulls[1] = ' ';
     }
+    check_filter_role(ep->filter_role, ep->tracked_relid);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    // The same search_path as at prepare time, so the writer's session cannot change what the
-    // filter's names mean (the plan cache would re-analyse it under a different path).
+    // The same search_path and settings as at prepare time, so the writer's session cannot
+    // change what the filter means (the plan cache would re-analyse it under other settings),
+    // and the rights of the role that wrote it, never the writer's (or the backfill worker's).
     ErrorContextCallback callback = {error_context_stack, filter_error_callback, nullptr};
     error_context_stack = &callback;
+    const int nest = enter_settings(ep->nsettings, ep->setting_names, ep->setting_values);
+    const SavedUser saved = enter_role(ep->filter_role);
     PushOverrideSearchPath(&filter_search_path);
     int rc = SPI_execute_plan(ep->filter, args, nulls, true, 1);
     PopOverrideSearchPath();
+    leave_role(saved);
+    leave_settings(nest);
     error_context_stack = callback.previous;
     if (rc != SPI_OK_SELECT)
         elog(ERROR, "pg_sync filter failed: %s", SPI_result_code_string(rc));
@@ -987,13 +1173,13 @@ void capture_row(RelPlan *plan, uint8 op, TupleTableSlot *new_slot, TupleTableSl
         Datum new_row = new_slot ? render_object(ep->cols, ep->ncols, new_slot) : (Datum)0;
         Datum old_row = old_slot ? render_object(ep->cols, ep->ncols, old_slot) : (Datum)0;
         if (key_changed) {
-            queue_insert(ep->endpoint_id, EV_DELETE, plan->table_name, render_object(ep->keys, ep->nkeys, old_slot),
-                         0, old_row, false, true, false);
-            queue_insert(ep->endpoint_id, EV_INSERT, plan->table_name, render_object(ep->keys, ep->nkeys, new_slot),
-                         new_row, 0, false, false, true);
+            queue_insert(ep->endpoint_id, EV_DELETE, plan->table_name, render_key(ep, old_slot), 0, old_row, false,
+                         true, false);
+            queue_insert(ep->endpoint_id, EV_INSERT, plan->table_name, render_key(ep, new_slot), new_row, 0, false,
+                         false, true);
             continue;
         }
-        Datum key = render_object(ep->keys, ep->nkeys, new_slot ? new_slot : old_slot);
+        Datum key = render_key(ep, new_slot ? new_slot : old_slot);
         queue_insert(ep->endpoint_id, op, plan->table_name, key, new_row, old_row, false, !new_slot, !old_slot);
     }
 }
@@ -1089,18 +1275,68 @@ extern "C" Datum pg_sync_config_changed(PG_FUNCTION_ARGS) {
     PG_RETURN_VOID();
 }
 
-// pg_sync._check_filter(tbl regclass, filter text): errors unless filter is one boolean
-// expression over NEW/OLD of the table's row type.
+// pg_sync._check_filter(tbl regclass, filter text, role regrole, settings text[]): errors unless
+// filter is one boolean expression over NEW/OLD of the table's row type, parsed as role under
+// the settings (pg_sync._session_settings() of the session that wrote it), as it will run.
 extern "C" Datum pg_sync_check_filter(PG_FUNCTION_ARGS) {
     Oid relid = PG_GETARG_OID(0);
     char *filter = text_to_cstring(PG_GETARG_TEXT_PP(1));
+    const Oid role = PG_GETARG_OID(2);
     Oid rowtype = get_rel_type_id(relid);
     if (!OidIsValid(rowtype))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation with OID %u does not exist", relid)));
+    int nsettings = 0;
+    char **names = nullptr, **values = nullptr;
+    split_settings(PG_GETARG_DATUM(3), &nsettings, &names, &values);
+    check_filter_role(role, relid);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    SPIPlanPtr plan = prepare_filter(filter, rowtype);
+    SPIPlanPtr plan = prepare_filter_as(filter, rowtype, role, nsettings, names, values);
     SPI_freeplan(plan);
     SPI_finish();
     PG_RETURN_VOID();
 }
+
+// pg_sync._session_settings() RETURNS text[]: the settings a filter is recorded with
+// (kRecordedSettings), as 'name=value' from the calling session.
+extern "C" Datum pg_sync_session_settings(PG_FUNCTION_ARGS) {
+    Datum elems[kNumRecordedSettings];
+    for (int i = 0; i < kNumRecordedSettings; ++i)
+        elems[i] = CStringGetTextDatum(
+            psprintf("%s=%s", kRecordedSettings[i], GetConfigOption(kRecordedSettings[i], false, false)));
+    PG_RETURN_ARRAYTYPE_P(construct_array(elems, kNumRecordedSettings, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+namespace pg_sync::pg {
+// Backfill: a row of the tracked table (slot in the table's row type) rendered as the capture
+// trigger renders it for the endpoint (same columns, canonical key, filter run as its author
+// under its settings, with OLD all-NULL as for an insert). False when the filter rejects it.
+bool render_snapshot(Relation rel, int32 endpoint_id, TupleTableSlot *slot, Datum *key, Datum *new_row) {
+    RelPlan *plan = get_plan(rel);
+    const EndpointPlan *ep = nullptr;
+    for (int i = 0; i < plan->neps; ++i)
+        if (plan->eps[i].endpoint_id == endpoint_id)
+            ep = &plan->eps[i];
+    if (!ep)
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("table %s is no longer tracked for this endpoint", RelationGetRelationName(rel))));
+    slot_getallattrs(slot);
+    volatile bool pass = true;
+    plan->in_use++;
+    PG_TRY();
+    {
+        if (ep->filter && !filter_passes(ep, slot, nullptr)) {
+            pass = false;
+        } else {
+            *key = render_key(ep, slot);
+            *new_row = render_object(ep->cols, ep->ncols, slot);
+        }
+    }
+    PG_FINALLY();
+    {
+        plan->in_use--;
+    }
+    PG_END_TRY();
+    return pass;
+}
+} // namespace pg_sync::pg

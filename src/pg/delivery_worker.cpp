@@ -201,6 +201,14 @@ void run(PlanId id, Datum *values, const char *nulls, int expect) {
         elog(ERROR, "pg_sync: query %d failed: %s", int(id), SPI_result_code_string(rc));
 }
 
+// A read under the active snapshot (read_only: SPI takes no new snapshot), so that several reads
+// see one state of the database.
+void run_read(PlanId id, Datum *values, const char *nulls) {
+    int rc = SPI_execute_plan(plan(id), values, nulls, true, 0);
+    if (rc != SPI_OK_SELECT)
+        elog(ERROR, "pg_sync: query %d failed: %s", int(id), SPI_result_code_string(rc));
+}
+
 Datum int8_array(const std::vector<std::int64_t> &ids) {
     Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (ids.size() + 1)));
     for (std::size_t i = 0; i < ids.size(); ++i)
@@ -358,6 +366,62 @@ dispatch::QueuedEvent head_row(HeapTuple tup) {
     return q;
 }
 
+// Memory an event read from the queue takes in the worker, roughly.
+std::size_t event_bytes(const dispatch::QueuedEvent &q) {
+    auto len = [](const std::optional<std::string> &s) { return s ? s->size() : 0; };
+    return sizeof(q) + q.op.size() + len(q.table) + len(q.key) + len(q.new_row) + len(q.old_row) + len(q.type);
+}
+
+// The lowest `window` events of an endpoint, read in chunks through a cursor under the active
+// snapshot, and no more than its share of pg_sync.max_worker_memory (at least one event: one
+// larger than the share still goes). *cut: the share ended the read.
+std::vector<dispatch::QueuedEvent> read_head(std::int32_t id, std::size_t window, bool *cut) {
+    const std::size_t budget = std::size_t(settings.max_worker_memory_kb) * 1024;
+    const std::size_t share = budget / std::max<std::size_t>(1, worker->dispatcher.sending_endpoints());
+    Datum v[2] = {Int32GetDatum(id), Int64GetDatum(int64(window))};
+    Portal cursor = SPI_cursor_open(nullptr, plan(P_HEAD), v, nullptr, true);
+    if (!cursor)
+        elog(ERROR, "pg_sync: could not open the queue cursor");
+    std::vector<dispatch::QueuedEvent> head;
+    std::size_t bytes = 0;
+    *cut = false;
+    while (head.size() < window && !*cut) {
+        SPI_cursor_fetch(cursor, true, long(std::min<std::size_t>(256, window - head.size())));
+        if (SPI_processed == 0)
+            break;
+        for (uint64 r = 0; r < SPI_processed; ++r) {
+            head.push_back(head_row(SPI_tuptable->vals[r]));
+            bytes += event_bytes(head.back());
+            if (bytes >= share && r + 1 < SPI_processed) {
+                *cut = true;
+                break;
+            }
+        }
+        SPI_freetuptable(SPI_tuptable);
+        if (bytes >= share)
+            *cut = true;
+    }
+    SPI_cursor_close(cursor);
+    return head;
+}
+
+// pg_sync.debug_pass_pause (tests): wait between the two reads until the latch is set (a commit
+// that queued events or changed the configuration, e.g. a redeliver()) or the time is up. The
+// latch stays set, so the loop runs another pass afterwards.
+void debug_pause() {
+    pgstat_report_activity(STATE_RUNNING, "pg_sync delivery pass: paused between head and dead-letter reads");
+    const TimestampTz until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), settings.debug_pass_pause_ms);
+    for (;;) {
+        const long left = long((until - GetCurrentTimestamp()) / 1000);
+        if (left <= 0)
+            break;
+        const int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left, PG_WAIT_EXTENSION);
+        if (rc & WL_LATCH_SET)
+            break;
+    }
+    pgstat_report_activity(STATE_RUNNING, "pg_sync delivery pass");
+}
+
 void plan_from_head(std::int32_t id, int64 now_ms) {
     std::vector<http::Request> requests = worker->dispatcher.plan(id, worker->heads[id].events, now_ms);
     for (http::Request &r : requests)
@@ -384,24 +448,29 @@ void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
             return;
         }
     }
-    Datum v[2] = {Int32GetDatum(id), Int64GetDatum(int64(worker->dispatcher.window(id)))};
-    run(P_HEAD, v, nullptr, SPI_OK_SELECT);
-    std::vector<dispatch::QueuedEvent> head;
-    head.reserve(SPI_processed);
-    for (uint64 r = 0; r < SPI_processed; ++r)
-        head.push_back(head_row(SPI_tuptable->vals[r]));
-    SPI_freetuptable(SPI_tuptable);
+    // The head and the dead letters of its id range are read under one snapshot: a redeliver()
+    // committing between two reads would otherwise put its events in neither, and later events
+    // of their keys would go first. (The snapshot is taken after this pass's own writes.)
+    CommandCounterIncrement();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    const std::size_t window = worker->dispatcher.window(id);
+    bool cut = false;
+    std::vector<dispatch::QueuedEvent> head = read_head(id, window, &cut);
     cached.valid = true;
-    cached.whole = head.size() < worker->dispatcher.window(id);
+    cached.whole = !cut && head.size() < window;
     if (head.empty()) {
+        PopActiveSnapshot();
         cached.events.clear();
         plan_from_head(id, now_ms); // nothing to send; resets what the endpoint waits for
         return;
     }
-    // Dead letters inside this id range keep their keys blocked (DESIGN.md, Guarantee 3): read
-    // with every read of the head (one index range scan, empty in the normal case).
+    if (settings.debug_pass_pause_ms > 0)
+        debug_pause();
+    // Dead letters inside this id range keep their keys blocked (docs/design.md, per-key order):
+    // read with every read of the head (one index range scan, empty in the normal case).
     Datum dv[2] = {Int32GetDatum(id), Int64GetDatum(head.back().id)};
-    run(P_DEAD_HEAD, dv, nullptr, SPI_OK_SELECT);
+    run_read(P_DEAD_HEAD, dv, nullptr);
+    PopActiveSnapshot();
     if (SPI_processed > 0) {
         std::vector<dispatch::QueuedEvent> dead;
         dead.reserve(SPI_processed);

@@ -168,6 +168,19 @@ void define_settings() {
                             "A ring: older attempts are overwritten, the table never grows past this.",
                             &settings.recent_attempts_size, 1000, 0, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
                             nullptr);
+    DefineCustomIntVariable("pg_sync.max_worker_memory",
+                            "Event payloads a delivery worker reads into memory at most, over all endpoints.",
+                            "Each endpoint's head of queue is read up to an equal share of it (at least one "
+                            "event); request bodies are built from those events, so the worker's memory for "
+                            "events stays within about twice this.",
+                            &settings.max_worker_memory_kb, 128 * 1024, 1024, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_KB,
+                            nullptr, nullptr, nullptr);
+    // For tests only (superuser): makes a delivery pass wait between its read of an endpoint's
+    // head of queue and its read of the dead letters, until the worker's latch is set or this
+    // time has passed, so that a test can commit something in between (test/097).
+    DefineCustomIntVariable("pg_sync.debug_pass_pause", "Internal: pause a delivery pass between its two queue reads.",
+                            nullptr, &settings.debug_pass_pause_ms, 0, 0, 60000, PGC_SUSET,
+                            GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
     // Read by pg_sync.health(); any role may set them for its own checks.
     DefineCustomIntVariable("pg_sync.health_max_pending_age",
                             "pg_sync.health() reports an endpoint whose oldest pending event is older than this.",

@@ -12,6 +12,8 @@ PG_FUNCTION_INFO_V1(pg_sync_check_endpoint);
 
 #include "pg/guard.hpp"
 
+#include <cstring>
+#include <string>
 #include <string_view>
 
 namespace {
@@ -151,15 +153,18 @@ extern "C" Datum pg_sync_track(PG_FUNCTION_ARGS) {
                         errhint("Tracking sends the table's rows to the endpoint: it needs SELECT and TRIGGER "
                                 "privileges on the table, or its ownership.")));
 
-    Oid argtypes[6] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID};
-    Datum values[6];
-    bool nulls[6];
+    // The caller is recorded as the filter's author: the filter runs with its rights only.
+    Oid argtypes[7] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, REGROLEOID};
+    Datum values[7];
+    bool nulls[7];
     for (int i = 0; i < 6; ++i) {
         values[i] = PG_GETARG_DATUM(i);
         nulls[i] = PG_ARGISNULL(i);
     }
+    values[6] = ObjectIdGetDatum(caller);
+    nulls[6] = false;
     bool isnull;
-    call_as_owner("_track", 6, argtypes, values, nulls, &isnull);
+    call_as_owner("_track", 7, argtypes, values, nulls, &isnull);
     PG_RETURN_VOID();
 }
 
@@ -183,4 +188,28 @@ extern "C" Datum pg_sync_backfill(PG_FUNCTION_ARGS) {
     if (isnull)
         PG_RETURN_NULL();
     PG_RETURN_DATUM(id);
+}
+
+// pg_sync._url_origin(url text) RETURNS text: "scheme://host:port" (core/validate), NULL when the
+// URL is not one an endpoint may have.
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_sync_url_origin);
+}
+extern "C" Datum pg_sync_url_origin(PG_FUNCTION_ARGS) {
+    const char *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    // The C++ result is copied into a fixed buffer before any PostgreSQL call (see guard.hpp).
+    char origin[pg_sync::validate::kMaxUrlLength + 16] = {0};
+    bool failed = false;
+    try {
+        const std::string o = pg_sync::validate::url_origin(url);
+        if (o.size() < sizeof origin)
+            memcpy(origin, o.data(), o.size());
+    } catch (...) {
+        failed = true;
+    }
+    if (failed)
+        ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("pg_sync: could not parse a URL")));
+    if (origin[0] == '\0')
+        PG_RETURN_NULL();
+    PG_RETURN_TEXT_P(cstring_to_text(origin));
 }

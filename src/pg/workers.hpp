@@ -19,6 +19,8 @@ struct Settings {
     int max_connections;           // sighup: sockets per worker
     int circuit_failure_threshold; // sighup
     int recent_attempts_size;      // sighup: rows kept in pg_sync.recent_attempts
+    int max_worker_memory_kb;      // sighup: event payloads a delivery worker reads into memory
+    int debug_pass_pause_ms;       // superuser, tests only: pause between a pass's two queue reads
 };
 extern Settings settings;
 

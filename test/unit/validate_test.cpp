@@ -201,6 +201,30 @@ TEST(ValidateUrl, LongValueShownTruncated) {
 // ---------------------------------------------------------------------------------------------
 // headers
 
+TEST(UrlOrigin, SchemeHostAndPortWithDefaults) {
+    EXPECT_EQ(validate::url_origin("https://example.com/hooks?a=1"), "https://example.com:443");
+    EXPECT_EQ(validate::url_origin("http://example.com/x"), "http://example.com:80");
+    EXPECT_EQ(validate::url_origin("HTTPS://Example.COM:443/other/path"), "https://example.com:443");
+    EXPECT_EQ(validate::url_origin("http://127.0.0.1:8080/hook"), "http://127.0.0.1:8080");
+    EXPECT_EQ(validate::url_origin("http://[::1]:9/h"), "http://[::1]:9");
+}
+
+TEST(UrlOrigin, DiffersWhenSchemeHostOrPortDiffers) {
+    const std::string base = validate::url_origin("https://example.com/a");
+    EXPECT_EQ(base, validate::url_origin("https://example.com/b?q"));
+    EXPECT_NE(base, validate::url_origin("http://example.com/a"));
+    EXPECT_NE(base, validate::url_origin("https://example.com:8443/a"));
+    EXPECT_NE(base, validate::url_origin("https://example.com.evil.test/a"));
+    EXPECT_NE(base, validate::url_origin("https://evil.test/example.com"));
+}
+
+TEST(UrlOrigin, EmptyForInvalidUrls) {
+    EXPECT_EQ(validate::url_origin(""), "");
+    EXPECT_EQ(validate::url_origin("ftp://example.com/"), "");
+    EXPECT_EQ(validate::url_origin("https://user:pw@example.com/"), "");
+    EXPECT_EQ(validate::url_origin("not a url"), "");
+}
+
 TEST(ValidateHeaders, AcceptsObjectOfStrings) {
     for (const char *h :
          {"{}", " { } ", "{\"Authorization\": \"Bearer abc\"}",
