@@ -650,7 +650,13 @@ SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
        b.waiting_for, b.last_error,
        b.requested_by::regrole AS requested_by, b.started_at, b.updated_at, b.finished_at
   FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
-  -- Planner estimate of the row count (of every partition for a partitioned table);
+  -- Planner estimate of the row count (of every partition for a partitioned table); NULL
+  -- until the table was analyzed.
+  LEFT JOIN LATERAL (SELECT CASE WHEN bool_or(c.reltuples >= 0) THEN sum(greatest(c.reltuples, 0))::bigint END
+                              AS estimate
+                       FROM pg_class c
+                      WHERE c.oid = b.tbl AND c.relkind = 'r'
+                         OR c.oid IN (SELECT p.relid FROM pg_partition_tree(b.tbl) p WHERE p.isleaf)) t ON true;
 
 REVOKE EXECUTE ON FUNCTION pg_sync._check_filter(regclass, text, regrole, text[]), pg_sync._session_settings(),
     pg_sync._url_origin(text), pg_sync._sees_data(), pg_sync._track(regclass, text, text[], text[], text[], text, regrole),

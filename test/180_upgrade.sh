@@ -18,14 +18,19 @@ cd "$(dirname "$0")/.."
 . test/lib/receiver.sh
 . test/lib/status.sh
 current=$(sed -n 's/^EXTVERSION *= *//p' Makefile)
-previous=$(ls sql/pg_sync--*--"$current".sql 2>/dev/null | sed 's/.*pg_sync--\(.*\)--.*\.sql/\1/' | sort -V)
-[ -n "$previous" ] || fail "no upgrade script to $current in sql/"
+# Every earlier version with an install script; ALTER EXTENSION UPDATE chains the update scripts.
+previous=$(ls sql/pg_sync--*.sql | grep -v -- '--.*--' | sed 's/.*pg_sync--\(.*\)\.sql/\1/' | grep -vx "$current" | sort -V)
+[ -n "$previous" ] || fail "no earlier version in sql/"
 pg_start upgrade
 trap delivery_test_exit EXIT
 receiver_start hook
 
 for old in $previous; do
     echo "-- from $old to $current"
+    # Each version starts with an empty receiver log (its database's ids start at 1 again).
+    receiver_stop hook
+    : >"$hook_OUT"
+    receiver_restart hook
     db="up_${old//./_}"
     q -c "CREATE DATABASE $db" >/dev/null
     export PGDATABASE=$db
@@ -106,6 +111,9 @@ SELECT 'constraint ' || co.conrelid::regclass || ' ' || co.conname || ' ' || pg_
 UNION ALL
 SELECT 'function ' || p.oid::regprocedure || ' acl=' || coalesce(p.proacl::text, '') || E'\n' || pg_get_functiondef(p.oid)
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
+  FROM members m JOIN pg_trigger t ON m.classid = 'pg_class'::regclass AND t.tgrelid = m.objid
 UNION ALL
 SELECT 'event trigger ' || t.evtname || ' ' || t.evtevent || ' ' || t.evtfoid::regproc || ' ' || coalesce(t.evttags::text, '')
   FROM members m JOIN pg_event_trigger t ON m.classid = 'pg_event_trigger'::regclass AND t.oid = m.objid

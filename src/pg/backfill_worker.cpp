@@ -275,9 +275,12 @@ extern "C" void pg_sync_backfill_main(Datum arg) {
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pg_sync backfill");
     pg_sync::pg::pin_worker_settings();
-    // Page keys go through text and back: one date format for all of them.
+    // Page keys go through text and back: one date format for all of them, and floats with all
+    // their digits (with the database's extra_float_digits = 0 a float key read back as a
+    // smaller value and the page's last row came again in the next page).
     SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
     SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
 
     StartTransactionCommand();
     extension_oid = get_extension_oid("pg_sync", true);

@@ -674,11 +674,15 @@ void pass(bool full, bool first) {
     // configuration changed (backfill() and resume_backfill() change it), at start, and every
     // few seconds (a backfill worker that died, or exited just as a job was added).
     bool start_backfill = false;
-    // (A database still at version 0.1.0, before ALTER EXTENSION UPDATE, has no _backfills.)
+    // (A database still at version 0.1.0, before ALTER EXTENSION UPDATE, has no _backfills; one at
+    // 0.2.0 has the old page query, which this library does not run: its backfills wait for the
+    // update. _check_backfill_reader came with 0.3.0.)
     if ((reloaded || now >= worker->next_backfill_check) &&
         OidIsValid(get_relname_relid("_backfills", get_namespace_oid("pg_sync", true)))) {
         worker->next_backfill_check = TimestampTzPlusMilliseconds(now, kBackfillCheckMs);
-        if (SPI_execute("SELECT EXISTS (SELECT FROM pg_sync._backfills WHERE state = 'running')", true, 1) !=
+        if (SPI_execute("SELECT pg_catalog.to_regprocedure('pg_sync._check_backfill_reader(oid, pg_catalog.regclass)')"
+                        "       IS NOT NULL AND EXISTS (SELECT FROM pg_sync._backfills WHERE state = 'running')",
+                        true, 1) !=
                 SPI_OK_SELECT ||
             SPI_processed != 1)
             elog(ERROR, "pg_sync: reading pg_sync._backfills failed");

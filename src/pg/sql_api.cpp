@@ -106,12 +106,15 @@ char *checked_relation(FunctionCallInfo fcinfo, Oid *relid) {
     return quote_qualified_identifier(get_namespace_name(get_rel_namespace(*relid)), get_rel_name(*relid));
 }
 
-// Calls pg_sync.<inner>(args) as the function's owner (the extension's owner); the arguments
-// are looked up by OIDs, not by a signature string, which would use the caller's search_path.
-Datum call_as_owner(const char *inner, int nargs, Oid *argtypes, const Datum *values, const bool *nulls,
-                    bool *result_null) {
-    const Oid fn =
-        LookupFuncName(list_make2(makeString(pstrdup("pg_sync")), makeString(pstrdup(inner))), nargs, argtypes, false);
+// pg_sync.<inner>(argtypes), looked up by OIDs, not by a signature string (which would use the
+// caller's search_path); InvalidOid when missing_ok and it does not exist.
+Oid own_function(const char *inner, int nargs, Oid *argtypes, bool missing_ok) {
+    return LookupFuncName(list_make2(makeString(pstrdup("pg_sync")), makeString(pstrdup(inner))), nargs, argtypes,
+                          missing_ok);
+}
+
+// Calls function fn (of pg_sync) as its owner (the extension's owner).
+Datum call_as_owner(Oid fn, int nargs, const Datum *values, const bool *nulls, bool *result_null) {
     HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fn));
     if (!HeapTupleIsValid(proc))
         elog(ERROR, "cache lookup failed for function %u", fn);
@@ -153,7 +156,8 @@ extern "C" Datum pg_sync_track(PG_FUNCTION_ARGS) {
                         errhint("Tracking sends the table's rows to the endpoint: it needs SELECT and TRIGGER "
                                 "privileges on the table, or its ownership.")));
 
-    // The caller is recorded as the filter's author: the filter runs with its rights only.
+    // The caller is recorded as the filter's author: the filter runs with its rights only. (A
+    // database not yet updated to 0.3.0 has the 6-argument _track, which records no author.)
     Oid argtypes[7] = {REGCLASSOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, REGROLEOID};
     Datum values[7];
     bool nulls[7];
@@ -164,7 +168,11 @@ extern "C" Datum pg_sync_track(PG_FUNCTION_ARGS) {
     values[6] = ObjectIdGetDatum(caller);
     nulls[6] = false;
     bool isnull;
-    call_as_owner("_track", 7, argtypes, values, nulls, &isnull);
+    Oid fn = own_function("_track", 7, argtypes, true);
+    const int nargs = OidIsValid(fn) ? 7 : 6;
+    if (!OidIsValid(fn))
+        fn = own_function("_track", 6, argtypes, false);
+    call_as_owner(fn, nargs, values, nulls, &isnull);
     PG_RETURN_VOID();
 }
 
@@ -184,7 +192,7 @@ extern "C" Datum pg_sync_backfill(PG_FUNCTION_ARGS) {
     Datum values[4] = {PG_GETARG_DATUM(0), PG_GETARG_DATUM(1), PG_GETARG_DATUM(2), ObjectIdGetDatum(caller)};
     bool nulls[4] = {false, PG_ARGISNULL(1), PG_ARGISNULL(2), false};
     bool isnull;
-    Datum id = call_as_owner("_backfill", 4, argtypes, values, nulls, &isnull);
+    Datum id = call_as_owner(own_function("_backfill", 4, argtypes, false), 4, values, nulls, &isnull);
     if (isnull)
         PG_RETURN_NULL();
     PG_RETURN_DATUM(id);
