@@ -195,6 +195,20 @@ INSERT INTO k_float VALUES ('NaN', 1), ('Infinity', 1), ('-Infinity', 1), (1e300
 RESET extra_float_digits;
 UPDATE k_float SET v = 2;
 SELECT key, count(*) FROM q WHERE endpoint = 'g1' AND key LIKE '{"f"%' GROUP BY key ORDER BY key COLLATE "C";
+-- The event's table name is part of its identity too: quote_all_identifiers changes nothing.
+CREATE TABLE k_quote (id int PRIMARY KEY);
+SELECT pg_sync.track('k_quote', 'g1');
+SET quote_all_identifiers = on;
+INSERT INTO k_quote VALUES (1);
+RESET quote_all_identifiers;
+INSERT INTO k_quote VALUES (2);
+SELECT q.tbl, q.key FROM pg_sync._queue q WHERE q.tbl LIKE '%k_quote%' ORDER BY q.id;
+-- The test-only pause setting is superuser-only.
+CREATE ROLE regress_sec_plain;
+SET ROLE regress_sec_plain;
+SET pg_sync.debug_pass_pause = '1s';
+RESET ROLE;
+DROP ROLE regress_sec_plain;
 
 -- ==========================================================================================
 -- 6. A filter means what it meant to the session that wrote it: standard_conforming_strings,

@@ -281,6 +281,8 @@ extern "C" void pg_sync_backfill_main(Datum arg) {
     SetConfigOption("DateStyle", "ISO, YMD", PGC_SUSET, PGC_S_OVERRIDE);
     SetConfigOption("IntervalStyle", "postgres", PGC_SUSET, PGC_S_OVERRIDE);
     SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
+    // The event's table name (quote_ident) as the capture trigger writes it.
+    SetConfigOption("quote_all_identifiers", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
     StartTransactionCommand();
     extension_oid = get_extension_oid("pg_sync", true);

@@ -784,8 +784,14 @@ void build_plan(RelPlan *plan, Relation rel) {
     if (spi_connected)
         SPI_finish();
 
-    char *name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(plan->tracked_relid)),
-                                            get_rel_name(plan->tracked_relid));
+    // The event's table name is part of its identity (per-key order and the truncate barrier are
+    // per table): quoted only where SQL needs it, whatever the writer's quote_all_identifiers.
+    const char *nspname = get_namespace_name(get_rel_namespace(plan->tracked_relid));
+    const char *relname = get_rel_name(plan->tracked_relid);
+    const bool quote_all = quote_all_identifiers;
+    quote_all_identifiers = false;
+    char *name = psprintf("%s.%s", quote_identifier(nspname), quote_identifier(relname));
+    quote_all_identifiers = quote_all;
     plan->table_name = static_cast<text *>(MemoryContextAlloc(plan->cxt, VARHDRSZ + strlen(name)));
     SET_VARSIZE(plan->table_name, VARHDRSZ + strlen(name));
     memcpy(VARDATA(plan->table_name), name, strlen(name));
