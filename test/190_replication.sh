@@ -305,13 +305,14 @@ errors_before=$(s_log_lines)
 assert_eq "$errors_before" 0 "b: truncate errors on S before the TRUNCATE"
 on pub q -c "TRUNCATE pg_sync._attempts" >/dev/null
 assert_eq "$(on pub q -c "SELECT count(*) FROM pg_sync._attempts")" 0 "b: P's _attempts after TRUNCATE (had $p_attempts)"
-two_errors() { [ "$(s_log_lines)" -ge 2 ]; }
-wait_for "S's apply worker refusing the TRUNCATE twice (a retry)" 30 two_errors
+# Until the apply worker refused it twice (a retry), or S's _attempts changed (applied: a failure).
+refused_twice() { [ "$(s_log_lines)" -ge 2 ] || [ "$(on sub q -c "SELECT count(*) FROM pg_sync._attempts")" != "$s_attempts" ]; }
+wait_for "S's apply worker refusing the TRUNCATE twice" 30 refused_twice
+assert_eq "$(on sub q -c "$counts")" "$s_counts" "b: S's pg_sync tables (row counts) after the replicated TRUNCATE"
 on sub wait_for "apply_error_count in pg_stat_subscription_stats" 15 \
     cond "(SELECT apply_error_count >= 1 FROM pg_stat_subscription_stats WHERE subname = 'sub')"
 grep -q 'during message type "TRUNCATE"' "${SRV_DIR[sub]}/server.log" \
     || fail "b: S's log has no apply context for the TRUNCATE: $(grep -A3 'replicated TRUNCATE' "${SRV_DIR[sub]}/server.log" | head -8)"
-assert_eq "$(on sub q -c "$counts")" "$s_counts" "b: S's pg_sync tables (row counts) after the refused TRUNCATE"
 # The subscription is stuck at the TRUNCATE: a change P made after it has not arrived after two
 # apply attempts (both reached the TRUNCATE first).
 assert_eq "$(on sub q -c "SELECT count(*) FROM items WHERE id = 5001")" 0 "b: (precondition)"
