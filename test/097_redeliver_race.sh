@@ -60,7 +60,7 @@ receiver_mode hook '{"mode":"ok"}'
 q -c "UPDATE t SET v = 2 WHERE id = 1"
 B=$(q -c "SELECT q.id FROM pg_sync._queue q JOIN pg_sync._endpoints e ON e.id = q.endpoint_id
            WHERE e.name = 'e' AND q.key->>'id' = '1'")
-[ -n "$B" ] && [ "$B" -gt "$A" ] || fail "B (id [$B]) is not queued after A ($A)"
+if [ -z "$B" ] || [ "$B" -le "$A" ]; then fail "B (id [$B]) is not queued after A ($A)"; fi
 # Committed after B: the pass that sends it read a head that holds B.
 q -c "UPDATE t SET v = 1 WHERE id = 2"
 receiver_wait_events hook 3 20

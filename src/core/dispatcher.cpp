@@ -65,7 +65,7 @@ void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
     for (EndpointConfig &c : endpoints) {
         auto old = endpoints_.find(c.id);
         if (old == endpoints_.end()) {
-            Endpoint e{c, retry::CircuitBreaker(c.policy, failure_threshold_), {}, 0, base_window(c), -1, 0, {}, true};
+            Endpoint e{c, retry::CircuitBreaker(c.policy, failure_threshold_), {}, 0, 0, base_window(c), -1, 0, {}, true};
             e.stats.endpoint_id = c.id;
             next.emplace(c.id, std::move(e));
             continue;
@@ -93,6 +93,11 @@ void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
             ++it;
     }
     endpoints_ = std::move(next);
+}
+
+std::size_t Dispatcher::in_flight_bytes(std::int32_t id) const {
+    auto it = endpoints_.find(id);
+    return it == endpoints_.end() ? 0 : it->second.in_flight_bytes;
 }
 
 const EndpointConfig *Dispatcher::endpoint(std::int32_t id) const {
@@ -253,6 +258,8 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         for (std::int64_t eid : f.ids)
             ep.in_flight_ids.insert(eid);
         ep.in_flight_requests++;
+        f.body_bytes = r.body.size();
+        ep.in_flight_bytes += f.body_bytes;
         ep.dirty = true;
         requests_.emplace(r.token, std::move(f));
         out.push_back(std::move(r));
@@ -273,6 +280,7 @@ std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, 
     for (std::int64_t id : f.ids)
         ep.in_flight_ids.erase(id);
     ep.in_flight_requests--;
+    ep.in_flight_bytes -= std::min(ep.in_flight_bytes, f.body_bytes);
     ep.dirty = true;
 
     int attempt = 0;

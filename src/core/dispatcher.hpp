@@ -118,6 +118,8 @@ class Dispatcher {
     std::int64_t next_due_ms() const;
     std::size_t in_flight_requests() const { return requests_.size(); }
     std::size_t in_flight_events(std::int32_t id) const;
+    // Bytes of the request bodies of this endpoint now in flight (pg_sync.max_worker_memory).
+    std::size_t in_flight_bytes(std::int32_t id) const;
     // Endpoints that may send (not paused): the groups the HTTP client shares its connections
     // between (http::Client::set_groups). Requests carry their endpoint id as their group.
     std::size_t sending_endpoints() const;
@@ -130,12 +132,14 @@ class Dispatcher {
         std::string webhook_id;
         std::int64_t started_ms;
         std::int64_t oldest_captured_us;
+        std::size_t body_bytes = 0;
     };
     struct Endpoint {
         EndpointConfig config;
         retry::CircuitBreaker breaker;
         std::unordered_set<std::int64_t> in_flight_ids;
         std::size_t in_flight_requests = 0;
+        std::size_t in_flight_bytes = 0;
         std::size_t window = 0;
         std::int64_t next_due_ms = -1;
         // A 429/503 with Retry-After holds the whole endpoint (the receiver asked for a pause),

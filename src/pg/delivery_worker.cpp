@@ -372,12 +372,16 @@ std::size_t event_bytes(const dispatch::QueuedEvent &q) {
     return sizeof(q) + q.op.size() + len(q.table) + len(q.key) + len(q.new_row) + len(q.old_row) + len(q.type);
 }
 
-// The lowest `window` events of an endpoint, read in chunks through a cursor under the active
-// snapshot, and no more than its share of pg_sync.max_worker_memory (at least one event: one
-// larger than the share still goes). *cut: the share ended the read.
-std::vector<dispatch::QueuedEvent> read_head(std::int32_t id, std::size_t window, bool *cut) {
+// An endpoint's share of pg_sync.max_worker_memory: equal shares for the endpoints that may send.
+std::size_t memory_share() {
     const std::size_t budget = std::size_t(settings.max_worker_memory_kb) * 1024;
-    const std::size_t share = budget / std::max<std::size_t>(1, worker->dispatcher.sending_endpoints());
+    return budget / std::max<std::size_t>(1, worker->dispatcher.sending_endpoints());
+}
+
+// The lowest `window` events of an endpoint, read in chunks through a cursor under the active
+// snapshot, and no more than `share` bytes (at least one event: one larger than the share still
+// goes). *cut: the share ended the read.
+std::vector<dispatch::QueuedEvent> read_head(std::int32_t id, std::size_t window, std::size_t share, bool *cut) {
     Datum v[2] = {Int32GetDatum(id), Int64GetDatum(int64(window))};
     Portal cursor = SPI_cursor_open(nullptr, plan(P_HEAD), v, nullptr, true);
     if (!cursor)
@@ -448,6 +452,18 @@ void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
             return;
         }
     }
+    // pg_sync.max_worker_memory: the events of a head read again are mostly the ones in flight;
+    // while this endpoint's request bodies alone take its share, a new read would only hold them
+    // a second time (the requests it could plan wait for those anyway). The cached head is
+    // dropped before the read, so that old and new heads are never in memory together.
+    const std::size_t share = memory_share();
+    if (worker->dispatcher.in_flight_bytes(id) >= share) {
+        if (full)
+            cached.valid = false;
+        return;
+    }
+    std::vector<dispatch::QueuedEvent>().swap(cached.events);
+    cached.valid = false;
     // The head and the dead letters of its id range are read under one snapshot: a redeliver()
     // committing between two reads would otherwise put its events in neither, and later events
     // of their keys would go first. (The snapshot is taken after this pass's own writes.)
@@ -455,7 +471,7 @@ void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
     PushActiveSnapshot(GetTransactionSnapshot());
     const std::size_t window = worker->dispatcher.window(id);
     bool cut = false;
-    std::vector<dispatch::QueuedEvent> head = read_head(id, window, &cut);
+    std::vector<dispatch::QueuedEvent> head = read_head(id, window, share, &cut);
     cached.valid = true;
     cached.whole = !cut && head.size() < window;
     if (head.empty()) {

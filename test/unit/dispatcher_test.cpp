@@ -102,6 +102,21 @@ TEST(Dispatcher, InFlightEventsAreNotSentAgainAndSuccessFreesTheSlot) {
     EXPECT_FALSE(d.complete(answer(first[0], 204), kNow + 7));
 }
 
+TEST(Dispatcher, InFlightBytesCountBodiesUntilTheyComplete) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 2, 2)});
+    std::vector<QueuedEvent> head = {row(1, "1"), row(2, "2"), row(3, "3")};
+    EXPECT_EQ(d.in_flight_bytes(1), 0u);
+    auto reqs = d.plan(1, head, kNow);
+    ASSERT_EQ(reqs.size(), 2u);
+    EXPECT_EQ(d.in_flight_bytes(1), reqs[0].body.size() + reqs[1].body.size());
+    ASSERT_TRUE(d.complete(answer(reqs[0], 204), kNow + 5));
+    EXPECT_EQ(d.in_flight_bytes(1), reqs[1].body.size());
+    ASSERT_TRUE(d.complete(answer(reqs[1], 500), kNow + 6));
+    EXPECT_EQ(d.in_flight_bytes(1), 0u);
+    EXPECT_EQ(d.in_flight_bytes(99), 0u); // unknown endpoint
+}
+
 TEST(Dispatcher, SameKeyWaitsWhileAnEarlierEventIsInFlight) {
     Dispatcher d("scope", 1, 5);
     d.configure({endpoint(1, 1, 4)});
