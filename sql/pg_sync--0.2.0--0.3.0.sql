@@ -4,23 +4,18 @@
 --
 -- 0.3.0 (security and correctness, docs/security.md): filters run with the rights of the role
 -- that wrote them under the session settings recorded with them (_tracked.filter_role,
--- filter_settings); backfill renders rows in C like the capture trigger; a URL change to another
--- origin needs the credentials again; monitors see no row data; the capture-trigger guard is
--- open only while pg_sync changes its triggers; event names are case-mapped in the C collation;
--- replicated changes to pg_sync's tables are ignored; health() reports filter roles and
--- publications/subscriptions of pg_sync's tables.
+-- filter_settings); backfill renders rows in C like the capture trigger; a URL change needs the
+-- caller to read every tracked table and, to another origin, the credentials again; resuming a
+-- backfill makes the caller its requester; monitors see no row data; the capture-trigger guard
+-- is open only while pg_sync changes its triggers; event names are case-mapped in the C
+-- collation; replicated changes to pg_sync's tables are ignored; health() reports filter
+-- authors and publications/subscriptions of pg_sync's tables.
 \echo Use "ALTER EXTENSION pg_sync UPDATE TO '0.3.0'" to load this file. \quit
 
--- Filters written before 0.3.0 did not record their author: they are recorded as written by the
--- table's owner (the rights backfill ran them with), under the settings of the session running
--- this update. Calling track() again records the real author.
+-- Filters written before 0.3.0 have no recorded author (filter_role NULL): they keep running as
+-- the writer, as in 0.2.0, backfill refuses them, and health() asks for track() to be called
+-- again, which records the author.
 ALTER TABLE pg_sync._tracked ADD COLUMN filter_role regrole, ADD COLUMN filter_settings text[];
-CREATE FUNCTION pg_sync._session_settings() RETURNS text[]
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pg_sync_session_settings';
-UPDATE pg_sync._tracked t
-   SET filter_role = (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = t.tbl)::regrole,
-       filter_settings = pg_sync._session_settings()
- WHERE t.filter IS NOT NULL;
 
 DROP FUNCTION pg_sync._check_filter(regclass, text);
 DROP FUNCTION pg_sync._track(regclass, text, text[], text[], text[], text);
@@ -30,8 +25,13 @@ DROP FUNCTION pg_sync._backfill_page(bigint);
 -- when it was written (_session_settings(): DateStyle, IntervalStyle, TimeZone,
 -- standard_conforming_strings, extra_float_digits, bytea_output, xmloption, lc_monetary,
 -- lc_numeric, as 'name=value').
+-- role NULL: parsed as the caller without the author check (_reconcile after DDL: the author's
+-- rights are checked before every run, and an author who lost them must not block the owner's DDL).
 CREATE OR REPLACE FUNCTION pg_sync._check_filter(tbl regclass, filter text, role regrole, settings text[]) RETURNS void
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pg_sync_check_filter';
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_check_filter';
+
+CREATE OR REPLACE FUNCTION pg_sync._session_settings() RETURNS text[]
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pg_sync_session_settings';
 
 -- The origin of an http(s) URL: lower-case scheme and host, and the port (the scheme's default
 -- when none is given), e.g. 'https://example.com:443'. NULL for a URL that is not valid.
@@ -43,6 +43,18 @@ CREATE OR REPLACE FUNCTION pg_sync._url_origin(url text) RETURNS text
 CREATE OR REPLACE FUNCTION pg_sync._sees_data() RETURNS bool
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
 $$ SELECT pg_catalog.pg_has_role(current_user, 'pgsync_admin', 'MEMBER') $$;
+
+-- What monitors see of an error message: its class, the text before the first ': ' ("HTTP 500",
+-- "timeout", "invalid input syntax for type integer"); the rest can quote row data (a receiver's
+-- answer echoing the payload, a value that failed to convert).
+CREATE OR REPLACE FUNCTION pg_sync._error_class(message text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS
+$$ SELECT split_part(message, ': ', 1) $$;
+
+-- An error message as the caller may see it (views): whole for admins, its class for monitors.
+CREATE OR REPLACE FUNCTION pg_sync._shown_error(message text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT CASE WHEN pg_sync._sees_data() THEN message ELSE pg_sync._error_class(message) END $$;
 
 -- (Re)creates the capture triggers of a table from the union of its endpoints' events. Does
 -- nothing when the triggers already fire on those events, so that tracking a table for one
@@ -131,52 +143,74 @@ $$;
 -- (scheme, host, port) is refused unless the same call gives headers (when the endpoint has
 -- any) and secret (when it has one) again, so that no admin can point another admin's endpoint
 -- at a host of their choosing and receive its Authorization header or signed payloads.
-CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
-    name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
-    batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
-    max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL)
+-- A url change sends the rows of every table tracked for the endpoint somewhere else: the caller
+-- must be able to read them all (the same right track() asks for).
+-- pg_sync.alter_endpoint() is C (pg_sync_with_caller, src/pg/sql_api.cpp): it runs this as the
+-- extension's owner with the real caller (current_user) as the last argument.
+CREATE OR REPLACE FUNCTION pg_sync._alter_endpoint(
+    name text, url text, headers jsonb, secret text, batch_size int, max_attempts int, timeout_ms int,
+    max_in_flight int, retry_base_ms int, retry_max_ms int, caller regrole)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ep pg_sync._endpoints;
+    unreadable regclass;
 BEGIN
     SELECT * INTO ep FROM pg_sync._endpoints e
-     WHERE e.id = pg_sync._endpoint_id(alter_endpoint.name, 'no key update');
-    PERFORM pg_sync._check_endpoint(NULL, alter_endpoint.url, alter_endpoint.headers,
-        nullif(alter_endpoint.secret, ''), alter_endpoint.batch_size, alter_endpoint.max_attempts,
-        alter_endpoint.timeout_ms, alter_endpoint.max_in_flight,
-        coalesce(alter_endpoint.retry_base_ms, ep.retry_base_ms),
-        coalesce(alter_endpoint.retry_max_ms, ep.retry_max_ms));
-    IF alter_endpoint.url IS NOT NULL
-       AND pg_sync._url_origin(alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
-       AND (ep.headers <> '{}' AND alter_endpoint.headers IS NULL
-            OR ep.secret IS NOT NULL AND alter_endpoint.secret IS NULL) THEN
+     WHERE e.id = pg_sync._endpoint_id(_alter_endpoint.name, 'no key update');
+    PERFORM pg_sync._check_endpoint(NULL, _alter_endpoint.url, _alter_endpoint.headers,
+        nullif(_alter_endpoint.secret, ''), _alter_endpoint.batch_size, _alter_endpoint.max_attempts,
+        _alter_endpoint.timeout_ms, _alter_endpoint.max_in_flight,
+        coalesce(_alter_endpoint.retry_base_ms, ep.retry_base_ms),
+        coalesce(_alter_endpoint.retry_max_ms, ep.retry_max_ms));
+    IF _alter_endpoint.url IS NOT NULL AND _alter_endpoint.url IS DISTINCT FROM ep.url THEN
+        SELECT t.tbl INTO unreadable FROM pg_sync._tracked t
+         WHERE t.endpoint_id = ep.id AND NOT has_table_privilege(caller, t.tbl, 'SELECT')
+         ORDER BY t.tbl::oid LIMIT 1;
+        IF unreadable IS NOT NULL THEN
+            RAISE EXCEPTION 'permission denied to change the URL of endpoint %', pg_sync._quote(_alter_endpoint.name)
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s may not read table %s, which is tracked for the endpoint: its rows would go to the new URL.',
+                                      caller, unreadable),
+                      HINT = 'Ask a role that may read every table tracked for the endpoint.';
+        END IF;
+    END IF;
+    IF _alter_endpoint.url IS NOT NULL
+       AND pg_sync._url_origin(_alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
+       AND (ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
+            OR ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL) THEN
         RAISE EXCEPTION 'the new URL of endpoint % is on another origin: its % must be given again',
-                        pg_sync._quote(alter_endpoint.name),
-                        CASE WHEN ep.headers <> '{}' AND alter_endpoint.headers IS NULL
-                                  AND ep.secret IS NOT NULL AND alter_endpoint.secret IS NULL THEN 'headers and secret'
-                             WHEN ep.secret IS NOT NULL AND alter_endpoint.secret IS NULL THEN 'secret'
+                        pg_sync._quote(_alter_endpoint.name),
+                        CASE WHEN ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
+                                  AND ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'headers and secret'
+                             WHEN ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'secret'
                              ELSE 'headers' END
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = format('The endpoint''s headers and secret were given for %s; they are not sent to %s unless the same call gives them.',
-                                  pg_sync._url_origin(ep.url), pg_sync._url_origin(alter_endpoint.url)),
+                                  pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url)),
                   HINT = 'Pass headers => ... and secret => ... with the new url (headers => ''{}'' and secret => '''' drop them).';
     END IF;
     UPDATE pg_sync._endpoints e SET
-        url           = coalesce(alter_endpoint.url, e.url),
-        headers       = coalesce(alter_endpoint.headers, e.headers),
-        secret        = CASE WHEN alter_endpoint.secret IS NULL THEN e.secret
-                             ELSE nullif(alter_endpoint.secret, '') END,
-        batch_size    = coalesce(alter_endpoint.batch_size, e.batch_size),
-        max_attempts  = coalesce(alter_endpoint.max_attempts, e.max_attempts),
-        timeout_ms    = coalesce(alter_endpoint.timeout_ms, e.timeout_ms),
-        max_in_flight = coalesce(alter_endpoint.max_in_flight, e.max_in_flight),
-        retry_base_ms = coalesce(alter_endpoint.retry_base_ms, e.retry_base_ms),
-        retry_max_ms  = coalesce(alter_endpoint.retry_max_ms, e.retry_max_ms)
+        url           = coalesce(_alter_endpoint.url, e.url),
+        headers       = coalesce(_alter_endpoint.headers, e.headers),
+        secret        = CASE WHEN _alter_endpoint.secret IS NULL THEN e.secret
+                             ELSE nullif(_alter_endpoint.secret, '') END,
+        batch_size    = coalesce(_alter_endpoint.batch_size, e.batch_size),
+        max_attempts  = coalesce(_alter_endpoint.max_attempts, e.max_attempts),
+        timeout_ms    = coalesce(_alter_endpoint.timeout_ms, e.timeout_ms),
+        max_in_flight = coalesce(_alter_endpoint.max_in_flight, e.max_in_flight),
+        retry_base_ms = coalesce(_alter_endpoint.retry_base_ms, e.retry_base_ms),
+        retry_max_ms  = coalesce(_alter_endpoint.retry_max_ms, e.retry_max_ms)
      WHERE e.id = ep.id;
     PERFORM pg_sync._wake(true);
 END
 $$;
+
+CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
+    name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
+    batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
+    max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
 
 -- Re-reads a tracked table's configuration against its current columns: follows RENAME
 -- COLUMN (by attribute number), forgets dropped payload columns, and refuses (aborting the
@@ -238,7 +272,7 @@ BEGIN
         END IF;
         IF r.filter IS NOT NULL THEN
             BEGIN
-                PERFORM pg_sync._check_filter(r.tbl, r.filter, r.filter_role, r.filter_settings);
+                PERFORM pg_sync._check_filter(r.tbl, r.filter, NULL, r.filter_settings);
             EXCEPTION WHEN OTHERS THEN
                 RAISE EXCEPTION 'the pg_sync filter of table % for endpoint "%" would no longer be valid: %',
                                 r.tbl, ep, SQLERRM
@@ -502,6 +536,45 @@ BEGIN
 END
 $$;
 
+-- Continues a cancelled or failed backfill from the last page it committed. Returns false when
+-- it was running already; a finished one cannot be resumed (start a new one).
+-- The caller becomes the backfill's requester: it must be able to read every row of the table
+-- (another admin's backfill would otherwise send a table the caller may not read).
+-- pg_sync.resume_backfill() is C (pg_sync_with_caller): it runs this as the extension's owner.
+CREATE OR REPLACE FUNCTION pg_sync._resume_backfill(id bigint, caller regrole) RETURNS bool
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    b pg_sync._backfills;
+BEGIN
+    PERFORM pg_sync._require(id, 'id');
+    SELECT * INTO b FROM pg_sync._backfills x WHERE x.id = _resume_backfill.id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'backfill % does not exist', id USING ERRCODE = 'undefined_object';
+    END IF;
+    IF b.state = 'running' THEN
+        RETURN false;
+    ELSIF b.state = 'done' THEN
+        RAISE EXCEPTION 'backfill % is done', id USING ERRCODE = 'object_not_in_prerequisite_state',
+            HINT = 'Start a new one with pg_sync.backfill().';
+    END IF;
+    IF EXISTS (SELECT FROM pg_sync._backfills x
+                WHERE x.tbl = b.tbl AND x.endpoint_id = b.endpoint_id AND x.state = 'running') THEN
+        RAISE EXCEPTION 'another backfill of % for this endpoint is running', b.tbl
+            USING ERRCODE = 'object_in_use';
+    END IF;
+    PERFORM pg_sync._check_backfill_reader(caller, b.tbl);
+    UPDATE pg_sync._backfills x
+       SET state = 'running', finished_at = NULL, last_error = NULL, waiting_for = NULL, retry_at = NULL,
+           updated_at = now(), requested_by = caller
+     WHERE x.id = _resume_backfill.id;
+    PERFORM pg_sync._wake(true);
+    RETURN true;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_sync.resume_backfill(id bigint) RETURNS bool
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
+
 CREATE OR REPLACE FUNCTION pg_sync.health()
 RETURNS TABLE (severity text, endpoint text, problem text, detail text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -518,7 +591,7 @@ BEGIN
     SELECT 'critical'::text, s.endpoint, 'circuit open'::text,
            format('%s consecutive failed request%s, last error: %s; next attempt at %s',
                   s.consecutive_failures, CASE WHEN s.consecutive_failures = 1 THEN '' ELSE 's' END,
-                  coalesce(s.last_error, '?'), coalesce(s.next_attempt_at::text, '?'))
+                  coalesce(pg_sync._error_class(s.last_error), '?'), coalesce(s.next_attempt_at::text, '?'))
       FROM pg_sync.endpoint_status s WHERE s.state = 'circuit_open'
     UNION ALL
     SELECT 'warning', s.endpoint, 'dead letters',
@@ -534,7 +607,7 @@ BEGIN
     UNION ALL
     SELECT 'warning', e.name, 'error rate',
            format('%s of the last %s requests failed (threshold %s%%), last error: %s',
-                  a.failed, a.total, round((max_rate * 100)::numeric, 1), a.last_error)
+                  a.failed, a.total, round((max_rate * 100)::numeric, 1), pg_sync._error_class(a.last_error))
       FROM (SELECT a.endpoint_id, count(*) AS total,
                    count(*) FILTER (WHERE a.status IS NULL OR a.status NOT BETWEEN 200 AND 299) AS failed,
                    (array_agg(a.error ORDER BY a.finished_at DESC) FILTER (WHERE a.error IS NOT NULL))[1] AS last_error
@@ -544,7 +617,7 @@ BEGIN
     UNION ALL
     SELECT 'warning', e.name, 'backfill failed',
            format('backfill %s of %s failed after %s rows: %s (pg_sync.resume_backfill(%s) continues it)',
-                  b.id, b.tbl, b.rows_scanned, b.last_error, b.id)
+                  b.id, b.tbl, b.rows_scanned, pg_sync._error_class(b.last_error), b.id)
       FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
      WHERE b.state = 'failed'
     UNION ALL
@@ -568,8 +641,17 @@ BEGIN
                   CASE WHEN r.oid IS NULL THEN 'no longer exists' ELSE 'may no longer read the table' END)
       FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id
       LEFT JOIN pg_roles r ON r.oid = t.filter_role
-     WHERE t.filter IS NOT NULL
+     WHERE t.filter IS NOT NULL AND t.filter_role IS NOT NULL
        AND (r.oid IS NULL OR NOT has_table_privilege(r.oid, t.tbl, 'SELECT'))
+    UNION ALL
+    -- Filters from before 0.3.0 have no recorded author: they run as the writer (as in 0.2.0),
+    -- and backfill refuses them.
+    SELECT 'warning', e.name, 'filter author unknown',
+           format('the filter of table %s was written before pg_sync 0.3.0 and runs with the rights of '
+                  'each writer; backfill refuses it: call pg_sync.track() for the table again as its author',
+                  t.tbl)
+      FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id
+     WHERE t.filter IS NOT NULL AND t.filter_role IS NULL
     UNION ALL
     -- Logical replication (see pg_sync._ignore_replicated()).
     SELECT 'warning', NULL, 'published pg_sync tables',
@@ -630,15 +712,73 @@ SELECT e.name,
        e.retry_max_ms, e.paused, e.paused_reason, e.created_at
   FROM pg_sync._endpoints e;
 
+CREATE OR REPLACE VIEW pg_sync.tracked_tables AS
+SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,
+       coalesce(t.key_columns,
+                (SELECT array_agg(a.attname::text ORDER BY k.ord)
+                   FROM pg_index i
+                  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE i.indrelid = t.tbl AND i.indisprimary AND k.ord <= i.indnkeyatts)) AS key_columns,
+       t.key_columns IS NULL AS key_is_primary_key,
+       CASE WHEN pg_sync._sees_data() THEN t.filter END AS filter
+  FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id;
+
+-- pending = captured and not yet delivered nor dead (in flight and waiting to retry included).
+-- Delivery figures come from the worker (pg_sync._endpoint_state).
+CREATE OR REPLACE VIEW pg_sync.endpoint_status AS
+SELECT e.name AS endpoint,
+       CASE WHEN e.paused THEN 'paused'
+            WHEN s.circuit IN ('open', 'half_open') THEN 'circuit_open'
+            WHEN s.consecutive_failures > 0 OR q.retrying > 0 THEN 'retrying'
+            ELSE 'active' END AS state,
+       coalesce(q.pending, 0) AS pending,
+       coalesce(s.in_flight, 0) AS in_flight,
+       coalesce(d.dead, 0) AS dead,
+       now() - q.oldest AS oldest_pending_age,
+       coalesce(s.delivered_total, 0) AS delivered_total,
+       coalesce(s.failed_attempts_total, 0) AS failed_attempts_total,
+       s.last_success_at, s.last_failure_at, pg_sync._shown_error(s.last_error) AS last_error, s.last_status,
+       coalesce(s.consecutive_failures, 0) AS consecutive_failures,
+       CASE WHEN s.circuit = 'open' THEN s.next_attempt_at ELSE q.next_attempt_at END AS next_attempt_at,
+       e.paused_reason,
+       l.lag_p50, l.lag_p99
+  FROM pg_sync._endpoints e
+  LEFT JOIN pg_sync._endpoint_state s ON s.endpoint_id = e.id
+  LEFT JOIN (SELECT endpoint_id, count(*) AS pending, min(captured_at) AS oldest,
+                    count(*) FILTER (WHERE attempts > 0) AS retrying,
+                    min(next_attempt_at) FILTER (WHERE next_attempt_at > now()) AS next_attempt_at
+               FROM pg_sync._queue GROUP BY endpoint_id) q ON q.endpoint_id = e.id
+  LEFT JOIN (SELECT endpoint_id, count(*) AS dead FROM pg_sync._dead_letters GROUP BY endpoint_id) d
+         ON d.endpoint_id = e.id
+  -- Lag of recent deliveries (pg_sync.recent_attempts): capture of a request's oldest event to its 2xx.
+  LEFT JOIN (SELECT endpoint_id,
+                    make_interval(secs => percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_ms) / 1000) AS lag_p50,
+                    make_interval(secs => percentile_cont(0.99) WITHIN GROUP (ORDER BY lag_ms) / 1000) AS lag_p99
+               FROM pg_sync._attempts WHERE status BETWEEN 200 AND 299 GROUP BY endpoint_id) l
+         ON l.endpoint_id = e.id;
+
+-- The last pg_sync.recent_attempts_size HTTP requests of every endpoint, newest first.
+CREATE OR REPLACE VIEW pg_sync.recent_attempts AS
+SELECT e.name AS endpoint, a.started_at, a.events, a.status,
+       a.finished_at - a.started_at AS duration, pg_sync._shown_error(a.error) AS error,
+       make_interval(secs => a.lag_ms / 1000) AS lag
+  FROM pg_sync._attempts a JOIN pg_sync._endpoints e ON e.id = a.endpoint_id
+ ORDER BY a.finished_at DESC;
+
 CREATE OR REPLACE VIEW pg_sync.dead_letters AS
 SELECT d.id, e.name AS endpoint, d.tbl AS "table", d.op,
        CASE WHEN v.sees_data THEN d.key END AS key,
-       d.attempts, d.last_status, d.last_error, d.first_attempt_at, d.dead_at,
+       d.attempts, d.last_status, pg_sync._shown_error(d.last_error) AS last_error, d.first_attempt_at, d.dead_at,
        CASE WHEN NOT v.sees_data THEN NULL
             WHEN d.op = 'emit' THEN json_build_object('type', d.emit_type, 'payload', d.new_row)
             ELSE json_build_object('new', d.new_row, 'old', d.old_row) END AS payload
   FROM pg_sync._dead_letters d JOIN pg_sync._endpoints e ON e.id = d.endpoint_id
- CROSS JOIN (SELECT pg_sync._sees_data() AS sees_data) v;
+ -- Row data for admins, and of a table only for those who may read it (emit events have none).
+ CROSS JOIN LATERAL (SELECT pg_sync._sees_data()
+                            AND (d.tbl IS NULL
+                                 OR coalesce(has_table_privilege(to_regclass(d.tbl), 'SELECT'), false))
+                            AS sees_data) v;
 
 -- Backfills (pg_sync.backfill), running and finished, with their progress.
 CREATE OR REPLACE VIEW pg_sync.backfills AS
@@ -647,7 +787,7 @@ SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
        CASE WHEN b.state = 'done' THEN 100.0
             WHEN t.estimate > 0 THEN least(99.9, round(100.0 * b.rows_scanned / t.estimate, 1)) END AS percent_done,
        b.batch_rows, b.batches, CASE WHEN pg_sync._sees_data() THEN b.last_key END AS last_key,
-       b.waiting_for, b.last_error,
+       b.waiting_for, pg_sync._shown_error(b.last_error) AS last_error,
        b.requested_by::regrole AS requested_by, b.started_at, b.updated_at, b.finished_at
   FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
   -- Planner estimate of the row count (of every partition for a partitioned table); NULL
@@ -659,7 +799,15 @@ SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
                          OR c.oid IN (SELECT p.relid FROM pg_partition_tree(b.tbl) p WHERE p.isleaf)) t ON true;
 
 REVOKE EXECUTE ON FUNCTION pg_sync._check_filter(regclass, text, regrole, text[]), pg_sync._session_settings(),
-    pg_sync._url_origin(text), pg_sync._sees_data(), pg_sync._track(regclass, text, text[], text[], text[], text, regrole),
-    pg_sync._backfill_page(bigint), pg_sync._check_backfill_reader(oid, regclass), pg_sync._ignore_replicated()
+    pg_sync._url_origin(text), pg_sync._sees_data(), pg_sync._error_class(text), pg_sync._shown_error(text),
+    pg_sync._alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, regrole),
+    pg_sync.alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int),
+    pg_sync._track(regclass, text, text[], text[], text[], text, regrole),
+    pg_sync._backfill_page(bigint), pg_sync._check_backfill_reader(oid, regclass),
+    pg_sync._resume_backfill(bigint, regrole), pg_sync.resume_backfill(bigint), pg_sync._ignore_replicated()
     FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pg_sync._sees_data(), pg_sync._url_origin(text) TO pgsync_monitor; -- the views call them
+GRANT EXECUTE ON FUNCTION pg_sync.alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int),
+    pg_sync.resume_backfill(bigint) TO pgsync_admin;
+-- The views call these as the reader.
+GRANT EXECUTE ON FUNCTION pg_sync._sees_data(), pg_sync._url_origin(text), pg_sync._error_class(text),
+    pg_sync._shown_error(text) TO pgsync_monitor;

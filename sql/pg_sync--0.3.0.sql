@@ -185,8 +185,10 @@ CREATE FUNCTION pg_sync._workers(OUT database text, OUT pid int, OUT started_at 
 -- when it was written (_session_settings(): DateStyle, IntervalStyle, TimeZone,
 -- standard_conforming_strings, extra_float_digits, bytea_output, xmloption, lc_monetary,
 -- lc_numeric, as 'name=value').
+-- role NULL: parsed as the caller without the author check (_reconcile after DDL: the author's
+-- rights are checked before every run, and an author who lost them must not block the owner's DDL).
 CREATE FUNCTION pg_sync._check_filter(tbl regclass, filter text, role regrole, settings text[]) RETURNS void
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pg_sync_check_filter';
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_check_filter';
 CREATE FUNCTION pg_sync._session_settings() RETURNS text[]
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pg_sync_session_settings';
 
@@ -206,6 +208,18 @@ CREATE FUNCTION pg_sync._url_origin(url text) RETURNS text
 CREATE FUNCTION pg_sync._sees_data() RETURNS bool
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
 $$ SELECT pg_catalog.pg_has_role(current_user, 'pgsync_admin', 'MEMBER') $$;
+
+-- What monitors see of an error message: its class, the text before the first ': ' ("HTTP 500",
+-- "timeout", "invalid input syntax for type integer"); the rest can quote row data (a receiver's
+-- answer echoing the payload, a value that failed to convert).
+CREATE FUNCTION pg_sync._error_class(message text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS
+$$ SELECT split_part(message, ': ', 1) $$;
+
+-- An error message as the caller may see it (views): whole for admins, its class for monitors.
+CREATE FUNCTION pg_sync._shown_error(message text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT CASE WHEN pg_sync._sees_data() THEN message ELSE pg_sync._error_class(message) END $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Internal helpers. All SECURITY DEFINER functions pin search_path.
@@ -479,52 +493,74 @@ $$;
 -- (scheme, host, port) is refused unless the same call gives headers (when the endpoint has
 -- any) and secret (when it has one) again, so that no admin can point another admin's endpoint
 -- at a host of their choosing and receive its Authorization header or signed payloads.
-CREATE FUNCTION pg_sync.alter_endpoint(
-    name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
-    batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
-    max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL)
+-- A url change sends the rows of every table tracked for the endpoint somewhere else: the caller
+-- must be able to read them all (the same right track() asks for).
+-- pg_sync.alter_endpoint() is C (pg_sync_with_caller, src/pg/sql_api.cpp): it runs this as the
+-- extension's owner with the real caller (current_user) as the last argument.
+CREATE FUNCTION pg_sync._alter_endpoint(
+    name text, url text, headers jsonb, secret text, batch_size int, max_attempts int, timeout_ms int,
+    max_in_flight int, retry_base_ms int, retry_max_ms int, caller regrole)
 RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ep pg_sync._endpoints;
+    unreadable regclass;
 BEGIN
     SELECT * INTO ep FROM pg_sync._endpoints e
-     WHERE e.id = pg_sync._endpoint_id(alter_endpoint.name, 'no key update');
-    PERFORM pg_sync._check_endpoint(NULL, alter_endpoint.url, alter_endpoint.headers,
-        nullif(alter_endpoint.secret, ''), alter_endpoint.batch_size, alter_endpoint.max_attempts,
-        alter_endpoint.timeout_ms, alter_endpoint.max_in_flight,
-        coalesce(alter_endpoint.retry_base_ms, ep.retry_base_ms),
-        coalesce(alter_endpoint.retry_max_ms, ep.retry_max_ms));
-    IF alter_endpoint.url IS NOT NULL
-       AND pg_sync._url_origin(alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
-       AND (ep.headers <> '{}' AND alter_endpoint.headers IS NULL
-            OR ep.secret IS NOT NULL AND alter_endpoint.secret IS NULL) THEN
+     WHERE e.id = pg_sync._endpoint_id(_alter_endpoint.name, 'no key update');
+    PERFORM pg_sync._check_endpoint(NULL, _alter_endpoint.url, _alter_endpoint.headers,
+        nullif(_alter_endpoint.secret, ''), _alter_endpoint.batch_size, _alter_endpoint.max_attempts,
+        _alter_endpoint.timeout_ms, _alter_endpoint.max_in_flight,
+        coalesce(_alter_endpoint.retry_base_ms, ep.retry_base_ms),
+        coalesce(_alter_endpoint.retry_max_ms, ep.retry_max_ms));
+    IF _alter_endpoint.url IS NOT NULL AND _alter_endpoint.url IS DISTINCT FROM ep.url THEN
+        SELECT t.tbl INTO unreadable FROM pg_sync._tracked t
+         WHERE t.endpoint_id = ep.id AND NOT has_table_privilege(caller, t.tbl, 'SELECT')
+         ORDER BY t.tbl::oid LIMIT 1;
+        IF unreadable IS NOT NULL THEN
+            RAISE EXCEPTION 'permission denied to change the URL of endpoint %', pg_sync._quote(_alter_endpoint.name)
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s may not read table %s, which is tracked for the endpoint: its rows would go to the new URL.',
+                                      caller, unreadable),
+                      HINT = 'Ask a role that may read every table tracked for the endpoint.';
+        END IF;
+    END IF;
+    IF _alter_endpoint.url IS NOT NULL
+       AND pg_sync._url_origin(_alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
+       AND (ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
+            OR ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL) THEN
         RAISE EXCEPTION 'the new URL of endpoint % is on another origin: its % must be given again',
-                        pg_sync._quote(alter_endpoint.name),
-                        CASE WHEN ep.headers <> '{}' AND alter_endpoint.headers IS NULL
-                                  AND ep.secret IS NOT NULL AND alter_endpoint.secret IS NULL THEN 'headers and secret'
-                             WHEN ep.secret IS NOT NULL AND alter_endpoint.secret IS NULL THEN 'secret'
+                        pg_sync._quote(_alter_endpoint.name),
+                        CASE WHEN ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
+                                  AND ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'headers and secret'
+                             WHEN ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'secret'
                              ELSE 'headers' END
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = format('The endpoint''s headers and secret were given for %s; they are not sent to %s unless the same call gives them.',
-                                  pg_sync._url_origin(ep.url), pg_sync._url_origin(alter_endpoint.url)),
+                                  pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url)),
                   HINT = 'Pass headers => ... and secret => ... with the new url (headers => ''{}'' and secret => '''' drop them).';
     END IF;
     UPDATE pg_sync._endpoints e SET
-        url           = coalesce(alter_endpoint.url, e.url),
-        headers       = coalesce(alter_endpoint.headers, e.headers),
-        secret        = CASE WHEN alter_endpoint.secret IS NULL THEN e.secret
-                             ELSE nullif(alter_endpoint.secret, '') END,
-        batch_size    = coalesce(alter_endpoint.batch_size, e.batch_size),
-        max_attempts  = coalesce(alter_endpoint.max_attempts, e.max_attempts),
-        timeout_ms    = coalesce(alter_endpoint.timeout_ms, e.timeout_ms),
-        max_in_flight = coalesce(alter_endpoint.max_in_flight, e.max_in_flight),
-        retry_base_ms = coalesce(alter_endpoint.retry_base_ms, e.retry_base_ms),
-        retry_max_ms  = coalesce(alter_endpoint.retry_max_ms, e.retry_max_ms)
+        url           = coalesce(_alter_endpoint.url, e.url),
+        headers       = coalesce(_alter_endpoint.headers, e.headers),
+        secret        = CASE WHEN _alter_endpoint.secret IS NULL THEN e.secret
+                             ELSE nullif(_alter_endpoint.secret, '') END,
+        batch_size    = coalesce(_alter_endpoint.batch_size, e.batch_size),
+        max_attempts  = coalesce(_alter_endpoint.max_attempts, e.max_attempts),
+        timeout_ms    = coalesce(_alter_endpoint.timeout_ms, e.timeout_ms),
+        max_in_flight = coalesce(_alter_endpoint.max_in_flight, e.max_in_flight),
+        retry_base_ms = coalesce(_alter_endpoint.retry_base_ms, e.retry_base_ms),
+        retry_max_ms  = coalesce(_alter_endpoint.retry_max_ms, e.retry_max_ms)
      WHERE e.id = ep.id;
     PERFORM pg_sync._wake(true);
 END
 $$;
+
+CREATE FUNCTION pg_sync.alter_endpoint(
+    name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
+    batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
+    max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
 
 CREATE FUNCTION pg_sync.drop_endpoint(name text, force bool DEFAULT false) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -704,7 +740,7 @@ BEGIN
         END IF;
         IF r.filter IS NOT NULL THEN
             BEGIN
-                PERFORM pg_sync._check_filter(r.tbl, r.filter, r.filter_role, r.filter_settings);
+                PERFORM pg_sync._check_filter(r.tbl, r.filter, NULL, r.filter_settings);
             EXCEPTION WHEN OTHERS THEN
                 RAISE EXCEPTION 'the pg_sync filter of table % for endpoint "%" would no longer be valid: %',
                                 r.tbl, ep, SQLERRM
@@ -1228,13 +1264,16 @@ $$;
 
 -- Continues a cancelled or failed backfill from the last page it committed. Returns false when
 -- it was running already; a finished one cannot be resumed (start a new one).
-CREATE FUNCTION pg_sync.resume_backfill(id bigint) RETURNS bool
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+-- The caller becomes the backfill's requester: it must be able to read every row of the table
+-- (another admin's backfill would otherwise send a table the caller may not read).
+-- pg_sync.resume_backfill() is C (pg_sync_with_caller): it runs this as the extension's owner.
+CREATE FUNCTION pg_sync._resume_backfill(id bigint, caller regrole) RETURNS bool
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     b pg_sync._backfills;
 BEGIN
     PERFORM pg_sync._require(id, 'id');
-    SELECT * INTO b FROM pg_sync._backfills x WHERE x.id = resume_backfill.id FOR UPDATE;
+    SELECT * INTO b FROM pg_sync._backfills x WHERE x.id = _resume_backfill.id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'backfill % does not exist', id USING ERRCODE = 'undefined_object';
     END IF;
@@ -1249,14 +1288,18 @@ BEGIN
         RAISE EXCEPTION 'another backfill of % for this endpoint is running', b.tbl
             USING ERRCODE = 'object_in_use';
     END IF;
+    PERFORM pg_sync._check_backfill_reader(caller, b.tbl);
     UPDATE pg_sync._backfills x
        SET state = 'running', finished_at = NULL, last_error = NULL, waiting_for = NULL, retry_at = NULL,
-           updated_at = now()
-     WHERE x.id = resume_backfill.id;
+           updated_at = now(), requested_by = caller
+     WHERE x.id = _resume_backfill.id;
     PERFORM pg_sync._wake(true);
     RETURN true;
 END
 $$;
+
+CREATE FUNCTION pg_sync.resume_backfill(id bigint) RETURNS bool
+LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
 
 -- ---------------------------------------------------------------------------------------------
 -- Health: one row per current problem, none when all is well (what an alert rule calls).
@@ -1279,7 +1322,7 @@ BEGIN
     SELECT 'critical'::text, s.endpoint, 'circuit open'::text,
            format('%s consecutive failed request%s, last error: %s; next attempt at %s',
                   s.consecutive_failures, CASE WHEN s.consecutive_failures = 1 THEN '' ELSE 's' END,
-                  coalesce(s.last_error, '?'), coalesce(s.next_attempt_at::text, '?'))
+                  coalesce(pg_sync._error_class(s.last_error), '?'), coalesce(s.next_attempt_at::text, '?'))
       FROM pg_sync.endpoint_status s WHERE s.state = 'circuit_open'
     UNION ALL
     SELECT 'warning', s.endpoint, 'dead letters',
@@ -1295,7 +1338,7 @@ BEGIN
     UNION ALL
     SELECT 'warning', e.name, 'error rate',
            format('%s of the last %s requests failed (threshold %s%%), last error: %s',
-                  a.failed, a.total, round((max_rate * 100)::numeric, 1), a.last_error)
+                  a.failed, a.total, round((max_rate * 100)::numeric, 1), pg_sync._error_class(a.last_error))
       FROM (SELECT a.endpoint_id, count(*) AS total,
                    count(*) FILTER (WHERE a.status IS NULL OR a.status NOT BETWEEN 200 AND 299) AS failed,
                    (array_agg(a.error ORDER BY a.finished_at DESC) FILTER (WHERE a.error IS NOT NULL))[1] AS last_error
@@ -1305,7 +1348,7 @@ BEGIN
     UNION ALL
     SELECT 'warning', e.name, 'backfill failed',
            format('backfill %s of %s failed after %s rows: %s (pg_sync.resume_backfill(%s) continues it)',
-                  b.id, b.tbl, b.rows_scanned, b.last_error, b.id)
+                  b.id, b.tbl, b.rows_scanned, pg_sync._error_class(b.last_error), b.id)
       FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
      WHERE b.state = 'failed'
     UNION ALL
@@ -1329,8 +1372,17 @@ BEGIN
                   CASE WHEN r.oid IS NULL THEN 'no longer exists' ELSE 'may no longer read the table' END)
       FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id
       LEFT JOIN pg_roles r ON r.oid = t.filter_role
-     WHERE t.filter IS NOT NULL
+     WHERE t.filter IS NOT NULL AND t.filter_role IS NOT NULL
        AND (r.oid IS NULL OR NOT has_table_privilege(r.oid, t.tbl, 'SELECT'))
+    UNION ALL
+    -- Filters from before 0.3.0 have no recorded author: they run as the writer (as in 0.2.0),
+    -- and backfill refuses them.
+    SELECT 'warning', e.name, 'filter author unknown',
+           format('the filter of table %s was written before pg_sync 0.3.0 and runs with the rights of '
+                  'each writer; backfill refuses it: call pg_sync.track() for the table again as its author',
+                  t.tbl)
+      FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id
+     WHERE t.filter IS NOT NULL AND t.filter_role IS NULL
     UNION ALL
     -- Logical replication (see pg_sync._ignore_replicated()).
     SELECT 'warning', NULL, 'published pg_sync tables',
@@ -1527,7 +1579,8 @@ SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,
                   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
                   WHERE i.indrelid = t.tbl AND i.indisprimary AND k.ord <= i.indnkeyatts)) AS key_columns,
-       t.key_columns IS NULL AS key_is_primary_key, t.filter
+       t.key_columns IS NULL AS key_is_primary_key,
+       CASE WHEN pg_sync._sees_data() THEN t.filter END AS filter
   FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id;
 
 -- pending = captured and not yet delivered nor dead (in flight and waiting to retry included).
@@ -1544,7 +1597,7 @@ SELECT e.name AS endpoint,
        now() - q.oldest AS oldest_pending_age,
        coalesce(s.delivered_total, 0) AS delivered_total,
        coalesce(s.failed_attempts_total, 0) AS failed_attempts_total,
-       s.last_success_at, s.last_failure_at, s.last_error, s.last_status,
+       s.last_success_at, s.last_failure_at, pg_sync._shown_error(s.last_error) AS last_error, s.last_status,
        coalesce(s.consecutive_failures, 0) AS consecutive_failures,
        CASE WHEN s.circuit = 'open' THEN s.next_attempt_at ELSE q.next_attempt_at END AS next_attempt_at,
        e.paused_reason,
@@ -1567,7 +1620,7 @@ SELECT e.name AS endpoint,
 -- The last pg_sync.recent_attempts_size HTTP requests of every endpoint, newest first.
 CREATE VIEW pg_sync.recent_attempts AS
 SELECT e.name AS endpoint, a.started_at, a.events, a.status,
-       a.finished_at - a.started_at AS duration, a.error,
+       a.finished_at - a.started_at AS duration, pg_sync._shown_error(a.error) AS error,
        make_interval(secs => a.lag_ms / 1000) AS lag
   FROM pg_sync._attempts a JOIN pg_sync._endpoints e ON e.id = a.endpoint_id
  ORDER BY a.finished_at DESC;
@@ -1575,12 +1628,16 @@ SELECT e.name AS endpoint, a.started_at, a.events, a.status,
 CREATE VIEW pg_sync.dead_letters AS
 SELECT d.id, e.name AS endpoint, d.tbl AS "table", d.op,
        CASE WHEN v.sees_data THEN d.key END AS key,
-       d.attempts, d.last_status, d.last_error, d.first_attempt_at, d.dead_at,
+       d.attempts, d.last_status, pg_sync._shown_error(d.last_error) AS last_error, d.first_attempt_at, d.dead_at,
        CASE WHEN NOT v.sees_data THEN NULL
             WHEN d.op = 'emit' THEN json_build_object('type', d.emit_type, 'payload', d.new_row)
             ELSE json_build_object('new', d.new_row, 'old', d.old_row) END AS payload
   FROM pg_sync._dead_letters d JOIN pg_sync._endpoints e ON e.id = d.endpoint_id
- CROSS JOIN (SELECT pg_sync._sees_data() AS sees_data) v;
+ -- Row data for admins, and of a table only for those who may read it (emit events have none).
+ CROSS JOIN LATERAL (SELECT pg_sync._sees_data()
+                            AND (d.tbl IS NULL
+                                 OR coalesce(has_table_privilege(to_regclass(d.tbl), 'SELECT'), false))
+                            AS sees_data) v;
 
 -- Backfills (pg_sync.backfill), running and finished, with their progress.
 CREATE VIEW pg_sync.backfills AS
@@ -1589,7 +1646,7 @@ SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
        CASE WHEN b.state = 'done' THEN 100.0
             WHEN t.estimate > 0 THEN least(99.9, round(100.0 * b.rows_scanned / t.estimate, 1)) END AS percent_done,
        b.batch_rows, b.batches, CASE WHEN pg_sync._sees_data() THEN b.last_key END AS last_key,
-       b.waiting_for, b.last_error,
+       b.waiting_for, pg_sync._shown_error(b.last_error) AS last_error,
        b.requested_by::regrole AS requested_by, b.started_at, b.updated_at, b.finished_at
   FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
   -- Planner estimate of the row count (of every partition for a partitioned table); NULL
@@ -1630,7 +1687,8 @@ GRANT EXECUTE ON FUNCTION
     pg_sync.resume_backfill(bigint)
     TO pgsync_admin;
 GRANT EXECUTE ON FUNCTION pg_sync._workers() TO pgsync_monitor; -- pg_sync.workers calls it as the reader
-GRANT EXECUTE ON FUNCTION pg_sync._sees_data(), pg_sync._url_origin(text) TO pgsync_monitor; -- the views call them
+GRANT EXECUTE ON FUNCTION pg_sync._sees_data(), pg_sync._url_origin(text), pg_sync._error_class(text),
+    pg_sync._shown_error(text) TO pgsync_monitor; -- the views call them as the reader
 GRANT EXECUTE ON FUNCTION pg_sync.health() TO pgsync_monitor;
 -- Admins may pass emit() on to application roles.
 GRANT EXECUTE ON FUNCTION pg_sync.emit(text, text, jsonb, text) TO pgsync_admin WITH GRANT OPTION;

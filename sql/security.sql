@@ -63,6 +63,18 @@ SELECT pg_sync.track('sec.payroll', 'e', filter => 'sec.g()');
 RESET SESSION AUTHORIZATION;
 INSERT INTO payroll VALUES (2, 100);
 SELECT count(*) AS captured FROM q;
+-- Nor can it leave a setting behind (set_config(..., false) is undone when the filter returns):
+-- a search_path left to the author would run the author's functions in the writer's session.
+SET SESSION AUTHORIZATION regress_sec_admin;
+CREATE FUNCTION sec.setpath() RETURNS text LANGUAGE sql VOLATILE AS
+$$ SELECT set_config('search_path', 'sec_evil, pg_catalog', false) $$;
+CREATE FUNCTION sec.h() RETURNS bool LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM sec.setpath(); RETURN true; END $$;
+SELECT pg_sync.track('sec.payroll', 'e', filter => 'sec.h()');
+RESET SESSION AUTHORIZATION;
+SHOW search_path;
+INSERT INTO payroll VALUES (2, 100);
+SHOW search_path;
+SELECT count(*) AS captured FROM q;
 -- The author loses SELECT on the table: writes fail with a clear error (nothing is captured
 -- unfiltered or skipped), health() says why, and track() again as another role repairs it.
 SET SESSION AUTHORIZATION regress_sec_admin;
@@ -73,9 +85,30 @@ INSERT INTO payroll VALUES (3, 100);
 SELECT severity, endpoint, problem, detail FROM pg_sync.health() WHERE problem = 'filter role invalid';
 GRANT SELECT ON payroll TO regress_sec_admin;
 INSERT INTO payroll VALUES (3, 100);
+-- The owner's DDL is not blocked by the author's lost rights (the filter is re-parsed after
+-- ALTER TABLE, without the author check; its author is checked before it runs).
+REVOKE SELECT ON payroll FROM regress_sec_admin;
+ALTER TABLE payroll ADD COLUMN note text;
+GRANT SELECT ON payroll TO regress_sec_admin;
+-- A filter from before 0.3.0 (no recorded author) runs as the writer, as it did then; health()
+-- asks for track() again.
+UPDATE pg_sync._tracked SET filter_role = NULL, filter_settings = NULL, filter = 'sec.logs_writer()'
+ WHERE tbl = 'payroll'::regclass;
+CREATE FUNCTION sec.logs_writer() RETURNS bool LANGUAGE plpgsql STABLE AS
+$$ BEGIN PERFORM sec.log_writer(); RETURN true; END $$;
+CREATE FUNCTION sec.log_writer() RETURNS void LANGUAGE sql VOLATILE AS $$ INSERT INTO sec.seen VALUES (current_user, true) $$;
+SELECT pg_sync._config_changed();
+DELETE FROM seen;
+INSERT INTO payroll VALUES (5, 100);
+SELECT who FROM seen;
+SELECT severity, problem, detail FROM pg_sync.health() WHERE problem LIKE 'filter%';
+DROP FUNCTION logs_writer(), log_writer();
+SET SESSION AUTHORIZATION regress_sec_admin;
+SELECT pg_sync.track('sec.payroll', 'e', filter => 'NEW.salary > 0');
+RESET SESSION AUTHORIZATION;
 -- The author is dropped: the same, until track() is called again.
 REVOKE ALL ON payroll FROM regress_sec_admin;
-DROP FUNCTION f(), g(), escalate(), sets();
+DROP FUNCTION f(), g(), h(), escalate(), sets(), setpath();
 REVOKE ALL ON seen FROM regress_sec_admin;
 REVOKE ALL ON SCHEMA sec FROM regress_sec_admin;
 DROP ROLE regress_sec_admin;
@@ -112,6 +145,34 @@ SELECT url, headers, secret IS NOT NULL AS has_secret FROM pg_sync._endpoints WH
 SELECT pg_sync.create_endpoint('bare', 'https://a.example.com/x');
 SELECT pg_sync.alter_endpoint('bare', url => 'https://b.example.com/y');
 SELECT url FROM pg_sync._endpoints WHERE name = 'bare';
+-- Any URL change sends the rows of the endpoint's tables elsewhere: the caller must be able to
+-- read every table tracked for it.
+SELECT pg_sync.track('sec.payroll', 'bare');
+SET SESSION AUTHORIZATION regress_sec_admin2;
+SELECT pg_sync.alter_endpoint('bare', url => 'https://b.example.com/other');
+RESET SESSION AUTHORIZATION;
+GRANT SELECT ON payroll TO regress_sec_admin2;
+SET SESSION AUTHORIZATION regress_sec_admin2;
+SELECT pg_sync.alter_endpoint('bare', url => 'https://b.example.com/other');
+SELECT pg_sync.alter_endpoint('bare', batch_size => 7);  -- other settings need no table rights
+RESET SESSION AUTHORIZATION;
+SELECT url, batch_size FROM pg_sync._endpoints WHERE name = 'bare';
+SELECT pg_sync.untrack('sec.payroll', 'bare');
+REVOKE SELECT ON payroll FROM regress_sec_admin2;
+-- Resuming another admin's backfill makes the caller its requester: it must read the table.
+INSERT INTO pg_sync._backfills (tbl, endpoint_id, batch_rows, requested_by, state)
+SELECT 'sec.payroll', id, 10, 10, 'cancelled' FROM pg_sync._endpoints WHERE name = 'e';
+SELECT max(id) AS bid FROM pg_sync._backfills \gset
+SET SESSION AUTHORIZATION regress_sec_admin2;
+SELECT pg_sync.resume_backfill(:bid);
+RESET SESSION AUTHORIZATION;
+GRANT SELECT ON payroll TO regress_sec_admin2;
+SET SESSION AUTHORIZATION regress_sec_admin2;
+SELECT pg_sync.resume_backfill(:bid);
+RESET SESSION AUTHORIZATION;
+SELECT state, requested_by FROM pg_sync.backfills;
+DELETE FROM pg_sync._backfills;
+REVOKE SELECT ON payroll FROM regress_sec_admin2;
 DROP ROLE regress_sec_admin2;
 
 -- ==========================================================================================
@@ -129,12 +190,29 @@ SELECT name, url FROM pg_sync.endpoints ORDER BY name COLLATE "C";
 SELECT count(*) AS leaks FROM pg_sync.dead_letters v WHERE v::text ~ 'alice|salary';
 RESET ROLE;
 CREATE ROLE regress_sec_admin3 LOGIN IN ROLE pgsync_admin;
+-- An admin sees row data only of tables it may read.
+SET ROLE regress_sec_admin3;
+SELECT id, key, payload FROM pg_sync.dead_letters;
+RESET ROLE;
+GRANT SELECT ON payroll TO regress_sec_admin3;
 SET ROLE regress_sec_admin3;
 SELECT id, key, payload FROM pg_sync.dead_letters;
 SELECT last_key FROM pg_sync.backfills;
 SELECT name, url FROM pg_sync.endpoints ORDER BY name COLLATE "C";
 RESET ROLE;
+REVOKE SELECT ON payroll FROM regress_sec_admin3;
 DROP ROLE regress_sec_admin3;
+-- Error messages: monitors see their class only (the rest can quote a receiver's answer).
+UPDATE pg_sync._endpoint_state SET last_error = 'HTTP 422: {"rejected": {"email": "alice@example.com"}}';
+INSERT INTO pg_sync._endpoint_state (endpoint_id, last_error)
+SELECT id, 'HTTP 422: {"rejected": {"email": "alice@example.com"}}' FROM pg_sync._endpoints WHERE name = 'e'
+ON CONFLICT (endpoint_id) DO UPDATE SET last_error = excluded.last_error;
+SET ROLE regress_sec_monitor;
+SELECT endpoint, last_error FROM pg_sync.endpoint_status WHERE endpoint = 'e';
+SELECT "table", filter FROM pg_sync.tracked_tables;
+RESET ROLE;
+SELECT endpoint, last_error FROM pg_sync.endpoint_status WHERE endpoint = 'e';
+DELETE FROM pg_sync._endpoint_state;
 DELETE FROM pg_sync._dead_letters;
 DELETE FROM pg_sync._backfills;
 
@@ -203,6 +281,16 @@ INSERT INTO k_quote VALUES (1);
 RESET quote_all_identifiers;
 INSERT INTO k_quote VALUES (2);
 SELECT q.tbl, q.key FROM pg_sync._queue q WHERE q.tbl LIKE '%k_quote%' ORDER BY q.id;
+-- reg* key columns print names relative to search_path: keys are rendered with pg_catalog only.
+CREATE SCHEMA sec_other;
+CREATE TABLE sec_other.thing (id int);
+CREATE TABLE k_reg (c regclass PRIMARY KEY, v int);
+SELECT pg_sync.track('k_reg', 'g1');
+INSERT INTO k_reg VALUES ('sec_other.thing', 1);
+SET search_path = sec, sec_other;
+UPDATE k_reg SET v = 2;
+SET search_path = sec;
+SELECT op, key FROM q WHERE key LIKE '{"c"%' ORDER BY op;
 -- The test-only pause setting is superuser-only.
 CREATE ROLE regress_sec_plain;
 SET ROLE regress_sec_plain;
@@ -267,5 +355,6 @@ DROP DATABASE regress_sec_tr;
 SET client_min_messages = warning;
 DROP EXTENSION pg_sync CASCADE;
 DROP SCHEMA sec CASCADE;
+DROP SCHEMA sec_other CASCADE;
 DROP ROLE regress_sec_monitor;
 RESET client_min_messages;

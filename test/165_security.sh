@@ -13,7 +13,9 @@
 #      worker's;
 #   d) a backfill requester hidden from rows by row-level security is refused (at the call, and
 #      when RLS is switched on later the job fails), so a backfill never sends rows its
-#      requester could not read.
+#      requester could not read;
+#   e) settings changed by a filter (set_config(..., false)) are undone when it returns: they
+#      never stay in the backfill worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib/pg.sh
@@ -147,5 +149,30 @@ bf_wait "$id" failed 60
 assert_contains "$(q -c "SELECT last_error FROM pg_sync.backfills WHERE id = $id")" "row-level security"
 assert_eq "$(events_of app.tenants | wc -l)" 0 "no row of the RLS table was sent"
 echo "d) RLS: refused at the call, and the job failed when RLS came on before its first page"
+# --- e) code run by the backfill leaves no setting behind in the worker ---------------------------
+# A filter that sets search_path (set_config(..., false)) in every call: the next page of the
+# worker, and its own next call, must not see it (0.3.0's first cut kept such settings, and the
+# worker then ran its queries under the author's search_path).
+PGUSER=sec_admin q >/dev/null <<'SQL'
+CREATE FUNCTION app.leak_log() RETURNS bool LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    INSERT INTO app.seen VALUES (current_setting('search_path'));
+    PERFORM set_config('search_path', 'app_evil, pg_catalog', false);
+    RETURN true;
+END $$;
+CREATE FUNCTION app.leaky() RETURNS bool LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN app.leak_log(); END $$;
+SQL
+q >/dev/null <<'SQL'
+DELETE FROM app.seen;
+CREATE TABLE app.leak (id int PRIMARY KEY);
+INSERT INTO app.leak SELECT generate_series(1, 10);
+GRANT SELECT, TRIGGER ON app.leak TO sec_admin;
+SQL
+PGUSER=sec_admin q -c "SELECT pg_sync.track('app.leak', 'hook', filter => 'app.leaky()')" >/dev/null
+id=$(PGUSER=sec_admin q -c "SELECT pg_sync.backfill('app.leak', 'hook', batch_rows => 3)" 2>/dev/null)
+bf_wait "$id" done 60
+assert_eq "$(q -c "SELECT count(*) FROM app.seen")" 10 "the filter ran once per row"
+assert_eq "$(q -c "SELECT count(*) FROM app.seen WHERE who LIKE '%app_evil%'")" 0 "no call saw a search_path set by an earlier one"
+echo "e) settings set by a filter in the backfill worker are undone ($(q -c "SELECT DISTINCT who FROM app.seen"))"
 q -c "ALTER DATABASE postgres RESET ALL" >/dev/null
 echo "ok"

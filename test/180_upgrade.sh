@@ -42,6 +42,23 @@ CREATE TABLE orders (id int PRIMARY KEY, v int NOT NULL DEFAULT 1);
 SELECT pg_sync.track('orders', 'hook');
 SQL
     assert_eq "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_sync'")" "$old" "installed version"
+    # A filtered table under the new library before the update: track() with a filter, DDL that
+    # re-checks it (the old schema calls the C functions with its old signatures), writes that run
+    # it (as the writer, as before: the old schema records no author).
+    q >/dev/null <<'SQL'
+CREATE TABLE filtered (id int PRIMARY KEY, v int NOT NULL);
+CREATE TABLE filter_seen (who text);
+CREATE FUNCTION seen_by() RETURNS bool LANGUAGE plpgsql VOLATILE AS
+$$ BEGIN INSERT INTO public.filter_seen VALUES (current_user); RETURN true; END $$;
+CREATE FUNCTION keep(v int) RETURNS bool LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM public.seen_by(); RETURN v > 0; END $$;
+DO $$ BEGIN CREATE ROLE upgrade_writer; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT INSERT, SELECT ON filtered TO upgrade_writer;
+GRANT INSERT ON filter_seen TO upgrade_writer;
+SELECT pg_sync.track('filtered', 'hook', filter => 'public.keep(NEW.v)');
+ALTER TABLE filtered ADD COLUMN note text;
+SQL
+    q -c "SET ROLE upgrade_writer; INSERT INTO filtered VALUES (1, 1), (2, 0)" >/dev/null
+    assert_eq "$(q -c "SELECT string_agg(DISTINCT who, ',') FROM filter_seen")" upgrade_writer "before the update the filter runs as the writer"
     # The current library's worker delivers for the old schema.
     q -c "INSERT INTO orders SELECT g FROM generate_series(1, 50) g" >/dev/null
     wait_for "delivery before the update" 60 cond "(SELECT pending = 0 FROM pg_sync.endpoint_status)"
@@ -59,6 +76,12 @@ SQL
     q -c "ALTER EXTENSION pg_sync UPDATE" >/dev/null
     assert_eq "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_sync'")" "$current" "updated version"
     assert_eq "$(q -c "SELECT pending || '/' || dead FROM pg_sync.endpoint_status")" "60/1" "events kept by the update"
+    # A filter from before the update has no recorded author: it keeps the writer's rights, never
+    # gains the owner's; health() asks for track() again.
+    q -c "DELETE FROM filter_seen; SET ROLE upgrade_writer; INSERT INTO filtered VALUES (3, 1)" >/dev/null
+    assert_eq "$(q -c "SELECT string_agg(DISTINCT who, ',') FROM filter_seen")" upgrade_writer "after the update the old filter still runs as the writer"
+    assert_eq "$(q -c "SELECT count(*) FROM pg_sync.health() WHERE problem = 'filter author unknown'")" 1 "health() names the filter without author"
+    q -c "SELECT pg_sync.untrack('filtered')" >/dev/null
     q -c "SELECT pg_sync.resume_endpoint('hook'); SELECT pg_sync.redeliver('hook')" >/dev/null
     wait_for "delivery after the update" 60 cond "(SELECT pending = 0 AND dead = 0 FROM pg_sync.endpoint_status)"
     # Every row's last version arrived last for its key, ids increase per key.

@@ -95,6 +95,11 @@ void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
     endpoints_ = std::move(next);
 }
 
+bool Dispatcher::in_flight(std::int32_t id, std::int64_t event_id) const {
+    auto it = endpoints_.find(id);
+    return it != endpoints_.end() && it->second.in_flight_ids.count(event_id) > 0;
+}
+
 std::size_t Dispatcher::in_flight_bytes(std::int32_t id) const {
     auto it = endpoints_.find(id);
     return it == endpoints_.end() ? 0 : it->second.in_flight_bytes;
@@ -209,10 +214,10 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         }
         if (q.dead)
             e.state = scheduler::State::Dead;
-        else if (ep.in_flight_ids.count(q.id))
-            e.state = scheduler::State::InFlight;
+        else if (ep.in_flight_ids.count(q.id) || !q.payload_loaded)
+            e.state = scheduler::State::InFlight; // (without payload: held, blocking its key)
         e.next_attempt_at_ms = q.next_attempt_ms;
-        if (!q.dead && e.state == scheduler::State::Queued && q.next_attempt_ms > now_ms &&
+        if (!q.dead && !ep.in_flight_ids.count(q.id) && q.next_attempt_ms > now_ms &&
             (ep.next_due_ms < 0 || q.next_attempt_ms < ep.next_due_ms))
             ep.next_due_ms = q.next_attempt_ms;
         e.bytes = envelope::event_size(envelope_event(q, nullptr)) + 1;

@@ -45,6 +45,9 @@ struct QueuedEvent {
     int attempts = 0;
     std::int64_t next_attempt_ms = 0; // unix ms; 0: ready
     bool dead = false;                // a dead letter: only blocks its key
+    // false: read without its payload (it was blocked when the worker's memory share was used
+    // up, core/payload_gate.hpp); it is never sent, and blocks its key like an event in flight.
+    bool payload_loaded = true;
 };
 
 struct Outcome {
@@ -118,6 +121,8 @@ class Dispatcher {
     std::int64_t next_due_ms() const;
     std::size_t in_flight_requests() const { return requests_.size(); }
     std::size_t in_flight_events(std::int32_t id) const;
+    // Whether the event is carried by a request of this endpoint now in flight.
+    bool in_flight(std::int32_t id, std::int64_t event_id) const;
     // Bytes of the request bodies of this endpoint now in flight (pg_sync.max_worker_memory).
     std::size_t in_flight_bytes(std::int32_t id) const;
     // Endpoints that may send (not paused): the groups the HTTP client shares its connections

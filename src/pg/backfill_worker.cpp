@@ -194,7 +194,8 @@ Step page(volatile int64 *job) {
     }
     ExecDropSingleTupleTableSlot(slot);
     table_close(rel, NoLock);
-    AtEOXact_GUC(true, nest);
+    // false: whatever the owner's code or a filter set is undone, never kept in this worker.
+    AtEOXact_GUC(false, nest);
     SetUserIdAndSecContext(saved_user, saved_context);
     Oid rec_types[6] = {INT8OID, TEXTOID, JSONARRAYOID, JSONARRAYOID, TEXTARRAYOID, INT4OID};
     Datum rec_values[6] = {Int64GetDatum(id),

@@ -29,7 +29,6 @@ extern "C" {
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
-#include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "commands/sequence.h"
 #include "common/shortest_dec.h"
@@ -341,7 +340,9 @@ const char *const kCanonicalValues[] = {"UTC", "ISO, YMD", "postgres", "1", "hex
 constexpr int kNumCanonical = lengthof(kCanonicalNames);
 
 // Applies the given settings (only those that differ from the current values) until
-// leave_settings(nest). An error in between is cleaned up by the (sub)transaction's abort.
+// leave_settings(nest), which undoes them and anything the code run in between set (a filter's
+// set_config(..., false) must not outlive it: it would change the writer's session, or the
+// worker's pinned search_path). An error in between is cleaned up by the (sub)transaction's abort.
 int enter_settings(int n, const char *const *names, const char *const *values) {
     const int nest = NewGUCNestLevel();
     for (int i = 0; i < n; ++i) {
@@ -353,7 +354,7 @@ int enter_settings(int n, const char *const *names, const char *const *values) {
     return nest;
 }
 
-void leave_settings(int nest) { AtEOXact_GUC(true, nest); }
+void leave_settings(int nest) { AtEOXact_GUC(false, nest); }
 
 // Runs as `role`, security-restricted (no SET ROLE, no session state changes), until
 // leave_role(). An error in between is cleaned up by the (sub)transaction's abort.
@@ -368,15 +369,6 @@ SavedUser enter_role(Oid role) {
     return saved;
 }
 void leave_role(SavedUser saved) { SetUserIdAndSecContext(saved.user, saved.context); }
-
-Oid relation_owner(Oid relid) {
-    HeapTuple tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
-    if (!HeapTupleIsValid(tup))
-        elog(ERROR, "cache lookup failed for relation %u", relid);
-    const Oid owner = reinterpret_cast<Form_pg_class>(GETSTRUCT(tup))->relowner;
-    ReleaseSysCache(tup);
-    return owner;
-}
 
 // The role that wrote a filter must still exist and be able to read the tracked table; checked
 // before each run of the filter. Otherwise the write fails: nothing is captured unfiltered or
@@ -623,7 +615,7 @@ SPIPlanPtr prepare_filter(const char *filter, Oid rowtype) {
 SPIPlanPtr prepare_filter_as(const char *filter, Oid rowtype, Oid role, int nsettings, const char *const *names,
                              const char *const *values) {
     const int nest = enter_settings(nsettings, names, values);
-    const SavedUser saved = enter_role(role);
+    const SavedUser saved = enter_role(OidIsValid(role) ? role : GetUserId());
     SPIPlanPtr plan = prepare_filter(filter, rowtype);
     leave_role(saved);
     leave_settings(nest);
@@ -760,7 +752,9 @@ void build_plan(RelPlan *plan, Relation rel) {
             bool role_null = true, settings_null = true;
             Datum role = a_filter_role ? heap_getattr(tup, a_filter_role, tdesc, &role_null) : (Datum)0;
             Datum settings = a_filter_settings ? heap_getattr(tup, a_filter_settings, tdesc, &settings_null) : (Datum)0;
-            ep->filter_role = role_null ? relation_owner(tbl) : DatumGetObjectId(role);
+            // No author (a filter from before 0.3.0, or a database not updated yet): it runs as
+            // the writer, as it did in 0.2.0, and backfill refuses it (render_snapshot).
+            ep->filter_role = role_null ? InvalidOid : DatumGetObjectId(role);
             if (!settings_null)
                 split_settings(settings, &ep->nsettings, &ep->setting_names, &ep->setting_values);
         }
@@ -771,7 +765,8 @@ void build_plan(RelPlan *plan, Relation rel) {
                     elog(ERROR, "SPI_connect failed");
                 spi_connected = true;
             }
-            check_filter_role(ep->filter_role, tbl);
+            if (OidIsValid(ep->filter_role))
+                check_filter_role(ep->filter_role, tbl);
             SPIPlanPtr fp = prepare_filter_as(TextDatumGetCString(filter), rel->rd_rel->reltype, ep->filter_role,
                                               ep->nsettings, ep->setting_names, ep->setting_values);
             SPI_keepplan(fp);
@@ -931,8 +926,11 @@ Datum render_object(const ColumnPlan *cols, int ncols, TupleTableSlot *slot) {
 Datum render_key(const EndpointPlan *ep, TupleTableSlot *slot) {
     if (!ep->keys_need_settings)
         return render_object(ep->keys, ep->nkeys, slot);
+    // (search_path too: regclass and the other reg* types print names relative to it.)
     const int nest = enter_settings(kNumCanonical, kCanonicalNames, kCanonicalValues);
+    PushOverrideSearchPath(&filter_search_path);
     const Datum key = render_object(ep->keys, ep->nkeys, slot);
+    PopOverrideSearchPath();
     leave_settings(nest);
     return key;
 }
@@ -960,7 +958,8 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
         args[1] = ExecFetchSlotHeapTupleDatum(old_slot);
         nulls[1] = ' ';
     }
-    check_filter_role(ep->filter_role, ep->tracked_relid);
+    if (OidIsValid(ep->filter_role))
+        check_filter_role(ep->filter_role, ep->tracked_relid);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     // The same search_path and settings as at prepare time, so the writer's session cannot
@@ -969,7 +968,7 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
     ErrorContextCallback callback = {error_context_stack, filter_error_callback, nullptr};
     error_context_stack = &callback;
     const int nest = enter_settings(ep->nsettings, ep->setting_names, ep->setting_values);
-    const SavedUser saved = enter_role(ep->filter_role);
+    const SavedUser saved = enter_role(OidIsValid(ep->filter_role) ? ep->filter_role : GetUserId());
     PushOverrideSearchPath(&filter_search_path);
     int rc = SPI_execute_plan(ep->filter, args, nulls, true, 1);
     PopOverrideSearchPath();
@@ -1284,17 +1283,25 @@ extern "C" Datum pg_sync_config_changed(PG_FUNCTION_ARGS) {
 // pg_sync._check_filter(tbl regclass, filter text, role regrole, settings text[]): errors unless
 // filter is one boolean expression over NEW/OLD of the table's row type, parsed as role under
 // the settings (pg_sync._session_settings() of the session that wrote it), as it will run.
+// A NULL role (pg_sync._reconcile after DDL, or a filter without a recorded author): parsed as the
+// caller, without the author check (a parse runs no user code; the author is checked before every
+// run). The 2-argument form is the 0.1.0/0.2.0 declaration of the same symbol: a database not yet
+// updated calls it that way.
 extern "C" Datum pg_sync_check_filter(PG_FUNCTION_ARGS) {
+    if (PG_ARGISNULL(0) || PG_ARGISNULL(1))
+        PG_RETURN_VOID();
     Oid relid = PG_GETARG_OID(0);
     char *filter = text_to_cstring(PG_GETARG_TEXT_PP(1));
-    const Oid role = PG_GETARG_OID(2);
+    const Oid role = PG_NARGS() >= 3 && !PG_ARGISNULL(2) ? PG_GETARG_OID(2) : InvalidOid;
     Oid rowtype = get_rel_type_id(relid);
     if (!OidIsValid(rowtype))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_TABLE), errmsg("relation with OID %u does not exist", relid)));
     int nsettings = 0;
     char **names = nullptr, **values = nullptr;
-    split_settings(PG_GETARG_DATUM(3), &nsettings, &names, &values);
-    check_filter_role(role, relid);
+    if (PG_NARGS() >= 4 && !PG_ARGISNULL(3))
+        split_settings(PG_GETARG_DATUM(3), &nsettings, &names, &values);
+    if (OidIsValid(role))
+        check_filter_role(role, relid);
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     SPIPlanPtr plan = prepare_filter_as(filter, rowtype, role, nsettings, names, values);
@@ -1326,6 +1333,13 @@ bool render_snapshot(Relation rel, int32 endpoint_id, TupleTableSlot *slot, Datu
     if (!ep)
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
                         errmsg("table %s is no longer tracked for this endpoint", RelationGetRelationName(rel))));
+    if (ep->filter && !OidIsValid(ep->filter_role))
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("the filter of table %s has no recorded author", RelationGetRelationName(rel)),
+                        errdetail("It was written before pg_sync 0.3.0; a backfill runs a filter only with the "
+                                  "rights of the role that wrote it."),
+                        errhint("Call pg_sync.track() for the table again (as the filter's author), then "
+                                "pg_sync.resume_backfill().")));
     slot_getallattrs(slot);
     volatile bool pass = true;
     plan->in_use++;

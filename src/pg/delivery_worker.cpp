@@ -50,6 +50,7 @@ extern "C" {
 }
 
 #include "core/dispatcher.hpp"
+#include "core/payload_gate.hpp"
 #include "core/signature.hpp"
 #include "pg/workers.hpp"
 
@@ -379,31 +380,47 @@ std::size_t memory_share() {
 }
 
 // The lowest `window` events of an endpoint, read in chunks through a cursor under the active
-// snapshot, and no more than `share` bytes (at least one event: one larger than the share still
-// goes). *cut: the share ended the read.
-std::vector<dispatch::QueuedEvent> read_head(std::int32_t id, std::size_t window, std::size_t share, bool *cut) {
+// snapshot. Events that cannot go in this pass (the gate: in flight, waiting to retry, behind a
+// dead letter or behind such an event) are kept without payload, so that blocked keys take no
+// memory and the read reaches the keys that can go; the payloads of the others are kept up to
+// `share` bytes (at least one event: one larger than the share still goes), and the first one
+// beyond it ends the read (*cut).
+std::vector<dispatch::QueuedEvent> read_head(std::int32_t id, std::size_t window, std::size_t share,
+                                             dispatch::PayloadGate &gate, int64 now_ms, bool *cut) {
     Datum v[2] = {Int32GetDatum(id), Int64GetDatum(int64(window))};
     Portal cursor = SPI_cursor_open(nullptr, plan(P_HEAD), v, nullptr, true);
     if (!cursor)
         elog(ERROR, "pg_sync: could not open the queue cursor");
     std::vector<dispatch::QueuedEvent> head;
-    std::size_t bytes = 0;
+    // The bodies of this endpoint's requests in flight count against its share; with none in
+    // flight, the first event that can go is read whatever its size.
+    const std::size_t in_flight_bytes = worker->dispatcher.in_flight_bytes(id);
+    std::size_t bytes = in_flight_bytes, loaded = 0;
     *cut = false;
     while (head.size() < window && !*cut) {
-        SPI_cursor_fetch(cursor, true, long(std::min<std::size_t>(256, window - head.size())));
+        // Fewer rows per fetch as the share fills (a fetch holds its rows until they are read),
+        // guessing 16 kB per row.
+        const std::size_t average = 16 * 1024;
+        const std::size_t room = bytes < share ? (share - bytes) / average : 0;
+        SPI_cursor_fetch(cursor, true, long(std::clamp<std::size_t>(room, 16, std::min<std::size_t>(256, window - head.size()))));
         if (SPI_processed == 0)
             break;
-        for (uint64 r = 0; r < SPI_processed; ++r) {
-            head.push_back(head_row(SPI_tuptable->vals[r]));
-            bytes += event_bytes(head.back());
-            if (bytes >= share && r + 1 < SPI_processed) {
+        for (uint64 r = 0; r < SPI_processed && !*cut; ++r) {
+            dispatch::QueuedEvent q = head_row(SPI_tuptable->vals[r]);
+            if (!gate.sendable(q, worker->dispatcher.in_flight(id, q.id), now_ms)) {
+                q.new_row.reset();
+                q.old_row.reset();
+                q.payload_loaded = false;
+            } else if (bytes < share || (loaded == 0 && in_flight_bytes == 0)) {
+                bytes += event_bytes(q);
+                ++loaded;
+            } else {
                 *cut = true;
                 break;
             }
+            head.push_back(std::move(q));
         }
         SPI_freetuptable(SPI_tuptable);
-        if (bytes >= share)
-            *cut = true;
     }
     SPI_cursor_close(cursor);
     return head;
@@ -464,42 +481,49 @@ void plan_endpoint(std::int32_t id, int64 now_ms, bool full) {
     }
     std::vector<dispatch::QueuedEvent>().swap(cached.events);
     cached.valid = false;
-    // The head and the dead letters of its id range are read under one snapshot: a redeliver()
-    // committing between two reads would otherwise put its events in neither, and later events
-    // of their keys would go first. (The snapshot is taken after this pass's own writes.)
+    // The dead letters and the head are read under one snapshot: a redeliver() committing
+    // between two reads would otherwise put its events in neither, and later events of their keys
+    // would go first. (The snapshot is taken after this pass's own writes.) Dead letters keep
+    // their keys blocked (docs/design.md, per-key order): the first of each key and each dead
+    // truncate, one index range scan, empty in the normal case. They come first so that the head
+    // read knows which events are blocked (core/payload_gate.hpp).
     CommandCounterIncrement();
     PushActiveSnapshot(GetTransactionSnapshot());
+    Datum dv[2] = {Int32GetDatum(id), Int64GetDatum(PG_INT64_MAX)};
+    run_read(P_DEAD_HEAD, dv, nullptr);
+    std::vector<dispatch::QueuedEvent> dead;
+    dispatch::PayloadGate gate;
+    dead.reserve(SPI_processed);
+    for (uint64 r = 0; r < SPI_processed; ++r) {
+        const Row t(SPI_tuptable->vals[r]);
+        dispatch::QueuedEvent d;
+        d.id = t.int64_or(1, 0);
+        d.op = t.text(2).value_or("");
+        d.table = t.text(3);
+        d.key = t.text(4);
+        d.dead = true;
+        gate.add_dead(d);
+        dead.push_back(std::move(d));
+    }
+    SPI_freetuptable(SPI_tuptable);
+    if (settings.debug_pass_pause_ms > 0)
+        debug_pause();
     const std::size_t window = worker->dispatcher.window(id);
     bool cut = false;
-    std::vector<dispatch::QueuedEvent> head = read_head(id, window, share, &cut);
+    std::vector<dispatch::QueuedEvent> head = read_head(id, window, share, gate, now_ms, &cut);
+    PopActiveSnapshot();
     cached.valid = true;
     cached.whole = !cut && head.size() < window;
     if (head.empty()) {
-        PopActiveSnapshot();
         cached.events.clear();
         plan_from_head(id, now_ms); // nothing to send; resets what the endpoint waits for
         return;
     }
-    if (settings.debug_pass_pause_ms > 0)
-        debug_pause();
-    // Dead letters inside this id range keep their keys blocked (docs/design.md, per-key order):
-    // read with every read of the head (one index range scan, empty in the normal case).
-    Datum dv[2] = {Int32GetDatum(id), Int64GetDatum(head.back().id)};
-    run_read(P_DEAD_HEAD, dv, nullptr);
-    PopActiveSnapshot();
-    if (SPI_processed > 0) {
-        std::vector<dispatch::QueuedEvent> dead;
-        dead.reserve(SPI_processed);
-        for (uint64 r = 0; r < SPI_processed; ++r) {
-            const Row t(SPI_tuptable->vals[r]);
-            dispatch::QueuedEvent d;
-            d.id = t.int64_or(1, 0);
-            d.op = t.text(2).value_or("");
-            d.table = t.text(3);
-            d.key = t.text(4);
-            d.dead = true;
-            dead.push_back(std::move(d));
-        }
+    // Only the dead letters inside the head's id range block anything in it.
+    dead.erase(std::remove_if(dead.begin(), dead.end(),
+                              [&](const dispatch::QueuedEvent &d) { return d.id >= head.back().id; }),
+               dead.end());
+    if (!dead.empty()) {
         std::sort(dead.begin(), dead.end(),
                   [](const dispatch::QueuedEvent &a, const dispatch::QueuedEvent &b) { return a.id < b.id; });
         std::vector<dispatch::QueuedEvent> merged;
@@ -534,6 +558,9 @@ void update_head(const dispatch::Outcome &o) {
     auto &ev = it->second.events;
     ev.erase(std::remove_if(ev.begin(), ev.end(), [&](const dispatch::QueuedEvent &q) { return gone.count(q.id) > 0; }),
              ev.end());
+    // Events read without payload (memory share used up) can go only after a new read.
+    if (std::any_of(ev.begin(), ev.end(), [](const dispatch::QueuedEvent &q) { return !q.payload_loaded; }))
+        it->second.valid = false;
 }
 
 // One array parameter of the attempts insert, with NULLs where `null` says.

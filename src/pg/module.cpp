@@ -190,8 +190,8 @@ void define_settings() {
                              "pg_sync.health() reports an endpoint whose recent requests failed more often than this.",
                              "A fraction of the endpoint's requests in pg_sync.recent_attempts (at least 10 of them).",
                              &health_max_error_rate, 0.2, 0.0, 1.0, PGC_USERSET, 0, nullptr, nullptr, nullptr);
-    // Set (transaction-locally, by set_config) only by pg_sync._sync_triggers while it creates,
-    // drops or re-enables a capture trigger: the event triggers refuse such changes otherwise.
+    // Set only by pg_sync._sync_triggers (its SET clause: for the duration of the call) while it
+    // creates, drops or re-enables a capture trigger: the event triggers refuse such changes otherwise.
     // Superuser-only, so that a table owner cannot lift that refusal; never read from a file.
     DefineCustomBoolVariable("pg_sync.internal_trigger_change", "Internal: pg_sync is changing its own capture triggers.",
                              nullptr, &internal_trigger_change, false, PGC_SUSET,

@@ -19,7 +19,7 @@ extern "C" {
 #include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "postmaster/bgworker.h"
+#include "replication/worker_internal.h"
 #include "utils/rel.h"
 
 PG_FUNCTION_INFO_V1(pg_sync_ignore_replicated);
@@ -27,9 +27,8 @@ PG_FUNCTION_INFO_V1(pg_sync_ignore_replicated);
 
 namespace {
 
-bool in_logical_replication_worker() {
-    return MyBgworkerEntry != nullptr && strcmp(MyBgworkerEntry->bgw_type, "logical replication worker") == 0;
-}
+// Apply and table-sync workers both have MyLogicalRepWorker set.
+bool in_logical_replication_worker() { return MyLogicalRepWorker != nullptr; }
 
 } // namespace
 

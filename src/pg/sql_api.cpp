@@ -92,6 +92,7 @@ extern "C" {
 
 PG_FUNCTION_INFO_V1(pg_sync_track);
 PG_FUNCTION_INFO_V1(pg_sync_backfill);
+PG_FUNCTION_INFO_V1(pg_sync_with_caller);
 }
 
 namespace {
@@ -220,4 +221,37 @@ extern "C" Datum pg_sync_url_origin(PG_FUNCTION_ARGS) {
     if (origin[0] == '\0')
         PG_RETURN_NULL();
     PG_RETURN_TEXT_P(cstring_to_text(origin));
+}
+
+// pg_sync.<name>(args) declared LANGUAGE c with this symbol: runs pg_sync._<name>(args, caller
+// regrole) as the extension's owner, where caller is the role calling (current_user). For the
+// configuration functions whose rights depend on the caller's rights on tables (alter_endpoint's
+// url, resume_backfill): a SECURITY DEFINER function could not tell who called it.
+extern "C" Datum pg_sync_with_caller(PG_FUNCTION_ARGS) {
+    HeapTuple proc = SearchSysCache1(PROCOID, ObjectIdGetDatum(fcinfo->flinfo->fn_oid));
+    if (!HeapTupleIsValid(proc))
+        elog(ERROR, "cache lookup failed for function %u", fcinfo->flinfo->fn_oid);
+    const Form_pg_proc form = reinterpret_cast<Form_pg_proc>(GETSTRUCT(proc));
+    const int nargs = form->pronargs;
+    if (nargs + 1 > FUNC_MAX_ARGS || nargs != PG_NARGS())
+        elog(ERROR, "pg_sync_with_caller: unexpected number of arguments");
+    char *inner = psprintf("_%s", NameStr(form->proname));
+    Oid argtypes[FUNC_MAX_ARGS];
+    for (int i = 0; i < nargs; ++i)
+        argtypes[i] = form->proargtypes.values[i];
+    ReleaseSysCache(proc);
+    argtypes[nargs] = REGROLEOID;
+    Datum values[FUNC_MAX_ARGS];
+    bool nulls[FUNC_MAX_ARGS];
+    for (int i = 0; i < nargs; ++i) {
+        values[i] = PG_GETARG_DATUM(i);
+        nulls[i] = PG_ARGISNULL(i);
+    }
+    values[nargs] = ObjectIdGetDatum(GetUserId());
+    nulls[nargs] = false;
+    bool isnull;
+    const Datum result = call_as_owner(own_function(inner, nargs + 1, argtypes, false), nargs + 1, values, nulls, &isnull);
+    if (isnull)
+        PG_RETURN_NULL();
+    PG_RETURN_DATUM(result);
 }

@@ -117,6 +117,20 @@ TEST(Dispatcher, InFlightBytesCountBodiesUntilTheyComplete) {
     EXPECT_EQ(d.in_flight_bytes(99), 0u); // unknown endpoint
 }
 
+TEST(Dispatcher, EventsReadWithoutPayloadAreNeverSentAndHoldTheirKey) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 10, 2)});
+    QueuedEvent held = row(1, "1");
+    held.new_row.reset();
+    held.payload_loaded = false;
+    std::vector<QueuedEvent> head = {held, row(2, "1"), row(3, "2")};
+    auto reqs = d.plan(1, head, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(ids_of(reqs[0]), (std::vector<std::int64_t>{3}));
+    EXPECT_FALSE(d.in_flight(1, 1));
+    EXPECT_TRUE(d.in_flight(1, 3));
+}
+
 TEST(Dispatcher, SameKeyWaitsWhileAnEarlierEventIsInFlight) {
     Dispatcher d("scope", 1, 5);
     d.configure({endpoint(1, 1, 4)});
