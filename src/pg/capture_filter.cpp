@@ -23,7 +23,6 @@ PG_FUNCTION_INFO_V1(pg_sync_check_filter);
 namespace pg_sync::pg::capture {
 namespace {
 
-
 // The filter runs as a query over the row type of the relation the trigger fires on:
 //   SELECT (<filter>) FROM (SELECT ($1).*) AS new, (SELECT ($2).*) AS old
 // so that NEW.col and OLD.col work as in plpgsql. search_path is pinned to pg_catalog while
@@ -199,7 +198,6 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
 } // namespace pg_sync::pg::capture
 
 using namespace pg_sync::pg::capture;
-
 
 // pg_sync._check_filter(tbl regclass, filter text, role regrole, settings text[]): errors unless
 // filter is one boolean expression over NEW/OLD of the table's row type, parsed as role under

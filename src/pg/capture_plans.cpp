@@ -51,7 +51,6 @@ void invalidate_all() {
         plan->valid = false;
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Plan building
 
@@ -113,9 +112,6 @@ ColumnPlan *plan_columns(List *names, TupleDesc desc, Relation rel, MemoryContex
     return cols;
 }
 
-// The filter runs as a query over the row type of the relation the trigger fires on:
-//   SELECT (<filter>) FROM (SELECT ($1).*) AS new, (SELECT ($2).*) AS old
-// so that NEW.col and OLD.col work as in plpgsql. search_path is pinned to pg_catalog while
 uint8 parse_events(Datum events) {
     Datum *elems;
     bool *nulls;
@@ -148,7 +144,7 @@ AttrNumber column_number(TupleDesc desc, const char *name) {
     return a;
 }
 
-// "name=value" elements of a text[] (pg_sync._session_settings()) -> two arrays, in the
+// Reads the rows of pg_sync._tracked for the relation (or its partitioned ancestors) into a plan.
 void build_plan(RelPlan *plan, Relation rel) {
     const uint64 inval_at_start = inval_counter;
     Oid relid = RelationGetRelid(rel);

@@ -1,7 +1,10 @@
 // Settings (pg_sync.*): their current values and their defaults. settings.cpp defines them
 // (settings_init(), from _PG_init); every other file reads `settings` and never repeats a
-// default: the boot values below are the only place a default is written.
+// default: the constants below are the only place a default is written (or, where src/core has
+// the default of the same knob, they name core's constant).
 #pragma once
+
+#include "core/retry_policy.hpp"
 
 namespace pg_sync::pg {
 
@@ -12,7 +15,7 @@ constexpr int kDatabaseCheckIntervalS = 60;
 constexpr bool kAllowPrivateTargets = true;
 constexpr const char *kHttpProxy = "";
 constexpr int kMaxConnections = 64;
-constexpr int kCircuitFailureThreshold = 5;
+constexpr int kCircuitFailureThreshold = retry::kDefaultFailureThreshold; // the circuit breaker's own default
 constexpr int kRecentAttemptsSize = 1000;
 constexpr int kMaxWorkerMemoryKb = 128 * 1024;
 constexpr int kDebugPassPauseMs = 0;

@@ -94,7 +94,6 @@ void render_value(StringInfoSink &sink, const ColumnPlan *col, Datum value, bool
     }
 }
 
-
 } // namespace
 
 void plan_rendering(ColumnPlan *col, Form_pg_attribute att, MemoryContext cxt, bool canonical) {
@@ -171,7 +170,6 @@ Datum render_object(const ColumnPlan *cols, int ncols, TupleTableSlot *slot) {
     SET_VARSIZE(buf.data, buf.len);
     return PointerGetDatum(buf.data);
 }
-
 
 // The key of a row: the same text for the same values in every session.
 Datum render_key(const EndpointPlan *ep, TupleTableSlot *slot) {
