@@ -123,6 +123,10 @@ struct EndpointPlan {
     int nsettings;
     char **setting_names;
     char **setting_values;
+    // Per statement (statement_serial), not per row: the author's rights were checked, and
+    // whether the session's settings already are the recorded ones (then none is set per row).
+    mutable uint64 checked_serial;
+    mutable bool settings_match;
 };
 
 struct RelPlan {
@@ -137,6 +141,9 @@ struct RelPlan {
 };
 
 HTAB *rel_plans = nullptr;
+// Bumped for every statement that fires the capture trigger (accept_config_changes) and every
+// backfill page (capture_new_statement): what filter_passes checks once per statement.
+uint64 statement_serial = 1;
 // Bumped by every relcache invalidation: a plan built while one arrived is not trusted.
 uint64 inval_counter = 0;
 
@@ -958,8 +965,18 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
         args[1] = ExecFetchSlotHeapTupleDatum(old_slot);
         nulls[1] = ' ';
     }
-    if (OidIsValid(ep->filter_role))
-        check_filter_role(ep->filter_role, ep->tracked_relid);
+    if (ep->checked_serial != statement_serial) {
+        // Rights and settings cannot change within a statement but by code the statement runs
+        // (a function calling set_config between rows): seen from the next statement on.
+        if (OidIsValid(ep->filter_role))
+            check_filter_role(ep->filter_role, ep->tracked_relid);
+        ep->settings_match = true;
+        for (int i = 0; i < ep->nsettings && ep->settings_match; ++i) {
+            const char *current = GetConfigOption(ep->setting_names[i], true, false);
+            ep->settings_match = current && strcmp(current, ep->setting_values[i]) == 0;
+        }
+        ep->checked_serial = statement_serial;
+    }
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     // The same search_path and settings as at prepare time, so the writer's session cannot
@@ -967,7 +984,9 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
     // and the rights of the role that wrote it, never the writer's (or the backfill worker's).
     ErrorContextCallback callback = {error_context_stack, filter_error_callback, nullptr};
     error_context_stack = &callback;
-    const int nest = enter_settings(ep->nsettings, ep->setting_names, ep->setting_values);
+    // Always a GUC nest level: whatever the filter sets is undone when it returns.
+    const int nest = ep->settings_match ? NewGUCNestLevel()
+                                        : enter_settings(ep->nsettings, ep->setting_names, ep->setting_values);
     const SavedUser saved = enter_role(OidIsValid(ep->filter_role) ? ep->filter_role : GetUserId());
     PushOverrideSearchPath(&filter_search_path);
     int rc = SPI_execute_plan(ep->filter, args, nulls, true, 1);
@@ -1207,6 +1226,7 @@ void accept_config_changes() {
     seen_lxid = MyProc->lxid;
     seen_statement_start = start;
     seen_command_id = cid;
+    ++statement_serial;
     AcceptInvalidationMessages();
 }
 
@@ -1321,6 +1341,8 @@ extern "C" Datum pg_sync_session_settings(PG_FUNCTION_ARGS) {
 }
 
 namespace pg_sync::pg {
+void capture_new_statement() { ++statement_serial; }
+
 // Backfill: a row of the tracked table (slot in the table's row type) rendered as the capture
 // trigger renders it for the endpoint (same columns, canonical key, filter run as its author
 // under its settings, with OLD all-NULL as for an insert). False when the filter rejects it.
