@@ -151,6 +151,7 @@ Step page(volatile int64 *job) {
     int kept = 0;
     Datum page_key = (Datum)0;
     Relation rel = table_open(tbl, AccessShareLock);
+    pg_sync::pg::capture_new_statement();
     TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
     for (uint64 i = 0; i < scanned; ++i) {
         HeapTuple t = rows->vals[i];

@@ -13,6 +13,8 @@ namespace pg_sync::pg {
 // the rights and settings of the role that wrote it (OLD all-NULL, as for an insert). Returns
 // false when the filter rejects the row. Errors when the table is not tracked for the endpoint.
 bool render_snapshot(Relation rel, int32 endpoint_id, TupleTableSlot *slot, Datum *key, Datum *new_row);
+// Backfill: a new page is a new statement for the per-statement checks of filters.
+void capture_new_statement();
 
 // --- called from hooks.cpp only ---
 // Relcache invalidation of relid (InvalidOid: all): forget the queue's cached definition if it

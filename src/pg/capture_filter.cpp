@@ -23,6 +23,10 @@ PG_FUNCTION_INFO_V1(pg_sync_check_filter);
 namespace pg_sync::pg::capture {
 namespace {
 
+// Bumped for every statement that fires the capture trigger (accept_config_changes) and every
+// backfill page (capture_new_statement): what filter_passes checks once per statement.
+uint64 statement_serial = 1;
+
 // The filter runs as a query over the row type of the relation the trigger fires on:
 //   SELECT (<filter>) FROM (SELECT ($1).*) AS new, (SELECT ($2).*) AS old
 // so that NEW.col and OLD.col work as in plpgsql. search_path is pinned to pg_catalog while
@@ -166,8 +170,18 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
         args[1] = ExecFetchSlotHeapTupleDatum(old_slot);
         nulls[1] = ' ';
     }
-    if (OidIsValid(ep->filter_role))
-        check_filter_role(ep->filter_role, ep->tracked_relid);
+    if (ep->checked_serial != statement_serial) {
+        // Rights and settings cannot change within a statement but by code the statement runs
+        // (a function calling set_config between rows): seen from the next statement on.
+        if (OidIsValid(ep->filter_role))
+            check_filter_role(ep->filter_role, ep->tracked_relid);
+        ep->settings_match = true;
+        for (int i = 0; i < ep->nsettings && ep->settings_match; ++i) {
+            const char *current = GetConfigOption(ep->setting_names[i], true, false);
+            ep->settings_match = current && strcmp(current, ep->setting_values[i]) == 0;
+        }
+        ep->checked_serial = statement_serial;
+    }
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
     // The same search_path and settings as at prepare time, so the writer's session cannot
@@ -175,7 +189,9 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
     // and the rights of the role that wrote it, never the writer's (or the backfill worker's).
     ErrorContextCallback callback = {error_context_stack, filter_error_callback, nullptr};
     error_context_stack = &callback;
-    const int nest = enter_settings(ep->nsettings, ep->setting_names, ep->setting_values);
+    // Always a GUC nest level: whatever the filter sets is undone when it returns.
+    const int nest = ep->settings_match ? NewGUCNestLevel()
+                                        : enter_settings(ep->nsettings, ep->setting_names, ep->setting_values);
     const SavedUser saved = enter_role(OidIsValid(ep->filter_role) ? ep->filter_role : GetUserId());
     push_catalog_search_path();
     int rc = SPI_execute_plan(ep->filter, args, nulls, true, 1);
@@ -196,6 +212,10 @@ bool filter_passes(const EndpointPlan *ep, TupleTableSlot *new_slot, TupleTableS
 }
 
 } // namespace pg_sync::pg::capture
+
+namespace pg_sync::pg {
+void capture_new_statement() { ++capture::statement_serial; }
+} // namespace pg_sync::pg
 
 using namespace pg_sync::pg::capture;
 

@@ -57,6 +57,10 @@ struct EndpointPlan {
     int nsettings;
     char **setting_names;
     char **setting_values;
+    // Per statement (statement_serial), not per row: the author's rights were checked, and
+    // whether the session's settings already are the recorded ones (then none is set per row).
+    mutable uint64 checked_serial;
+    mutable bool settings_match;
 };
 
 // The capture plan of one relation (the one the trigger fires on).

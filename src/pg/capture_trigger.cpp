@@ -94,6 +94,7 @@ void accept_config_changes() {
     seen_lxid = MyProc->lxid;
     seen_statement_start = start;
     seen_command_id = cid;
+    pg_sync::pg::capture_new_statement();
     AcceptInvalidationMessages();
 }
 
