@@ -63,6 +63,9 @@ cp -a "$real_bin/." "$bin/" # real copies: postgres resolves symlinks to find it
 # Everything else of lib/ and share/ as symlinks; -n keeps the sanitized pg_sync files installed above.
 cp -rsn "$real_lib/." "$stage$real_lib/"
 cp -rsn "$real_share/." "$stage$real_share/"
+# No SQL script of pg_sync from the shared installation: only this build's (the update scripts
+# differ between versions; a stale one could offer an update path this build does not have).
+find "$stage$real_share/extension" -maxdepth 1 -name 'pg_sync*' -type l -delete
 [ "$("$bin/pg_config" --pkglibdir)" = "$stage$real_lib" ] ||
     { echo "sanitize: PostgreSQL is not relocatable here ($bin/pg_config --pkglibdir)"; exit 1; }
 
