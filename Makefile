@@ -32,13 +32,15 @@ DATA        = $(wildcard sql/released/pg_sync--*.sql)
 DATA_built  = pg_sync.control $(SQL_INSTALL) $(SQL_UPDATES)
 EXTRA_CLEAN = pg_sync.control results regression.diffs regression.out tmp_check output_iso
 
-# One regression file per feature (sql/NAME.sql -> expected/NAME.out). The temporary instance
-# preloads the library; pg_regress must run as a non-root user (scripts/test.sh arranges it).
+# Tests live under test/: one regression file per feature (test/sql/NAME.sql ->
+# test/expected/NAME.out), isolation specs (test/specs/NAME.spec -> test/expected/NAME.out).
+# The temporary instance preloads the library; pg_regress must run as a non-root user
+# (scripts/test.sh arranges it). Results go to results/ and output_iso/ at the top.
 REGRESS      = endpoints track capture_types ddl privileges bad_input emit views delivery dead_letters health \
                backfill recent_attempts hostile_input privileges_hostile security
-REGRESS_OPTS = --temp-instance=tmp_check --temp-config=test/regress.conf
+REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check --temp-config=test/regress.conf
 ISOLATION      = concurrent_capture concurrent_track concurrent_endpoint concurrent_pause concurrent_redeliver
-ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=test/regress.conf
+ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/regress.conf
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -DPG_SYNC_VERSION='"$(EXTVERSION)"'

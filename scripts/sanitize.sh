@@ -51,6 +51,8 @@ echo "sanitize: building pg_sync with -fsanitize=address,undefined in $dir/build
 mkdir "$dir/build"
 cp -r Makefile pg_sync.control.in sql src "$dir/build/"
 find "$dir/build/src" \( -name '*.o' -o -name '*.bc' -o -name '*.so' \) -delete
+# The SQL scripts are generated from sql/src/ and sql/updates/: make them again from the copy.
+rm -f "$dir/build/sql"/pg_sync--*.sql
 # with_llvm=no: no JIT bitcode (the normal install's is not used by these tests either).
 make -s -C "$dir/build" -j"$(nproc)" WERROR=1 SANITIZE=1 with_llvm=no PG_CONFIG=$PG_CONFIG >/dev/null
 make -s -C "$dir/build" install DESTDIR="$stage" with_llvm=no PG_CONFIG=$PG_CONFIG >/dev/null
