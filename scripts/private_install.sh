@@ -30,6 +30,9 @@ if [ ! -x "$stage$real_bin/postgres" ]; then
 fi
 cp -rsn "$real_lib/." "$stage$real_lib/"
 cp -rsn "$real_share/." "$stage$real_share/"
+# No SQL script of pg_sync from the shared installation: only this build's (the update scripts
+# differ between versions; a stale one could offer an update path this build does not have).
+find "$stage$real_share/extension" -maxdepth 1 -name 'pg_sync*' -type l -delete
 [ "$("$stage$real_bin/pg_config" --pkglibdir)" = "$stage$real_lib" ] ||
     { echo "private_install: PostgreSQL is not relocatable here" >&2; exit 1; }
 echo "$stage$real_bin"

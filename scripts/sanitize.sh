@@ -51,6 +51,8 @@ echo "sanitize: building pg_sync with -fsanitize=address,undefined in $dir/build
 mkdir "$dir/build"
 cp -r Makefile pg_sync.control.in sql src "$dir/build/"
 find "$dir/build/src" \( -name '*.o' -o -name '*.bc' -o -name '*.so' \) -delete
+# The SQL scripts are generated from sql/src/ and sql/updates/: make them again from the copy.
+rm -f "$dir/build/sql"/pg_sync--*.sql
 # with_llvm=no: no JIT bitcode (the normal install's is not used by these tests either).
 make -s -C "$dir/build" -j"$(nproc)" WERROR=1 SANITIZE=1 with_llvm=no PG_CONFIG=$PG_CONFIG >/dev/null
 make -s -C "$dir/build" install DESTDIR="$stage" with_llvm=no PG_CONFIG=$PG_CONFIG >/dev/null
@@ -63,6 +65,9 @@ cp -a "$real_bin/." "$bin/" # real copies: postgres resolves symlinks to find it
 # Everything else of lib/ and share/ as symlinks; -n keeps the sanitized pg_sync files installed above.
 cp -rsn "$real_lib/." "$stage$real_lib/"
 cp -rsn "$real_share/." "$stage$real_share/"
+# No SQL script of pg_sync from the shared installation: only this build's (the update scripts
+# differ between versions; a stale one could offer an update path this build does not have).
+find "$stage$real_share/extension" -maxdepth 1 -name 'pg_sync*' -type l -delete
 [ "$("$bin/pg_config" --pkglibdir)" = "$stage$real_lib" ] ||
     { echo "sanitize: PostgreSQL is not relocatable here ($bin/pg_config --pkglibdir)"; exit 1; }
 

@@ -29,12 +29,13 @@ run_unit() {
 
 # installcheck_as_postgres KIND OUTDIR MAKE-ARGS: runs `make installcheck` (PGXS) for one kind of
 # suite. --temp-instance runs initdb, which refuses root: run it as postgres in a copy of the
-# tree that user can read. On failure prints the diffs (from OUTDIR, relative to the copy) and,
-# with REGRESS_ACCEPT=1 (developers: review the diff!), copies the new outputs into expected/.
+# tree that user can read (the Makefile and test/: test/sql, test/specs, test/expected). On
+# failure prints the diffs (from OUTDIR, relative to the copy) and, with REGRESS_ACCEPT=1
+# (developers: review the diff!), copies the new outputs into test/expected/.
 installcheck_as_postgres() {
     local kind=$1 outdir=$2 args=$3 work rc=0
     work=$(mktemp -d "/tmp/pg_sync_$kind.XXXXXX") || return 1
-    cp -r Makefile pg_sync.control.in sql expected specs test "$work/" || return 1
+    cp -r Makefile pg_sync.control.in test "$work/" || return 1
     chown -R postgres "$work" || return 1
     su postgres -s /bin/bash -c "make -s -C '$work' installcheck PG_CONFIG=$PG_CONFIG \
         ${REGRESS_BINDIR:+bindir='$REGRESS_BINDIR'} $args" || rc=1
@@ -45,8 +46,8 @@ installcheck_as_postgres() {
     if [ $rc -ne 0 ]; then
         head -n 300 "$work/$outdir/regression.diffs" 2>/dev/null
         if [ -n "${REGRESS_ACCEPT:-}" ]; then
-            cp "$work/$outdir"/results/*.out expected/
-            echo "accepted new outputs into expected/"
+            cp "$work/$outdir"/results/*.out test/expected/
+            echo "accepted new outputs into test/expected/"
         fi
         echo "$kind diffs kept in $work"
         return 1
@@ -62,7 +63,7 @@ run_regress() {
 
 run_isolation() {
     echo "== concurrency tests (pg_isolation_regress)"
-    # Specs in specs/NAME.spec, expected output in expected/NAME.out (ISOLATION in the Makefile);
+    # Specs in test/specs/NAME.spec, expected output in test/expected/NAME.out (ISOLATION in the Makefile);
     # PGXS writes their results and diffs to output_iso/. REGRESS= : only the isolation part.
     installcheck_as_postgres isolation output_iso "REGRESS= ${ISOLATION_ONLY:+ISOLATION='$ISOLATION_ONLY'}"
 }

@@ -40,8 +40,8 @@ until pg_isready -q; do
 done
 psql -X -q -c "CREATE DATABASE valgrind_check"
 for f in endpoints track capture_types ddl emit views bad_input; do
-    psql -X -q -d valgrind_check -f "sql/$f.sql" >"$dir/$f.out" 2>&1 || true
-    echo "ran sql/$f.sql"
+    psql -X -q -d valgrind_check -f "test/sql/$f.sql" >"$dir/$f.out" 2>&1 || true
+    echo "ran test/sql/$f.sql"
 done
 psql -X -q -c "DROP DATABASE valgrind_check"
 

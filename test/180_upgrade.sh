@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Upgrade from every earlier version (the pg_sync--A--B.sql scripts), with events queued:
+# Upgrade from every earlier version (the pg_sync--V--<current>.sql scripts), with events queued:
 #   a) CREATE EXTENSION pg_sync VERSION '<old>' with endpoints, tracking, pending events and a dead
 #      letter; ALTER EXTENSION pg_sync UPDATE; every event is then delivered once, in order, the
 #      dead letter can be redelivered, and features of the new version work (backfill);
@@ -18,9 +18,11 @@ cd "$(dirname "$0")/.."
 . test/lib/receiver.sh
 . test/lib/status.sh
 current=$(sed -n 's/^EXTVERSION *= *//p' Makefile)
-# Every earlier version with an install script; ALTER EXTENSION UPDATE chains the update scripts.
-previous=$(ls sql/pg_sync--*.sql | grep -v -- '--.*--' | sed 's/.*pg_sync--\(.*\)\.sql/\1/' | grep -vx "$current" | sort -V)
-[ -n "$previous" ] || fail "no earlier version in sql/"
+# Every released version: its install script is kept, frozen, in sql/released/; ALTER EXTENSION
+# UPDATE takes the direct update script the Makefile generates from it (sql/updates/ and sql/src/).
+(cd sql/released && sha256sum --quiet -c SHA256SUMS) || fail "a released install script in sql/released/ changed"
+previous=$(ls sql/released/pg_sync--*.sql | sed 's/.*pg_sync--\(.*\)\.sql/\1/' | grep -vx "$current" | sort -V)
+[ -n "$previous" ] || fail "no earlier version in sql/released/"
 pg_start upgrade
 trap delivery_test_exit EXIT
 receiver_start hook
@@ -73,6 +75,9 @@ UPDATE orders SET v = v + 10 WHERE id <= 30;
 INSERT INTO orders SELECT g FROM generate_series(51, 80) g;
 SQL
     assert_eq "$(q -c "SELECT pending FROM pg_sync.endpoint_status")" 60 "queued before the update"
+    # One step: the direct script (the generated scripts lead from every earlier version to the current one).
+    assert_eq "$(q -c "SELECT path FROM pg_extension_update_paths('pg_sync') WHERE source = '$old' AND target = '$current'")" \
+        "$old--$current" "direct update path"
     q -c "ALTER EXTENSION pg_sync UPDATE" >/dev/null
     assert_eq "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_sync'")" "$current" "updated version"
     assert_eq "$(q -c "SELECT pending || '/' || dead FROM pg_sync.endpoint_status")" "60/1" "events kept by the update"

@@ -1,0 +1,226 @@
+-- ---------------------------------------------------------------------------------------------
+-- Endpoints
+
+CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
+    name text, url text, headers jsonb DEFAULT '{}', secret text DEFAULT NULL,
+    batch_size int DEFAULT 100, max_attempts int DEFAULT 10, timeout_ms int DEFAULT 10000,
+    max_in_flight int DEFAULT 4, retry_base_ms int DEFAULT 1000, retry_max_ms int DEFAULT 3600000)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM pg_sync._require(create_endpoint.name, 'name');
+    PERFORM pg_sync._require(create_endpoint.url, 'url');
+    PERFORM pg_sync._require(create_endpoint.headers, 'headers');
+    PERFORM pg_sync._require(create_endpoint.batch_size, 'batch_size');
+    PERFORM pg_sync._require(create_endpoint.max_attempts, 'max_attempts');
+    PERFORM pg_sync._require(create_endpoint.timeout_ms, 'timeout_ms');
+    PERFORM pg_sync._require(create_endpoint.max_in_flight, 'max_in_flight');
+    PERFORM pg_sync._require(create_endpoint.retry_base_ms, 'retry_base_ms');
+    PERFORM pg_sync._require(create_endpoint.retry_max_ms, 'retry_max_ms');
+    PERFORM pg_sync._check_endpoint(create_endpoint.name, create_endpoint.url,
+        create_endpoint.headers, create_endpoint.secret, create_endpoint.batch_size,
+        create_endpoint.max_attempts, create_endpoint.timeout_ms, create_endpoint.max_in_flight,
+        create_endpoint.retry_base_ms, create_endpoint.retry_max_ms);
+    IF EXISTS (SELECT FROM pg_sync._endpoints e WHERE e.name = create_endpoint.name) THEN
+        RAISE EXCEPTION 'endpoint "%" already exists', create_endpoint.name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Use pg_sync.alter_endpoint() to change it.';
+    END IF;
+    INSERT INTO pg_sync._endpoints (name, url, headers, secret, batch_size, max_attempts,
+                                    timeout_ms, max_in_flight, retry_base_ms, retry_max_ms)
+    VALUES (create_endpoint.name, create_endpoint.url, create_endpoint.headers,
+            create_endpoint.secret, create_endpoint.batch_size, create_endpoint.max_attempts,
+            create_endpoint.timeout_ms, create_endpoint.max_in_flight,
+            create_endpoint.retry_base_ms, create_endpoint.retry_max_ms);
+    PERFORM pg_sync._wake(true);
+END
+$$;
+
+-- NULL leaves a setting unchanged; secret => '' removes the secret, headers => '{}' removes
+-- all headers. Credentials never follow a URL to another origin: a url of another origin
+-- (scheme, host, port) is refused unless the same call gives headers (when the endpoint has
+-- any) and secret (when it has one) again, so that no admin can point another admin's endpoint
+-- at a host of their choosing and receive its Authorization header or signed payloads.
+-- A url change sends the rows of every table tracked for the endpoint somewhere else: the caller
+-- must be able to read them all (the same right track() asks for).
+-- pg_sync.alter_endpoint() is C (pg_sync_with_caller, src/pg/sql_api.cpp): it runs this as the
+-- extension's owner with the real caller (current_user) as the last argument.
+CREATE OR REPLACE FUNCTION pg_sync._alter_endpoint(
+    name text, url text, headers jsonb, secret text, batch_size int, max_attempts int, timeout_ms int,
+    max_in_flight int, retry_base_ms int, retry_max_ms int, caller regrole)
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep pg_sync._endpoints;
+    unreadable regclass;
+BEGIN
+    SELECT * INTO ep FROM pg_sync._endpoints e
+     WHERE e.id = pg_sync._endpoint_id(_alter_endpoint.name, 'no key update');
+    PERFORM pg_sync._check_endpoint(NULL, _alter_endpoint.url, _alter_endpoint.headers,
+        nullif(_alter_endpoint.secret, ''), _alter_endpoint.batch_size, _alter_endpoint.max_attempts,
+        _alter_endpoint.timeout_ms, _alter_endpoint.max_in_flight,
+        coalesce(_alter_endpoint.retry_base_ms, ep.retry_base_ms),
+        coalesce(_alter_endpoint.retry_max_ms, ep.retry_max_ms));
+    IF _alter_endpoint.url IS NOT NULL AND _alter_endpoint.url IS DISTINCT FROM ep.url THEN
+        SELECT t.tbl INTO unreadable FROM pg_sync._tracked t
+         WHERE t.endpoint_id = ep.id AND NOT has_table_privilege(caller, t.tbl, 'SELECT')
+         ORDER BY t.tbl::oid LIMIT 1;
+        IF unreadable IS NOT NULL THEN
+            RAISE EXCEPTION 'permission denied to change the URL of endpoint %', pg_sync._quote(_alter_endpoint.name)
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = format('Role %s may not read table %s, which is tracked for the endpoint: its rows would go to the new URL.',
+                                      caller, unreadable),
+                      HINT = 'Ask a role that may read every table tracked for the endpoint.';
+        END IF;
+    END IF;
+    IF _alter_endpoint.url IS NOT NULL
+       AND pg_sync._url_origin(_alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
+       AND (ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
+            OR ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL) THEN
+        RAISE EXCEPTION 'the new URL of endpoint % is on another origin: its % must be given again',
+                        pg_sync._quote(_alter_endpoint.name),
+                        CASE WHEN ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
+                                  AND ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'headers and secret'
+                             WHEN ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'secret'
+                             ELSE 'headers' END
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = format('The endpoint''s headers and secret were given for %s; they are not sent to %s unless the same call gives them.',
+                                  pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url)),
+                  HINT = 'Pass headers => ... and secret => ... with the new url (headers => ''{}'' and secret => '''' drop them).';
+    END IF;
+    UPDATE pg_sync._endpoints e SET
+        url           = coalesce(_alter_endpoint.url, e.url),
+        headers       = coalesce(_alter_endpoint.headers, e.headers),
+        secret        = CASE WHEN _alter_endpoint.secret IS NULL THEN e.secret
+                             ELSE nullif(_alter_endpoint.secret, '') END,
+        batch_size    = coalesce(_alter_endpoint.batch_size, e.batch_size),
+        max_attempts  = coalesce(_alter_endpoint.max_attempts, e.max_attempts),
+        timeout_ms    = coalesce(_alter_endpoint.timeout_ms, e.timeout_ms),
+        max_in_flight = coalesce(_alter_endpoint.max_in_flight, e.max_in_flight),
+        retry_base_ms = coalesce(_alter_endpoint.retry_base_ms, e.retry_base_ms),
+        retry_max_ms  = coalesce(_alter_endpoint.retry_max_ms, e.retry_max_ms)
+     WHERE e.id = ep.id;
+    PERFORM pg_sync._wake(true);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
+    name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
+    batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
+    max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL)
+RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
+
+CREATE OR REPLACE FUNCTION pg_sync.drop_endpoint(name text, force bool DEFAULT false) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep_id int;
+    tables regclass[];
+    attempt int := 0;
+    pending bigint;
+    t regclass;
+BEGIN
+    PERFORM pg_sync._require(force, 'force');
+    ep_id := pg_sync._endpoint_id(drop_endpoint.name, 'none');
+    -- Wait for the transactions that may have queued events for the endpoint and not committed
+    -- yet, so that the count below sees their events and nothing arrives for a deleted endpoint
+    -- afterwards, and hold new ones back until this transaction ends:
+    --   1. the tables tracked for it, in SHARE mode (writers that captured; untrack waits for
+    --      the writers of a table too, so a table untracked earlier has none left);
+    --   2. its row FOR UPDATE (emit, track, untrack, redeliver, backfill hold KEY SHARE on it;
+    --      alter, pause, resume NO KEY UPDATE).
+    -- Writers take these in either order (a transaction may write a tracked table, then emit,
+    -- or emit, then write), so holding one while waiting for the other could deadlock with
+    -- them. The row is therefore only tried (NOWAIT) while the tables are held; when it is
+    -- busy, the table locks are given back (a subtransaction is rolled back), its holders are
+    -- waited for while holding nothing, and everything is tried again. (After 100 tries, the
+    -- row is waited for while the tables are held: a deadlock is then detected and reported.)
+    LOOP
+        attempt := attempt + 1;
+        tables := ARRAY(SELECT tr.tbl FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id ORDER BY tr.tbl::oid);
+        BEGIN
+            FOREACH t IN ARRAY tables LOOP
+                EXECUTE format('LOCK TABLE %s IN SHARE MODE', t);
+            END LOOP;
+            BEGIN
+                IF attempt < 100 THEN
+                    PERFORM FROM pg_sync._endpoints e WHERE e.id = ep_id FOR UPDATE NOWAIT;
+                ELSE
+                    PERFORM FROM pg_sync._endpoints e WHERE e.id = ep_id FOR UPDATE;
+                END IF;
+            EXCEPTION WHEN lock_not_available THEN
+                RAISE SQLSTATE 'PSRTY'; -- give the table locks back too
+            END;
+            IF NOT FOUND THEN
+                PERFORM pg_sync._no_endpoint(drop_endpoint.name); -- dropped meanwhile
+            END IF;
+            -- While the row is locked, nobody can track a table for the endpoint; if one was
+            -- tracked before, lock it too: try again.
+            IF tables = ARRAY(SELECT tr.tbl FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id
+                               ORDER BY tr.tbl::oid) THEN
+                EXIT;
+            END IF;
+            RAISE SQLSTATE 'PSRTY';
+        EXCEPTION WHEN SQLSTATE 'PSRTY' THEN
+            NULL;
+        END;
+        -- Wait for the row's current holders, holding nothing.
+        BEGIN
+            PERFORM FROM pg_sync._endpoints e WHERE e.id = ep_id FOR UPDATE;
+            RAISE SQLSTATE 'PSRTY';
+        EXCEPTION WHEN SQLSTATE 'PSRTY' THEN
+            NULL;
+        END;
+    END LOOP;
+
+    SELECT count(*) INTO pending FROM pg_sync._queue q WHERE q.endpoint_id = ep_id;
+    IF pending > 0 AND NOT force THEN
+        RAISE EXCEPTION 'endpoint "%" has % pending event%', drop_endpoint.name, pending,
+                        CASE WHEN pending = 1 THEN '' ELSE 's' END
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Wait until they are delivered, or call pg_sync.drop_endpoint(name, force => true) to discard them.';
+    END IF;
+    SELECT count(*) INTO pending FROM pg_sync._dead_letters d WHERE d.endpoint_id = ep_id;
+    IF pending > 0 AND NOT force THEN
+        RAISE EXCEPTION 'endpoint "%" has % dead letter%', drop_endpoint.name, pending,
+                        CASE WHEN pending = 1 THEN '' ELSE 's' END
+            USING ERRCODE = 'object_in_use',
+                  HINT = 'Look at pg_sync.dead_letters first, or call pg_sync.drop_endpoint(name, force => true) to discard them.';
+    END IF;
+    -- Queue first, then dead letters: the worker moves events from the queue to the dead
+    -- letters (without an endpoint lock); one it moves meanwhile is then found in the second.
+    DELETE FROM pg_sync._queue q WHERE q.endpoint_id = ep_id;
+    DELETE FROM pg_sync._dead_letters d WHERE d.endpoint_id = ep_id;
+    DELETE FROM pg_sync._endpoint_state s WHERE s.endpoint_id = ep_id;
+    DELETE FROM pg_sync._attempts a WHERE a.endpoint_id = ep_id;
+    FOR t IN DELETE FROM pg_sync._tracked tr WHERE tr.endpoint_id = ep_id RETURNING tr.tbl LOOP
+        PERFORM pg_sync._sync_triggers(t);
+    END LOOP;
+    DELETE FROM pg_sync._endpoints e WHERE e.id = ep_id;
+    PERFORM pg_sync._config_changed();
+END
+$$;
+
+-- The row lock is taken whether or not the endpoint is paused already, so that concurrent
+-- pauses and resumes are serialized (the last to commit wins), and an unknown name is an error.
+CREATE OR REPLACE FUNCTION pg_sync.pause_endpoint(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep_id int;
+BEGIN
+    ep_id := pg_sync._endpoint_id(pause_endpoint.name, 'no key update');
+    UPDATE pg_sync._endpoints e SET paused = true, paused_reason = 'paused by ' || session_user
+     WHERE e.id = ep_id AND NOT e.paused;
+    PERFORM pg_sync._wake(true);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pg_sync.resume_endpoint(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep_id int;
+BEGIN
+    ep_id := pg_sync._endpoint_id(resume_endpoint.name, 'no key update');
+    UPDATE pg_sync._endpoints e SET paused = false, paused_reason = NULL WHERE e.id = ep_id;
+    PERFORM pg_sync._wake(true);
+END
+$$;

@@ -1,0 +1,58 @@
+-- ---------------------------------------------------------------------------------------------
+-- C functions
+
+CREATE OR REPLACE FUNCTION pg_sync._capture() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'pg_sync_capture';
+
+CREATE OR REPLACE FUNCTION pg_sync._config_changed() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_config_changed';
+
+-- Wake this database's delivery worker when the transaction commits (config: also reload the
+-- endpoints). Ask the launcher for a worker in this database at commit.
+CREATE OR REPLACE FUNCTION pg_sync._wake(config bool DEFAULT false) RETURNS void
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'pg_sync_wake';
+CREATE OR REPLACE FUNCTION pg_sync._request_worker() RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_request_worker';
+CREATE OR REPLACE FUNCTION pg_sync._workers(OUT database text, OUT pid int, OUT started_at timestamptz,
+                                 OUT last_active_at timestamptz, OUT state text)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_workers';
+
+-- A filter is checked (and run) as the role that wrote it, under the session settings recorded
+-- when it was written (_session_settings(): DateStyle, IntervalStyle, TimeZone,
+-- standard_conforming_strings, extra_float_digits, bytea_output, xmloption, lc_monetary,
+-- lc_numeric, as 'name=value').
+-- role NULL: parsed as the caller without the author check (_reconcile after DDL: the author's
+-- rights are checked before every run, and an author who lost them must not block the owner's DDL).
+CREATE OR REPLACE FUNCTION pg_sync._check_filter(tbl regclass, filter text, role regrole, settings text[]) RETURNS void
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_check_filter';
+CREATE OR REPLACE FUNCTION pg_sync._session_settings() RETURNS text[]
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pg_sync_session_settings';
+
+-- NULL arguments are "not being set" and are not checked.
+CREATE OR REPLACE FUNCTION pg_sync._check_endpoint(name text, url text, headers jsonb, secret text,
+                                        batch_size int, max_attempts int, timeout_ms int,
+                                        max_in_flight int, retry_base_ms int, retry_max_ms int)
+    RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pg_sync_check_endpoint';
+
+-- The origin of an http(s) URL: lower-case scheme and host, and the port (the scheme's default
+-- when none is given), e.g. 'https://example.com:443'. NULL for a URL that is not valid.
+CREATE OR REPLACE FUNCTION pg_sync._url_origin(url text) RETURNS text
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pg_sync_url_origin';
+
+-- Whether the calling role (current_user) may see row data and full URLs: members of
+-- pgsync_admin (and superusers). The views use it to show monitors metadata only.
+CREATE OR REPLACE FUNCTION pg_sync._sees_data() RETURNS bool
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT pg_catalog.pg_has_role(current_user, 'pgsync_admin', 'MEMBER') $$;
+
+-- What monitors see of an error message: its class, the text before the first ': ' ("HTTP 500",
+-- "timeout", "invalid input syntax for type integer"); the rest can quote row data (a receiver's
+-- answer echoing the payload, a value that failed to convert).
+CREATE OR REPLACE FUNCTION pg_sync._error_class(message text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS
+$$ SELECT split_part(message, ': ', 1) $$;
+
+-- An error message as the caller may see it (views): whole for admins, its class for monitors.
+CREATE OR REPLACE FUNCTION pg_sync._shown_error(message text) RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
+$$ SELECT CASE WHEN pg_sync._sees_data() THEN message ELSE pg_sync._error_class(message) END $$;

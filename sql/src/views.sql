@@ -1,0 +1,105 @@
+-- ---------------------------------------------------------------------------------------------
+-- Views. They run with the owner's rights, so monitors need no access to the tables; none
+-- shows a secret or a header value.
+
+-- Monitors (pgsync_monitor without pgsync_admin) see metadata only (pg_sync._sees_data()):
+-- no row data (keys are data too), and of a URL only its origin, since a URL's path or query
+-- can be a credential (Slack-style webhook URLs).
+CREATE OR REPLACE VIEW pg_sync.endpoints AS
+SELECT e.name,
+       CASE WHEN pg_sync._sees_data() THEN e.url
+            ELSE pg_sync._url_origin(e.url) || '/...' END AS url,
+       ARRAY(SELECT k FROM jsonb_object_keys(e.headers) k ORDER BY k) AS header_names,
+       e.secret IS NOT NULL AS has_secret,
+       e.batch_size, e.max_attempts, e.timeout_ms, e.max_in_flight, e.retry_base_ms,
+       e.retry_max_ms, e.paused, e.paused_reason, e.created_at
+  FROM pg_sync._endpoints e;
+
+CREATE OR REPLACE VIEW pg_sync.tracked_tables AS
+SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,
+       coalesce(t.key_columns,
+                (SELECT array_agg(a.attname::text ORDER BY k.ord)
+                   FROM pg_index i
+                  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE i.indrelid = t.tbl AND i.indisprimary AND k.ord <= i.indnkeyatts)) AS key_columns,
+       t.key_columns IS NULL AS key_is_primary_key,
+       CASE WHEN pg_sync._sees_data() THEN t.filter END AS filter
+  FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id;
+
+-- pending = captured and not yet delivered nor dead (in flight and waiting to retry included).
+-- Delivery figures come from the worker (pg_sync._endpoint_state).
+CREATE OR REPLACE VIEW pg_sync.endpoint_status AS
+SELECT e.name AS endpoint,
+       CASE WHEN e.paused THEN 'paused'
+            WHEN s.circuit IN ('open', 'half_open') THEN 'circuit_open'
+            WHEN s.consecutive_failures > 0 OR q.retrying > 0 THEN 'retrying'
+            ELSE 'active' END AS state,
+       coalesce(q.pending, 0) AS pending,
+       coalesce(s.in_flight, 0) AS in_flight,
+       coalesce(d.dead, 0) AS dead,
+       now() - q.oldest AS oldest_pending_age,
+       coalesce(s.delivered_total, 0) AS delivered_total,
+       coalesce(s.failed_attempts_total, 0) AS failed_attempts_total,
+       s.last_success_at, s.last_failure_at, pg_sync._shown_error(s.last_error) AS last_error, s.last_status,
+       coalesce(s.consecutive_failures, 0) AS consecutive_failures,
+       CASE WHEN s.circuit = 'open' THEN s.next_attempt_at ELSE q.next_attempt_at END AS next_attempt_at,
+       e.paused_reason,
+       l.lag_p50, l.lag_p99
+  FROM pg_sync._endpoints e
+  LEFT JOIN pg_sync._endpoint_state s ON s.endpoint_id = e.id
+  LEFT JOIN (SELECT endpoint_id, count(*) AS pending, min(captured_at) AS oldest,
+                    count(*) FILTER (WHERE attempts > 0) AS retrying,
+                    min(next_attempt_at) FILTER (WHERE next_attempt_at > now()) AS next_attempt_at
+               FROM pg_sync._queue GROUP BY endpoint_id) q ON q.endpoint_id = e.id
+  LEFT JOIN (SELECT endpoint_id, count(*) AS dead FROM pg_sync._dead_letters GROUP BY endpoint_id) d
+         ON d.endpoint_id = e.id
+  -- Lag of recent deliveries (pg_sync.recent_attempts): capture of a request's oldest event to its 2xx.
+  LEFT JOIN (SELECT endpoint_id,
+                    make_interval(secs => percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_ms) / 1000) AS lag_p50,
+                    make_interval(secs => percentile_cont(0.99) WITHIN GROUP (ORDER BY lag_ms) / 1000) AS lag_p99
+               FROM pg_sync._attempts WHERE status BETWEEN 200 AND 299 GROUP BY endpoint_id) l
+         ON l.endpoint_id = e.id;
+
+-- The last pg_sync.recent_attempts_size HTTP requests of every endpoint, newest first.
+CREATE OR REPLACE VIEW pg_sync.recent_attempts AS
+SELECT e.name AS endpoint, a.started_at, a.events, a.status,
+       a.finished_at - a.started_at AS duration, pg_sync._shown_error(a.error) AS error,
+       make_interval(secs => a.lag_ms / 1000) AS lag
+  FROM pg_sync._attempts a JOIN pg_sync._endpoints e ON e.id = a.endpoint_id
+ ORDER BY a.finished_at DESC;
+
+CREATE OR REPLACE VIEW pg_sync.dead_letters AS
+SELECT d.id, e.name AS endpoint, d.tbl AS "table", d.op,
+       CASE WHEN v.sees_data THEN d.key END AS key,
+       d.attempts, d.last_status, pg_sync._shown_error(d.last_error) AS last_error, d.first_attempt_at, d.dead_at,
+       CASE WHEN NOT v.sees_data THEN NULL
+            WHEN d.op = 'emit' THEN json_build_object('type', d.emit_type, 'payload', d.new_row)
+            ELSE json_build_object('new', d.new_row, 'old', d.old_row) END AS payload
+  FROM pg_sync._dead_letters d JOIN pg_sync._endpoints e ON e.id = d.endpoint_id
+ -- Row data for admins, and of a table only for those who may read it (emit events have none).
+ CROSS JOIN LATERAL (SELECT pg_sync._sees_data()
+                            AND (d.tbl IS NULL
+                                 OR coalesce(has_table_privilege(to_regclass(d.tbl), 'SELECT'), false))
+                            AS sees_data) v;
+
+-- Backfills (pg_sync.backfill), running and finished, with their progress.
+CREATE OR REPLACE VIEW pg_sync.backfills AS
+SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
+       b.rows_scanned, b.rows_enqueued, t.estimate AS rows_estimated,
+       CASE WHEN b.state = 'done' THEN 100.0
+            WHEN t.estimate > 0 THEN least(99.9, round(100.0 * b.rows_scanned / t.estimate, 1)) END AS percent_done,
+       b.batch_rows, b.batches, CASE WHEN pg_sync._sees_data() THEN b.last_key END AS last_key,
+       b.waiting_for, pg_sync._shown_error(b.last_error) AS last_error,
+       b.requested_by::regrole AS requested_by, b.started_at, b.updated_at, b.finished_at
+  FROM pg_sync._backfills b JOIN pg_sync._endpoints e ON e.id = b.endpoint_id
+  -- Planner estimate of the row count (of every partition for a partitioned table); NULL
+  -- until the table was analyzed.
+  LEFT JOIN LATERAL (SELECT CASE WHEN bool_or(c.reltuples >= 0) THEN sum(greatest(c.reltuples, 0))::bigint END
+                              AS estimate
+                       FROM pg_class c
+                      WHERE c.oid = b.tbl AND c.relkind = 'r'
+                         OR c.oid IN (SELECT p.relid FROM pg_partition_tree(b.tbl) p WHERE p.isleaf)) t ON true;
+
+-- Delivery workers of every database (like pg_stat_activity, the server's view).
+CREATE OR REPLACE VIEW pg_sync.workers AS SELECT * FROM pg_sync._workers();

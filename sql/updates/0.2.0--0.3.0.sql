@@ -1,0 +1,21 @@
+-- Delta 0.2.0 -> 0.3.0 (what the definitions in sql/src/ cannot do; rules: sql/updates/README.md).
+--
+-- 0.3.0 (security and correctness, docs/security.md): filters run with the rights of the role
+-- that wrote them under the session settings recorded with them (_tracked.filter_role,
+-- filter_settings); backfill renders rows in C like the capture trigger; a URL change needs the
+-- caller to read every tracked table and, to another origin, the credentials again; resuming a
+-- backfill makes the caller its requester; monitors see no row data; the capture-trigger guard
+-- is open only while pg_sync changes its triggers; event names are case-mapped in the C
+-- collation; replicated changes to pg_sync's tables are ignored (the triggers of
+-- sql/src/replication.sql); health() reports filter authors and publications/subscriptions of
+-- pg_sync's tables.
+
+-- Filters written before 0.3.0 have no recorded author (filter_role NULL): they keep running as
+-- the writer, as in 0.2.0, backfill refuses them, and health() asks for track() to be called
+-- again, which records the author.
+ALTER TABLE pg_sync._tracked ADD COLUMN filter_role regrole, ADD COLUMN filter_settings text[];
+
+-- New signatures or OUT parameters (CREATE OR REPLACE cannot change them).
+DROP FUNCTION IF EXISTS pg_sync._check_filter(regclass, text);
+DROP FUNCTION IF EXISTS pg_sync._track(regclass, text, text[], text[], text[], text);
+DROP FUNCTION IF EXISTS pg_sync._backfill_page(bigint);
