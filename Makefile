@@ -4,8 +4,11 @@ EXTENSION   = pg_sync
 EXTVERSION  = 0.3.0
 
 MODULE_big  = pg_sync
-OBJS        = src/pg/module.o src/pg/guard.o src/pg/capture_trigger.o src/pg/sql_api.o \
-              src/pg/launcher.o src/pg/delivery_worker.o src/pg/backfill_worker.o src/pg/replicated_changes.o \
+OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slots.o src/pg/wakeups.o \
+              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o \
+              src/pg/capture_trigger.o src/pg/capture_plans.o src/pg/capture_filter.o src/pg/value_render.o \
+              src/pg/session_settings.o src/pg/queue_writer.o \
+              src/pg/delivery_worker.o src/pg/backfill_worker.o src/pg/replicated_changes.o \
               src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o \
               src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o
 

@@ -18,32 +18,7 @@
 // job: lock timeouts, deadlocks and cancels are retried a second later, anything else fails
 // the job (pg_sync.resume_backfill() continues it). This file calls PostgreSQL throughout and
 // is written C-style: no object with a destructor lives in these frames (see guard.hpp).
-extern "C" {
-#include "postgres.h"
-
-#include "access/table.h"
-#include "access/xact.h"
-#include "catalog/pg_extension.h"
-#include "catalog/pg_type.h"
-#include "commands/extension.h"
-#include "executor/tuptable.h"
-#include "executor/spi.h"
-#include "fmgr.h"
-#include "miscadmin.h"
-#include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
-#include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/lmgr.h"
-#include "tcop/tcopprot.h"
-#include "utils/array.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/snapmgr.h"
-}
+#include "pg/pg_prelude.hpp"
 
 #include "pg/capture.hpp"
 #include "pg/workers.hpp"

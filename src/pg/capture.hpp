@@ -1,19 +1,36 @@
-// Change capture: the trigger, its per-relation plan cache and the queue insert.
-// Include after postgres.h.
+// Change capture: the trigger, its per-relation plan cache, the rendering of rows as JSON, the
+// filter and the queue writer (files capture_*.cpp, value_render.cpp, session_settings.cpp,
+// queue_writer.cpp; their shared insides are in capture_internal.hpp). This is what the rest of
+// the library calls.
 #pragma once
 
-struct RelationData;
-struct TupleTableSlot;
+#include "pg/pg_prelude.hpp"
 
 namespace pg_sync::pg {
-// Registers the relcache callback that keeps capture plans current. Called from _PG_init.
-void capture_init();
 
 // Backfill: renders one row of the tracked table `rel` (in a slot of rel's row type) as the
 // capture trigger renders it for the endpoint: same columns, canonical key, the filter run with
 // the rights and settings of the role that wrote it (OLD all-NULL, as for an insert). Returns
 // false when the filter rejects the row. Errors when the table is not tracked for the endpoint.
-bool render_snapshot(RelationData *rel, int32 endpoint_id, TupleTableSlot *slot, Datum *key, Datum *new_row);
+bool render_snapshot(Relation rel, int32 endpoint_id, TupleTableSlot *slot, Datum *key, Datum *new_row);
 // Backfill: a new page is a new statement for the per-statement checks of filters.
 void capture_new_statement();
+
+// --- called from hooks.cpp only ---
+// Relcache invalidation of relid (InvalidOid: all): forget the queue's cached definition if it
+// is concerned, and mark the capture plans concerned invalid. Only marks; never reads catalogs.
+void queue_writer_relation_invalidated(Oid relid);
+void capture_plans_relation_invalidated(Oid relid);
+// A schema was renamed (no relcache invalidation says so): every plan is invalid.
+void capture_plans_namespace_invalidated();
+// True while a capture trigger frame is on the stack (an executor run nested in it, a filter's
+// query, must not close the queue writer its statement keeps using).
+bool capture_trigger_active();
+// End of a statement, or before commit / prepare: release the queue writer.
+void queue_writer_close();
+// Abort: the resource owner released the writer's pin and relations; forget them and the
+// trigger frames the error unwound.
+void queue_writer_forget();
+void capture_trigger_forget();
+
 } // namespace pg_sync::pg

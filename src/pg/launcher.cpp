@@ -1,6 +1,4 @@
-// The launcher and the shared state of all pg_sync workers.
-//
-// The launcher is a static background worker connected to no database (it reads only the shared
+// The launcher: a static background worker connected to no database (it reads only the shared
 // catalog pg_database). It keeps one delivery worker running per database that has the
 // extension. Which databases have it can only be seen from inside each database, so:
 //
@@ -12,176 +10,146 @@
 //   * a worker that ends for any other reason (error, killed) is started again after a backoff
 //     of 1 s doubling to 60 s; a crash of the whole server restarts the launcher itself.
 //
+// Each database the launcher knows is in one state of DbState; every change of state is one of
+// the on_* functions below, and nothing else assigns `state` (docs/launcher.md has the diagram):
+//
+//   Pending     -- start_worker ok -->       Running
+//   Pending     -- start_worker failed -->   Backoff (10 s)
+//   Running     -- CREATE EXTENSION -->      Restarting
+//   Running     -- worker ended: no extension --> NoExtension
+//   Running     -- worker ended: database held for DDL --> Pending
+//   Running     -- worker ended otherwise --> Backoff (next_restart_delay)
+//   Restarting  -- worker ended -->          Pending
+//   Backoff     -- delay over -->            Pending
+//   Backoff, NoExtension, Pending -- CREATE EXTENSION --> Pending (backoff reset)
+//   NoExtension -- pg_database scan -->      Pending (probe again)
+//   not running and gone from pg_database -> forgotten
+//
+// Guards that keep a Pending database waiting without a change of state: a live worker serves it
+// already (the launcher restarted and has no handle for it), it is held for a DDL command (looked
+// at again every 500 ms), or pg_sync.max_workers workers run.
+//
 // C-style code: the launcher never builds C++ objects, so PostgreSQL errors may unwind it freely.
-extern "C" {
-#include "postgres.h"
+#include "pg/pg_prelude.hpp"
 
-#include "access/heapam.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "access/tableam.h"
-#include "access/xact.h"
-#include "catalog/pg_database.h"
-#include "commands/dbcommands.h"
-#include "fmgr.h"
-#include "funcapi.h"
-#include "miscadmin.h"
-#include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "postmaster/interrupt.h"
-#include "storage/ipc.h"
-#include "storage/lwlock.h"
-#include "storage/proc.h"
-#include "storage/shmem.h"
-#include "tcop/tcopprot.h"
-#include "utils/acl.h"
-#include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/hsearch.h"
-#include "utils/memutils.h"
-#include "utils/snapmgr.h"
-#include "utils/timestamp.h"
-}
-
+#include "pg/shared_slots.hpp"
 #include "pg/workers.hpp"
-
-#include <csignal>
 
 namespace pg_sync::pg {
 namespace {
 
-constexpr int kMaxRequests = 32; // databases asking for a worker, between two launcher passes
-constexpr int kMaxHolds = 8;     // databases whose worker is kept stopped for a DDL command
-
-struct Hold {
-    Oid dboid;
-    TimestampTz until;
+enum class DbState : uint8 {
+    Pending,     // a worker is to be started as soon as allowed
+    Running,     // a worker the launcher started runs (handle set)
+    Restarting,  // running, and CREATE EXTENSION asked for a new worker once it ends
+    Backoff,     // the last worker failed: start again at start_after
+    NoExtension, // the last worker found no pg_sync: wait for a request or the next scan
 };
-
-// The backfill worker of a database (at most one each; src/pg/backfill_worker.cpp).
-constexpr int kMaxBackfills = 16;
-struct BackfillSlot {
-    Oid dboid;
-    pid_t pid; // 0: free
-};
-
-struct SharedState {
-    LWLock *lock;
-    BackfillSlot backfills[kMaxBackfills];
-    pid_t launcher_pid;
-    Latch *launcher_latch;
-    int nrequests;
-    Oid requests[kMaxRequests];
-    Hold holds[kMaxHolds];
-    int nslots;
-    WorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
-};
-
-SharedState *shared = nullptr;
-shmem_request_hook_type prev_shmem_request = nullptr;
-shmem_startup_hook_type prev_shmem_startup = nullptr;
-
-Size shared_size() {
-    return add_size(offsetof(SharedState, slots), mul_size(sizeof(WorkerSlot), settings.max_workers));
-}
-
-// --- wake-ups at commit --------------------------------------------------------------------------
-
-bool wake_pending = false;
-bool config_pending = false;
-bool launch_pending = false;
-
-void notify_at_commit() {
-    if (!shared)
-        return;
-    Latch *worker_latch = nullptr;
-    Latch *launcher_latch = nullptr;
-    LWLockAcquire(shared->lock, (launch_pending || config_pending) ? LW_EXCLUSIVE : LW_SHARED);
-    for (int i = 0; i < shared->nslots; ++i) {
-        WorkerSlot *s = &shared->slots[i];
-        if (s->dboid == MyDatabaseId && s->pid != 0) {
-            if (config_pending)
-                s->config_generation++; // under the exclusive lock: no increment is lost
-            worker_latch = s->latch;
-        }
-    }
-    if (launch_pending) {
-        bool known = false;
-        for (int i = 0; i < shared->nrequests; ++i)
-            known |= shared->requests[i] == MyDatabaseId;
-        if (!known && shared->nrequests < kMaxRequests)
-            shared->requests[shared->nrequests++] = MyDatabaseId;
-        launcher_latch = shared->launcher_latch;
-    }
-    LWLockRelease(shared->lock);
-    if (worker_latch)
-        SetLatch(worker_latch);
-    if (launcher_latch)
-        SetLatch(launcher_latch);
-}
-
-// Registered once per process (in _PG_init, inherited from the postmaster): cheaper than
-// registering and removing a callback in every transaction, and it costs one branch when
-// nothing was captured.
-void xact_callback(XactEvent event, void *) {
-    switch (event) {
-    case XACT_EVENT_COMMIT:
-    case XACT_EVENT_PARALLEL_COMMIT:
-        if (wake_pending || config_pending || launch_pending)
-            notify_at_commit();
-        wake_pending = config_pending = launch_pending = false;
-        break;
-    case XACT_EVENT_ABORT:
-    case XACT_EVENT_PARALLEL_ABORT:
-    case XACT_EVENT_PREPARE: // COMMIT PREPARED comes later, elsewhere: the sweep finds it
-        wake_pending = config_pending = launch_pending = false;
-        break;
-    default:
-        break;
-    }
-}
-
-bool database_held(Oid dboid, TimestampTz now) {
-    for (int i = 0; i < kMaxHolds; ++i)
-        if (shared->holds[i].dboid == dboid && shared->holds[i].until > now)
-            return true;
-    return false;
-}
-
-void shmem_request() {
-    if (prev_shmem_request)
-        prev_shmem_request();
-    RequestAddinShmemSpace(shared_size());
-    RequestNamedLWLockTranche("pg_sync", 1);
-}
-
-void shmem_startup() {
-    if (prev_shmem_startup)
-        prev_shmem_startup();
-    LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
-    bool found = false;
-    shared = static_cast<SharedState *>(ShmemInitStruct("pg_sync", shared_size(), &found));
-    if (!found) {
-        memset(shared, 0, shared_size());
-        shared->lock = &(GetNamedLWLockTranche("pg_sync"))->lock;
-        shared->nslots = settings.max_workers;
-    }
-    LWLockRelease(AddinShmemInitLock);
-}
-
-// --- the launcher --------------------------------------------------------------------------------
 
 struct LauncherDb {
     Oid dboid; // hash key
-    BackgroundWorkerHandle *handle;
-    bool no_extension;
-    bool seen; // in the last pg_database scan
-    bool restart_requested; // CREATE EXTENSION while a worker (old or probe) was still running
-    int failures;
-    TimestampTz start_after;
+    DbState state;
+    BackgroundWorkerHandle *handle; // set in Running and Restarting only
+    bool seen;                      // in the last pg_database scan
+    int failures;                   // consecutive failed workers (for the backoff)
+    TimestampTz start_after;        // Backoff: when to start again
 };
 
+constexpr int kHeldRecheckMs = 500;        // a database held for DDL is looked at again this often
+constexpr int kRegisterRetryMs = 10000;    // no background worker slot free: try again after this
+constexpr int kRestartDelayFirstMs = 1000; // backoff after a failed worker: the first delay,
+constexpr int kRestartDelayMaxMs = 60000;  // doubled per failure up to this,
+constexpr int kRestartMaxDoublings = 7;
+constexpr int64 kHealthyRunUs = 60 * USECS_PER_SEC; // reset after a worker ran this long
+
 HTAB *databases = nullptr;
+
+// How long to wait before starting a failed database's worker again: 1 s doubling to 60 s per
+// consecutive failure; a worker that ran a minute or more before it ended is not a crash loop
+// and starts the count afresh. Pure arithmetic (no PostgreSQL): to move into src/core.
+int64 next_restart_delay(int *failures, int64 ran_for_us) {
+    if (ran_for_us > kHealthyRunUs)
+        *failures = 0;
+    *failures = Min(*failures + 1, kRestartMaxDoublings);
+    return Min(int64(kRestartDelayFirstMs) << (*failures - 1), int64(kRestartDelayMaxMs));
+}
+
+// --- transitions ---------------------------------------------------------------------------------
+
+// A database the launcher did not know (from a scan or a request): Pending.
+LauncherDb *on_new(Oid dboid) {
+    bool found = false;
+    LauncherDb *db = static_cast<LauncherDb *>(hash_search(databases, &dboid, HASH_ENTER, &found));
+    if (!found) {
+        db->state = DbState::Pending;
+        db->handle = nullptr;
+        db->seen = true;
+        db->failures = 0;
+        db->start_after = 0;
+    }
+    return db;
+}
+
+// The scan found the database again: one that had no extension is probed again (it may have
+// come with CREATE DATABASE ... TEMPLATE or a restore).
+void on_found(LauncherDb *db) {
+    db->seen = true;
+    if (db->state == DbState::NoExtension)
+        db->state = DbState::Pending;
+}
+
+// Gone from pg_database (or not accepting connections any more) and no worker runs: forget it.
+void on_vanished(LauncherDb *db) { hash_search(databases, &db->dboid, HASH_REMOVE, nullptr); }
+
+// CREATE EXTENSION committed. A worker still running may be one that is about to leave because
+// it saw the extension dropped (DROP + CREATE EXTENSION in one transaction) or a probe: start one
+// again when it ends, whatever it says.
+void on_requested(LauncherDb *db) {
+    db->state = db->handle ? DbState::Restarting : DbState::Pending;
+    db->failures = 0;
+    db->start_after = 0;
+}
+
+void on_started(LauncherDb *db, BackgroundWorkerHandle *handle) {
+    db->handle = handle;
+    db->state = DbState::Running;
+}
+
+// No background worker slot (max_worker_processes): not a failure of the worker; try again later.
+void on_start_failed(LauncherDb *db, TimestampTz now) {
+    db->handle = nullptr;
+    db->state = DbState::Backoff;
+    db->start_after = TimestampTzPlusMilliseconds(now, kRegisterRetryMs);
+}
+
+void on_backoff_elapsed(LauncherDb *db) { db->state = DbState::Pending; }
+
+// The worker has ended (its slot is freed). Returns true when it failed.
+bool on_ended(LauncherDb *db, const EndedWorker &ended, TimestampTz now) {
+    pfree(db->handle);
+    db->handle = nullptr;
+    if (db->state == DbState::Restarting) {
+        db->state = DbState::Pending;
+        db->start_after = 0;
+        return false;
+    }
+    if (ended.no_extension) {
+        db->state = DbState::NoExtension;
+        db->failures = 0;
+        return false;
+    }
+    if (ended.held) {
+        // Stopped for DROP DATABASE and friends: not a failure.
+        db->state = DbState::Pending;
+        db->start_after = 0;
+        return false;
+    }
+    db->state = DbState::Backoff;
+    db->start_after = TimestampTzPlusMilliseconds(now, next_restart_delay(&db->failures, now - ended.started_at));
+    return true;
+}
+
+// --- the launcher's steps ------------------------------------------------------------------------
 
 // Every database that accepts connections and is not a template (a worker connected to a
 // template would make CREATE DATABASE fail).
@@ -202,18 +170,7 @@ void scan_databases() {
         Form_pg_database d = (Form_pg_database)GETSTRUCT(tup);
         if (!d->datallowconn || d->datistemplate)
             continue;
-        bool found = false;
-        db = static_cast<LauncherDb *>(hash_search(databases, &d->oid, HASH_ENTER, &found));
-        if (!found) {
-            db->handle = nullptr;
-            db->failures = 0;
-            db->start_after = 0;
-            db->restart_requested = false;
-        }
-        // Look again (a short probe) in databases that had no extension last time: it may have
-        // come with CREATE DATABASE ... TEMPLATE or a restore.
-        db->no_extension = false;
-        db->seen = true;
+        on_found(on_new(d->oid));
     }
     table_endscan(scan);
     table_close(rel, AccessShareLock);
@@ -223,7 +180,7 @@ void scan_databases() {
     hash_seq_init(&it, databases);
     while ((db = static_cast<LauncherDb *>(hash_seq_search(&it))))
         if (!db->seen && !db->handle)
-            hash_search(databases, &db->dboid, HASH_REMOVE, nullptr);
+            on_vanished(db);
 }
 
 // Workers that have ended: how, and when to start them again. Returns true when one failed (its
@@ -239,68 +196,16 @@ bool reap_workers(TimestampTz now) {
         pid_t pid;
         if (GetBackgroundWorkerPid(db->handle, &pid) != BGWH_STOPPED)
             continue;
-        pfree(db->handle);
-        db->handle = nullptr;
-        bool no_extension = false;
-        TimestampTz started = now;
-        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-        const bool held_now = database_held(db->dboid, now);
-        for (int i = 0; i < shared->nslots; ++i) {
-            WorkerSlot *s = &shared->slots[i];
-            if (s->dboid == db->dboid && s->pid == 0) {
-                no_extension = s->no_extension;
-                started = s->started_at;
-                s->dboid = InvalidOid; // free
-            }
-        }
-        LWLockRelease(shared->lock);
-        const bool held = held_now;
-        if (db->restart_requested) {
-            db->restart_requested = false;
-            db->no_extension = false;
-            db->start_after = 0;
-        } else if (no_extension) {
-            db->no_extension = true;
-            db->failures = 0;
-        } else if (held) {
-            // Stopped for DROP DATABASE and friends: not a failure.
-            db->start_after = 0;
-        } else {
-            failed = true;
-            // A worker that ran for a while before it ended is not a crash loop: start afresh.
-            if (now - started > 60 * USECS_PER_SEC)
-                db->failures = 0;
-            db->failures = Min(db->failures + 1, 7);
-            db->start_after = TimestampTzPlusMilliseconds(now, 1000 * (1 << (db->failures - 1)));
-            if (db->start_after > TimestampTzPlusMilliseconds(now, 60000))
-                db->start_after = TimestampTzPlusMilliseconds(now, 60000);
-        }
+        failed |= on_ended(db, collect_ended_worker(db->dboid, now), now);
     }
     return failed;
 }
 
 void take_requests() {
-    Oid requests[kMaxRequests];
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    const int n = shared->nrequests;
-    memcpy(requests, shared->requests, sizeof(Oid) * n);
-    shared->nrequests = 0;
-    LWLockRelease(shared->lock);
-    for (int i = 0; i < n; ++i) {
-        bool found = false;
-        LauncherDb *db = static_cast<LauncherDb *>(hash_search(databases, &requests[i], HASH_ENTER, &found));
-        if (!found) {
-            db->handle = nullptr;
-            db->seen = true;
-        }
-        // A worker still running may be one that is about to leave because it saw the extension
-        // dropped (DROP + CREATE EXTENSION in one transaction) or a probe: start one again when
-        // it ends, whatever it says.
-        db->restart_requested = db->handle != nullptr;
-        db->no_extension = false;
-        db->failures = 0;
-        db->start_after = 0;
-    }
+    Oid requests[kMaxLaunchRequests];
+    const int n = take_launch_requests(requests);
+    for (int i = 0; i < n; ++i)
+        on_requested(on_new(requests[i]));
 }
 
 int running_workers() {
@@ -313,6 +218,28 @@ int running_workers() {
     return n;
 }
 
+// Registers a delivery worker for the database; nullptr when no background worker slot is free.
+BackgroundWorkerHandle *start_worker(Oid dboid) {
+    BackgroundWorker w;
+    memset(&w, 0, sizeof w);
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = BGW_NEVER_RESTART; // the launcher restarts it, with backoff
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_sync");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "pg_sync_worker_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "pg_sync worker for database %u", dboid);
+    snprintf(w.bgw_type, BGW_MAXLEN, "pg_sync worker");
+    w.bgw_main_arg = ObjectIdGetDatum(dboid);
+    w.bgw_notify_pid = MyProcPid;
+    BackgroundWorkerHandle *handle = nullptr;
+    if (!RegisterDynamicBackgroundWorker(&w, &handle)) {
+        ereport(WARNING, (errmsg("pg_sync: could not start a delivery worker for database %u", dboid),
+                          errhint("Raise max_worker_processes.")));
+        return nullptr;
+    }
+    return handle;
+}
+
 // Starts the workers that should run; returns when the next one is due (0: none waiting).
 TimestampTz start_workers(TimestampTz now) {
     TimestampTz next = 0;
@@ -321,44 +248,28 @@ TimestampTz start_workers(TimestampTz now) {
     LauncherDb *db;
     hash_seq_init(&it, databases);
     while ((db = static_cast<LauncherDb *>(hash_seq_search(&it)))) {
-        if (db->handle || db->no_extension)
+        if (db->state != DbState::Pending && db->state != DbState::Backoff)
             continue;
-        bool held;
-        bool served = false; // a live worker the launcher has no handle for (it restarted)
-        LWLockAcquire(shared->lock, LW_SHARED);
-        held = database_held(db->dboid, now);
-        for (int i = 0; i < shared->nslots; ++i)
-            if (shared->slots[i].dboid == db->dboid && shared->slots[i].pid != 0 && kill(shared->slots[i].pid, 0) == 0)
-                served = true;
-        LWLockRelease(shared->lock);
-        if (served)
+        const DatabaseOccupancy occupancy = database_occupancy(db->dboid, now);
+        if (occupancy.served)
             continue;
-        if (held || db->start_after > now) {
-            TimestampTz due = held ? TimestampTzPlusMilliseconds(now, 500) : db->start_after;
+        const bool waiting = db->state == DbState::Backoff && db->start_after > now;
+        if (occupancy.held || waiting) {
+            TimestampTz due = occupancy.held ? TimestampTzPlusMilliseconds(now, kHeldRecheckMs) : db->start_after;
             if (next == 0 || due < next)
                 next = due;
             continue;
         }
+        if (db->state == DbState::Backoff)
+            on_backoff_elapsed(db);
         if (running >= settings.max_workers)
             continue; // pg_sync.max_workers reached; retried when one ends
-        BackgroundWorker w;
-        memset(&w, 0, sizeof w);
-        w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-        w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-        w.bgw_restart_time = BGW_NEVER_RESTART; // the launcher restarts it, with backoff
-        snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_sync");
-        snprintf(w.bgw_function_name, BGW_MAXLEN, "pg_sync_worker_main");
-        snprintf(w.bgw_name, BGW_MAXLEN, "pg_sync worker for database %u", db->dboid);
-        snprintf(w.bgw_type, BGW_MAXLEN, "pg_sync worker");
-        w.bgw_main_arg = ObjectIdGetDatum(db->dboid);
-        w.bgw_notify_pid = MyProcPid;
-        if (!RegisterDynamicBackgroundWorker(&w, &db->handle)) {
-            db->handle = nullptr;
-            ereport(WARNING, (errmsg("pg_sync: could not start a delivery worker for database %u", db->dboid),
-                              errhint("Raise max_worker_processes.")));
-            db->start_after = TimestampTzPlusMilliseconds(now, 10000);
+        BackgroundWorkerHandle *handle = start_worker(db->dboid);
+        if (!handle) {
+            on_start_failed(db, now);
             continue;
         }
+        on_started(db, handle);
         running++;
     }
     return next;
@@ -366,18 +277,7 @@ TimestampTz start_workers(TimestampTz now) {
 
 } // namespace
 
-Settings settings = {8, 1000, 60, true, nullptr, 64, 5, 1000};
-
-void workers_shmem_request() {
-    prev_shmem_request = shmem_request_hook;
-    shmem_request_hook = shmem_request;
-    prev_shmem_startup = shmem_startup_hook;
-    shmem_startup_hook = shmem_startup;
-}
-
-void workers_xact_init() { RegisterXactCallback(xact_callback, nullptr); }
-
-void register_launcher() {
+void launcher_init() {
     BackgroundWorker w;
     memset(&w, 0, sizeof w);
     w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -390,196 +290,6 @@ void register_launcher() {
     RegisterBackgroundWorker(&w);
 }
 
-void wake_at_commit(bool config_changed) {
-    wake_pending = true;
-    config_pending |= config_changed;
-}
-
-void launch_at_commit() { launch_pending = true; }
-
-WorkerSlot *claim_slot(Oid dboid) {
-    WorkerSlot *mine = nullptr;
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    if (database_held(dboid, GetCurrentTimestamp())) {
-        LWLockRelease(shared->lock);
-        return nullptr; // registered just before DROP DATABASE & co. stopped this database's worker
-    }
-    for (int i = 0; i < shared->nslots && !mine; ++i) {
-        WorkerSlot *s = &shared->slots[i];
-        if (s->dboid == dboid) {
-            if (s->pid != 0 && kill(s->pid, 0) == 0) {
-                LWLockRelease(shared->lock);
-                return nullptr; // another worker serves this database
-            }
-            mine = s;
-        }
-    }
-    for (int i = 0; i < shared->nslots && !mine; ++i)
-        if (shared->slots[i].dboid == InvalidOid)
-            mine = &shared->slots[i];
-    if (mine) {
-        mine->dboid = dboid;
-        mine->pid = MyProcPid;
-        mine->latch = MyLatch;
-        mine->started_at = mine->last_active_at = GetCurrentTimestamp();
-        mine->no_extension = false;
-        strlcpy(mine->state, "starting", sizeof mine->state);
-    }
-    LWLockRelease(shared->lock);
-    return mine;
-}
-
-void set_worker_state(WorkerSlot *slot, const char *state) {
-    slot->last_active_at = GetCurrentTimestamp();
-    if (strcmp(slot->state, state) != 0) {
-        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-        strlcpy(slot->state, state, sizeof slot->state);
-        LWLockRelease(shared->lock);
-    }
-}
-
-void pin_worker_settings() {
-    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
-}
-
-// --- backfill workers ----------------------------------------------------------------------------
-
-bool claim_backfill_slot(Oid dboid) {
-    bool claimed = false;
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    if (!database_held(dboid, GetCurrentTimestamp())) {
-        int free_slot = -1;
-        bool other = false;
-        for (int i = 0; i < kMaxBackfills; ++i) {
-            BackfillSlot *b = &shared->backfills[i];
-            const bool alive = b->pid != 0 && kill(b->pid, 0) == 0;
-            if (b->dboid == dboid && alive)
-                other = true;
-            else if (free_slot < 0 && (!alive || b->dboid == dboid))
-                free_slot = i;
-        }
-        if (!other && free_slot >= 0) {
-            shared->backfills[free_slot].dboid = dboid;
-            shared->backfills[free_slot].pid = MyProcPid;
-            claimed = true;
-        }
-    }
-    LWLockRelease(shared->lock);
-    return claimed;
-}
-
-void release_backfill_slot() {
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    for (int i = 0; i < kMaxBackfills; ++i)
-        if (shared->backfills[i].pid == MyProcPid)
-            shared->backfills[i].pid = 0;
-    LWLockRelease(shared->lock);
-}
-
-bool backfill_worker_running(Oid dboid) {
-    bool running = false;
-    LWLockAcquire(shared->lock, LW_SHARED);
-    for (int i = 0; i < kMaxBackfills; ++i)
-        if (shared->backfills[i].dboid == dboid && shared->backfills[i].pid != 0 &&
-            kill(shared->backfills[i].pid, 0) == 0)
-            running = true;
-    LWLockRelease(shared->lock);
-    return running;
-}
-
-bool start_backfill_worker(Oid dboid) {
-    BackgroundWorker w;
-    memset(&w, 0, sizeof w);
-    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
-    w.bgw_restart_time = BGW_NEVER_RESTART; // the delivery worker starts it again if needed
-    snprintf(w.bgw_library_name, BGW_MAXLEN, "pg_sync");
-    snprintf(w.bgw_function_name, BGW_MAXLEN, "pg_sync_backfill_main");
-    snprintf(w.bgw_name, BGW_MAXLEN, "pg_sync backfill for database %u", dboid);
-    snprintf(w.bgw_type, BGW_MAXLEN, "pg_sync backfill");
-    w.bgw_main_arg = ObjectIdGetDatum(dboid);
-    return RegisterDynamicBackgroundWorker(&w, nullptr);
-}
-
-Oid stop_worker_for_database(const char *dbname, volatile Oid *held) {
-    if (!shared || !dbname)
-        return InvalidOid;
-    const Oid dboid = get_database_oid(dbname, true);
-    // Only for someone the command itself will allow: nobody else may stop a worker this way.
-    if (!OidIsValid(dboid) || !(superuser() || pg_database_ownercheck(dboid, GetUserId())))
-        return InvalidOid;
-    *held = dboid; // from here on the caller releases the hold, even if the wait is cancelled
-    pid_t pid = 0;
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    int free_hold = -1;
-    for (int i = 0; i < kMaxHolds; ++i) {
-        if (shared->holds[i].dboid == dboid || (free_hold < 0 && shared->holds[i].until < GetCurrentTimestamp()))
-            free_hold = i;
-    }
-    if (free_hold >= 0) {
-        shared->holds[free_hold].dboid = dboid;
-        shared->holds[free_hold].until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 60000);
-    }
-    for (int i = 0; i < shared->nslots; ++i)
-        if (shared->slots[i].dboid == dboid && shared->slots[i].pid != 0)
-            pid = shared->slots[i].pid;
-    pid_t backfill_pid = 0;
-    for (int i = 0; i < kMaxBackfills; ++i)
-        if (shared->backfills[i].dboid == dboid && shared->backfills[i].pid != 0)
-            backfill_pid = shared->backfills[i].pid;
-    LWLockRelease(shared->lock);
-    if (backfill_pid != 0) {
-        // It holds no slot the command waits on: the command's own wait for other sessions
-        // covers it, once it has gone.
-        kill(backfill_pid, SIGTERM);
-        for (int waited = 0; waited < 1000 && kill(backfill_pid, 0) == 0; ++waited) {
-            (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
-            ResetLatch(MyLatch);
-            CHECK_FOR_INTERRUPTS();
-        }
-    }
-    if (pid == 0)
-        return dboid;
-    kill(pid, SIGTERM);
-    // Wait (up to 10 s) for it to go; the command itself waits for other sessions after this.
-    for (int waited = 0; waited < 1000; ++waited) {
-        bool gone = true;
-        LWLockAcquire(shared->lock, LW_SHARED);
-        for (int i = 0; i < shared->nslots; ++i)
-            if (shared->slots[i].dboid == dboid && shared->slots[i].pid == pid)
-                gone = false;
-        LWLockRelease(shared->lock);
-        if (gone || kill(pid, 0) != 0)
-            return dboid;
-        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 10, PG_WAIT_EXTENSION);
-        ResetLatch(MyLatch);
-        CHECK_FOR_INTERRUPTS();
-    }
-    return dboid;
-}
-
-// After the command: the worker may come back in a couple of seconds (by then a dropped
-// database is gone from pg_database; a failed DROP leaves it there and delivery resumes).
-void release_database_hold(Oid dboid) {
-    if (!shared || !OidIsValid(dboid))
-        return;
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    const TimestampTz soon = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 2000);
-    for (int i = 0; i < kMaxHolds; ++i)
-        if (shared->holds[i].dboid == dboid && shared->holds[i].until > soon)
-            shared->holds[i].until = soon;
-    Latch *launcher = shared->launcher_latch;
-    LWLockRelease(shared->lock);
-    if (launcher)
-        SetLatch(launcher);
-}
-
 } // namespace pg_sync::pg
 
 using namespace pg_sync::pg;
@@ -590,11 +300,7 @@ extern "C" void pg_sync_launcher_main(Datum) {
     BackgroundWorkerUnblockSignals();
     BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
     pgstat_report_appname("pg_sync launcher");
-
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    shared->launcher_pid = MyProcPid;
-    shared->launcher_latch = MyLatch;
-    LWLockRelease(shared->lock);
+    register_launcher_process();
 
     HASHCTL ctl;
     memset(&ctl, 0, sizeof ctl);
@@ -626,53 +332,4 @@ extern "C" void pg_sync_launcher_main(Datum) {
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
     }
-}
-
-// pg_sync._request_worker(): called by the install script; the launcher starts this database's
-// worker as soon as the creating transaction commits.
-extern "C" {
-PG_FUNCTION_INFO_V1(pg_sync_request_worker);
-PG_FUNCTION_INFO_V1(pg_sync_workers);
-PG_FUNCTION_INFO_V1(pg_sync_wake);
-}
-
-extern "C" Datum pg_sync_request_worker(PG_FUNCTION_ARGS) {
-    launch_at_commit();
-    PG_RETURN_VOID();
-}
-
-// pg_sync._wake(config bool): wake this database's worker at commit; config: it reloads endpoints.
-extern "C" Datum pg_sync_wake(PG_FUNCTION_ARGS) {
-    wake_at_commit(PG_GETARG_BOOL(0));
-    PG_RETURN_VOID();
-}
-
-// pg_sync._workers(): the running delivery workers of every database, for pg_sync.workers.
-extern "C" Datum pg_sync_workers(PG_FUNCTION_ARGS) {
-    ReturnSetInfo *rsinfo = (ReturnSetInfo *)fcinfo->resultinfo;
-    InitMaterializedSRF(fcinfo, 0);
-    if (!shared)
-        return (Datum)0;
-    int n = 0;
-    WorkerSlot *copy = (WorkerSlot *)palloc(sizeof(WorkerSlot) * Max(shared->nslots, 1));
-    LWLockAcquire(shared->lock, LW_SHARED);
-    for (int i = 0; i < shared->nslots; ++i)
-        if (shared->slots[i].pid != 0 && !shared->slots[i].no_extension)
-            copy[n++] = shared->slots[i];
-    LWLockRelease(shared->lock);
-    for (int i = 0; i < n; ++i) {
-        Datum values[5];
-        bool nulls[5] = {false, false, false, false, false};
-        char *name = get_database_name(copy[i].dboid);
-        if (name)
-            values[0] = CStringGetTextDatum(name);
-        else
-            nulls[0] = true;
-        values[1] = Int32GetDatum(copy[i].pid);
-        values[2] = TimestampTzGetDatum(copy[i].started_at);
-        values[3] = TimestampTzGetDatum(copy[i].last_active_at);
-        values[4] = CStringGetTextDatum(copy[i].state);
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-    }
-    return (Datum)0;
 }

@@ -13,15 +13,9 @@
 // subscription with this message instead of wiping the subscriber's queue.
 //
 // Written C-style: no object with a destructor (see guard.hpp).
+#include "pg/pg_prelude.hpp"
+
 extern "C" {
-#include "postgres.h"
-
-#include "commands/trigger.h"
-#include "fmgr.h"
-#include "miscadmin.h"
-#include "replication/worker_internal.h"
-#include "utils/rel.h"
-
 PG_FUNCTION_INFO_V1(pg_sync_ignore_replicated);
 }
 

@@ -1,12 +1,8 @@
 // SQL-callable validation used by the configuration functions in the install script.
 // Thin: convert arguments, run the PostgreSQL-free checks from core/validate through the guard.
+#include "pg/pg_prelude.hpp"
+
 extern "C" {
-#include "postgres.h"
-
-#include "fmgr.h"
-#include "utils/builtins.h"
-#include "utils/jsonb.h"
-
 PG_FUNCTION_INFO_V1(pg_sync_check_endpoint);
 }
 
@@ -80,16 +76,6 @@ extern "C" Datum pg_sync_check_endpoint(PG_FUNCTION_ARGS) {
 // to read the table and to put triggers on it. The configuration itself is then done by
 // pg_sync._track() as the extension's owner; nobody else may execute _track directly.
 extern "C" {
-#include "access/htup_details.h"
-#include "catalog/pg_proc.h"
-#include "miscadmin.h"
-#include "utils/acl.h"
-#include "utils/lsyscache.h"
-#include "catalog/pg_type.h"
-#include "nodes/value.h"
-#include "parser/parse_func.h"
-#include "utils/syscache.h"
-
 PG_FUNCTION_INFO_V1(pg_sync_track);
 PG_FUNCTION_INFO_V1(pg_sync_backfill);
 PG_FUNCTION_INFO_V1(pg_sync_with_caller);

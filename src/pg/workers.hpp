@@ -1,28 +1,13 @@
-// Background workers: one launcher per server, one delivery worker per database that has the
-// extension. Shared state, settings and the hooks that wake them. Included after postgres.h.
+// Background workers: one launcher per server (launcher.cpp), one delivery worker per database
+// that has the extension (delivery_worker.cpp), a backfill worker per database while backfills
+// run (backfill_worker.cpp). What they and the backends share: settings, worker slots in shared
+// memory (shared_slots.cpp), wake-ups at commit (wakeups.cpp).
 #pragma once
 
-extern "C" {
-#include "storage/latch.h"
-#include "utils/timestamp.h"
-}
+#include "pg/pg_prelude.hpp"
+#include "pg/settings.hpp"
 
 namespace pg_sync::pg {
-
-// Settings (pg_sync.*), defined in module.cpp.
-struct Settings {
-    int max_workers;               // postmaster: delivery workers (shared memory slots)
-    int sweep_interval_ms;         // sighup: worker rescans the queue at least this often
-    int database_check_interval_s; // sighup: launcher looks for new databases this often
-    bool allow_private_targets;    // superuser
-    char *http_proxy;              // sighup
-    int max_connections;           // sighup: sockets per worker
-    int circuit_failure_threshold; // sighup
-    int recent_attempts_size;      // sighup: rows kept in pg_sync.recent_attempts
-    int max_worker_memory_kb;      // sighup: event payloads a delivery worker reads into memory
-    int debug_pass_pause_ms;       // superuser, tests only: pause between a pass's two queue reads
-};
-extern Settings settings;
 
 // One per database worker; the launcher frees a slot once it has read how the worker ended.
 struct WorkerSlot {
@@ -36,15 +21,16 @@ struct WorkerSlot {
     char state[24];
 };
 
-void workers_shmem_request();
-void workers_shmem_startup();
-void register_launcher();
+// Registers the launcher (a static background worker). Called from _PG_init.
+void launcher_init();
 
 // Called from a backend: remember to wake this database's worker (events queued, or the
-// configuration changed) or the launcher (extension created) when the transaction commits.
+// configuration changed) or the launcher (extension created) when the transaction commits
+// (wakeups.cpp; hooks.cpp calls wakeups_at_commit() / wakeups_forget()).
 void wake_at_commit(bool config_changed);
 void launch_at_commit();
-void workers_xact_init();
+void wakeups_at_commit();
+void wakeups_forget();
 
 // DROP DATABASE, ALTER DATABASE ... RENAME / SET TABLESPACE and CREATE DATABASE ... TEMPLATE need
 // a database nobody is connected to: stop its worker (and keep it stopped a few seconds).

@@ -1,0 +1,150 @@
+// Every hook of the library, in one place: what PostgreSQL calls, in which order pg_sync's
+// features get their turn, and how the previous hook is chained. The behaviour itself lives in
+// the feature's file; these functions only dispatch.
+//
+//   shmem_request_hook, shmem_startup_hook  -> shared_slots.cpp (pg_sync's shared memory)
+//   ProcessUtility_hook                     -> utility_commands.cpp + shared_slots.cpp (stop a
+//                                              database's workers around DROP DATABASE & co.,
+//                                              lock tracked tables before DROP EXTENSION),
+//                                              queue_writer.cpp (close the writer after the
+//                                              command: COPY and TRUNCATE capture outside the
+//                                              executor), wakeups.cpp (DROP EXTENSION wakes the
+//                                              worker, which sees the extension gone and leaves)
+//   ExecutorEnd_hook                        -> queue_writer.cpp (close the writer after the
+//                                              statement's AFTER triggers, unless a capture
+//                                              trigger frame is still on the stack)
+//   transaction callback                    -> queue_writer.cpp (close before commit/prepare,
+//                                              forget at abort), capture_trigger.cpp (forget
+//                                              its frames at abort), wakeups.cpp (wake workers
+//                                              at commit, forget at abort and prepare)
+//   relcache callback                       -> queue_writer.cpp, capture_plans.cpp (mark only)
+//   syscache callback on pg_namespace       -> capture_plans.cpp (schema renames)
+//
+// Callbacks are registered once per process (in _PG_init, inherited from the postmaster):
+// cheaper than registering and removing one in every transaction, and the transaction
+// callback costs a few branches when nothing was captured.
+#include "pg/pg_prelude.hpp"
+
+#include "pg/capture.hpp"
+#include "pg/hooks.hpp"
+#include "pg/shared_slots.hpp"
+#include "pg/utility_commands.hpp"
+#include "pg/workers.hpp"
+
+namespace pg_sync::pg {
+namespace {
+
+shmem_request_hook_type prev_shmem_request = nullptr;
+shmem_startup_hook_type prev_shmem_startup = nullptr;
+ProcessUtility_hook_type prev_process_utility = nullptr;
+ExecutorEnd_hook_type prev_executor_end = nullptr;
+
+void shmem_request() {
+    if (prev_shmem_request)
+        prev_shmem_request();
+    shared_slots_request();
+}
+
+void shmem_startup() {
+    if (prev_shmem_startup)
+        prev_shmem_startup();
+    shared_slots_attach();
+}
+
+// The command itself, then the queue writer is closed, so that a later TRUNCATE or DROP of
+// the queue in the same transaction does not find it in use.
+void run_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
+                 ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
+    if (prev_process_utility)
+        prev_process_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+    else
+        standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+    queue_writer_close();
+}
+
+void process_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
+                     ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
+    Node *tree = pstmt->utilityStmt;
+    if (const char *db = database_needing_exclusivity(tree)) {
+        // Stop the database's worker first, or the command fails with "database is being
+        // accessed by other users"; it may come back once the command is over.
+        volatile Oid held = InvalidOid;
+        PG_TRY();
+        {
+            stop_worker_for_database(db, &held);
+            run_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+        }
+        PG_FINALLY();
+        {
+            release_database_hold(held);
+        }
+        PG_END_TRY();
+        return;
+    }
+    const bool dropping = drops_pg_sync_extension(tree);
+    if (dropping)
+        lock_tracked_tables();
+    run_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
+    if (dropping)
+        wake_at_commit(true); // the worker sees the extension gone and leaves
+}
+
+void executor_end(QueryDesc *query) {
+    if (prev_executor_end)
+        prev_executor_end(query);
+    else
+        standard_ExecutorEnd(query);
+    if (!capture_trigger_active())
+        queue_writer_close();
+}
+
+void xact_callback(XactEvent event, void *) {
+    switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+    case XACT_EVENT_PARALLEL_PRE_COMMIT:
+    case XACT_EVENT_PRE_PREPARE:
+        queue_writer_close();
+        break;
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_PARALLEL_COMMIT:
+        wakeups_at_commit();
+        break;
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PARALLEL_ABORT:
+        queue_writer_forget();
+        capture_trigger_forget();
+        wakeups_forget();
+        break;
+    case XACT_EVENT_PREPARE: // COMMIT PREPARED comes later, elsewhere: the worker's sweep finds it
+        wakeups_forget();
+        break;
+    default:
+        break;
+    }
+}
+
+// Runs while invalidation messages are processed: the features only mark, never read catalogs.
+void relcache_callback(Datum, Oid relid) {
+    queue_writer_relation_invalidated(relid);
+    capture_plans_relation_invalidated(relid);
+}
+
+void namespace_callback(Datum, int, uint32) { capture_plans_namespace_invalidated(); }
+
+} // namespace
+
+void hooks_init() {
+    prev_shmem_request = shmem_request_hook;
+    shmem_request_hook = shmem_request;
+    prev_shmem_startup = shmem_startup_hook;
+    shmem_startup_hook = shmem_startup;
+    prev_process_utility = ProcessUtility_hook;
+    ProcessUtility_hook = process_utility;
+    prev_executor_end = ExecutorEnd_hook;
+    ExecutorEnd_hook = executor_end;
+    RegisterXactCallback(xact_callback, nullptr);
+    CacheRegisterRelcacheCallback(relcache_callback, (Datum)0);
+    CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_callback, (Datum)0);
+}
+
+} // namespace pg_sync::pg

@@ -1,0 +1,100 @@
+// The settings (pg_sync.*): definitions, with the defaults of settings.hpp; and the session
+// settings every pg_sync worker process pins after connecting.
+#include "pg/pg_prelude.hpp"
+
+#include "pg/settings.hpp"
+#include "pg/workers.hpp"
+
+namespace pg_sync::pg {
+
+// Boot values: the same as the GUC defaults (DefineCustom*Variable overwrites them at once).
+Settings settings = {defaults::kMaxWorkers,          defaults::kSweepIntervalMs,
+                     defaults::kDatabaseCheckIntervalS, defaults::kAllowPrivateTargets,
+                     nullptr /* http_proxy: the GUC machinery owns the string */,
+                     defaults::kMaxConnections,      defaults::kCircuitFailureThreshold,
+                     defaults::kRecentAttemptsSize,  defaults::kMaxWorkerMemoryKb,
+                     defaults::kDebugPassPauseMs};
+
+namespace {
+int health_max_pending_age_ms = defaults::kHealthMaxPendingAgeMs; // read from SQL (pg_sync.health) through current_setting
+double health_max_error_rate = defaults::kHealthMaxErrorRate;
+bool internal_trigger_change = false; // read from SQL (the DDL event triggers) through current_setting
+} // namespace
+
+void settings_init() {
+    DefineCustomIntVariable("pg_sync.max_workers", "Maximum number of pg_sync delivery workers (one per database).",
+                            "Each database with the extension needs one; they count against max_worker_processes.",
+                            &settings.max_workers, defaults::kMaxWorkers, 0, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.sweep_interval", "How often a delivery worker rescans its queue without being woken.",
+                            "Commits wake the worker at once; the sweep finds what no commit announced "
+                            "(COMMIT PREPARED) and retries that fall due.",
+                            &settings.sweep_interval_ms, defaults::kSweepIntervalMs, 10, 3600000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+                            nullptr);
+    DefineCustomIntVariable("pg_sync.database_check_interval",
+                            "How often the launcher looks for databases that got the extension without "
+                            "CREATE EXTENSION (CREATE DATABASE ... TEMPLATE, restored copies).",
+                            nullptr, &settings.database_check_interval_s, defaults::kDatabaseCheckIntervalS, 1, 86400, PGC_SIGHUP, GUC_UNIT_S,
+                            nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("pg_sync.allow_private_targets",
+                             "Whether webhooks may connect to loopback, private, link-local and other "
+                             "non-public addresses.",
+                             "Checked on the address actually connected to, after DNS resolution.",
+                             &settings.allow_private_targets, defaults::kAllowPrivateTargets, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomStringVariable("pg_sync.http_proxy", "Proxy for webhook requests (empty: none).",
+                               "Proxy environment variables of the server are ignored.", &settings.http_proxy, defaults::kHttpProxy,
+                               PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.max_connections", "Maximum open HTTP connections per delivery worker.", nullptr,
+                            &settings.max_connections, defaults::kMaxConnections, 1, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.circuit_failure_threshold",
+                            "Consecutive failed requests after which an endpoint's circuit opens (0: never).",
+                            nullptr, &settings.circuit_failure_threshold, defaults::kCircuitFailureThreshold, 0, 1000000, PGC_SIGHUP, 0, nullptr,
+                            nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.recent_attempts_size",
+                            "How many recent HTTP attempts pg_sync.recent_attempts keeps per database (0: none).",
+                            "A ring: older attempts are overwritten, the table never grows past this.",
+                            &settings.recent_attempts_size, defaults::kRecentAttemptsSize, 0, 1000000, PGC_SIGHUP, 0, nullptr, nullptr,
+                            nullptr);
+    DefineCustomIntVariable("pg_sync.max_worker_memory",
+                            "Event payloads a delivery worker reads into memory at most, over all endpoints.",
+                            "Each endpoint's head of queue is read up to an equal share of it (at least one "
+                            "event); request bodies are built from those events, so the worker's memory for "
+                            "events stays within about twice this.",
+                            &settings.max_worker_memory_kb, defaults::kMaxWorkerMemoryKb, 1024, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_KB,
+                            nullptr, nullptr, nullptr);
+    // For tests only (superuser): makes a delivery pass wait between its read of an endpoint's
+    // head of queue and its read of the dead letters, until the worker's latch is set or this
+    // time has passed, so that a test can commit something in between (test/097).
+    DefineCustomIntVariable("pg_sync.debug_pass_pause", "Internal: pause a delivery pass between its two queue reads.",
+                            nullptr, &settings.debug_pass_pause_ms, defaults::kDebugPassPauseMs, 0, 60000, PGC_SUSET,
+                            GUC_UNIT_MS | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, nullptr, nullptr, nullptr);
+    // Read by pg_sync.health(); any role may set them for its own checks.
+    DefineCustomIntVariable("pg_sync.health_max_pending_age",
+                            "pg_sync.health() reports an endpoint whose oldest pending event is older than this.",
+                            nullptr, &health_max_pending_age_ms, defaults::kHealthMaxPendingAgeMs, 1, INT_MAX, PGC_USERSET, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
+    DefineCustomRealVariable("pg_sync.health_max_error_rate",
+                             "pg_sync.health() reports an endpoint whose recent requests failed more often than this.",
+                             "A fraction of the endpoint's requests in pg_sync.recent_attempts (at least 10 of them).",
+                             &health_max_error_rate, defaults::kHealthMaxErrorRate, 0.0, 1.0, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    // Set only by pg_sync._sync_triggers (its SET clause: for the duration of the call) while it
+    // creates, drops or re-enables a capture trigger: the event triggers refuse such changes otherwise.
+    // Superuser-only, so that a table owner cannot lift that refusal; never read from a file.
+    DefineCustomBoolVariable("pg_sync.internal_trigger_change", "Internal: pg_sync is changing its own capture triggers.",
+                             nullptr, &internal_trigger_change, false, PGC_SUSET,
+                             GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE |
+                                 GUC_NO_RESET_ALL,
+                             nullptr, nullptr, nullptr);
+    MarkGUCPrefixReserved("pg_sync");
+}
+
+void pin_worker_settings() {
+    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("role", "none", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+}
+
+} // namespace pg_sync::pg
