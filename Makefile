@@ -5,9 +5,11 @@ EXTVERSION  = 0.3.0
 
 MODULE_big  = pg_sync
 OBJS        = src/pg/module.o src/pg/guard.o src/pg/capture_trigger.o src/pg/sql_api.o \
-              src/pg/launcher.o src/pg/delivery_worker.o src/pg/backfill_worker.o src/pg/replicated_changes.o \
+              src/pg/launcher.o src/pg/delivery_worker.o src/pg/delivery_loop.o src/pg/delivery_pass.o src/pg/queue_store.o \
+              src/pg/backfill_worker.o src/pg/replicated_changes.o \
               src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o \
-              src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o
+              src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o \
+              src/core/head_cache.o src/core/worker_policy.o
 
 # Install scripts of every version (pg_sync--V.sql) and the updates between them (pg_sync--A--B.sql).
 DATA        = $(wildcard sql/pg_sync--*.sql)

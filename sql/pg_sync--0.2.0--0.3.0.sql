@@ -798,6 +798,17 @@ SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
                       WHERE c.oid = b.tbl AND c.relkind = 'r'
                          OR c.oid IN (SELECT p.relid FROM pg_partition_tree(b.tbl) p WHERE p.isleaf)) t ON true;
 
+-- pg_sync.workers shows each worker's last failed delivery pass (last_error).
+DROP VIEW pg_sync.workers;
+DROP FUNCTION pg_sync._workers();
+CREATE FUNCTION pg_sync._workers(OUT database text, OUT pid int, OUT started_at timestamptz,
+                                 OUT last_active_at timestamptz, OUT state text, OUT last_error text)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_workers';
+CREATE VIEW pg_sync.workers AS SELECT * FROM pg_sync._workers();
+REVOKE EXECUTE ON FUNCTION pg_sync._workers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pg_sync._workers() TO pgsync_monitor;
+GRANT SELECT ON pg_sync.workers TO pgsync_monitor;
+
 REVOKE EXECUTE ON FUNCTION pg_sync._check_filter(regclass, text, regrole, text[]), pg_sync._session_settings(),
     pg_sync._url_origin(text), pg_sync._sees_data(), pg_sync._error_class(text), pg_sync._shown_error(text),
     pg_sync._alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, regrole),

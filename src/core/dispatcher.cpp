@@ -170,9 +170,9 @@ bool Dispatcher::held(std::int32_t id, std::int64_t now_ms) const {
     return ep.hold_until_ms > now_ms || ep.in_flight_requests >= ep.config.max_in_flight;
 }
 
-std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<QueuedEvent> &head,
+std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const std::vector<QueuedEvent> &head,
                                             std::int64_t now_ms) {
-    std::vector<http::Request> out;
+    std::vector<sink::Request> out;
     auto it = endpoints_.find(id);
     if (it == endpoints_.end())
         return out;
@@ -250,7 +250,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
             if (f.oldest_captured_us == 0 || q.captured_at_us < f.oldest_captured_us)
                 f.oldest_captured_us = q.captured_at_us;
         }
-        http::Request r;
+        sink::Request r;
         r.token = next_token_++;
         r.url = c.url;
         r.timeout_ms = c.timeout_ms;
@@ -272,7 +272,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
     return out;
 }
 
-std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, std::int64_t now_ms) {
+std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, std::int64_t now_ms) {
     auto rit = requests_.find(completion.token);
     if (rit == requests_.end())
         return std::nullopt;
@@ -282,11 +282,7 @@ std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, 
     if (eit == endpoints_.end())
         return std::nullopt;
     Endpoint &ep = eit->second;
-    for (std::int64_t id : f.ids)
-        ep.in_flight_ids.erase(id);
-    ep.in_flight_requests--;
-    ep.in_flight_bytes -= std::min(ep.in_flight_bytes, f.body_bytes);
-    ep.dirty = true;
+    release(ep, f);
 
     int attempt = 0;
     for (int a : f.attempts)
@@ -347,6 +343,43 @@ std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, 
         break;
     }
     return o;
+}
+
+void Dispatcher::release(Endpoint &ep, const InFlight &f) {
+    for (std::int64_t id : f.ids)
+        ep.in_flight_ids.erase(id);
+    ep.in_flight_requests--;
+    ep.in_flight_bytes -= std::min(ep.in_flight_bytes, f.body_bytes);
+    ep.dirty = true;
+}
+
+void Dispatcher::abandon(std::uint64_t token) {
+    auto rit = requests_.find(token);
+    if (rit == requests_.end())
+        return;
+    auto eit = endpoints_.find(rit->second.endpoint_id);
+    if (eit != endpoints_.end())
+        release(eit->second, rit->second);
+    requests_.erase(rit);
+}
+
+void Dispatcher::restore_stats(const std::vector<EndpointStats> &taken) {
+    for (const EndpointStats &old : taken) {
+        auto it = endpoints_.find(old.endpoint_id);
+        if (it == endpoints_.end())
+            continue;
+        EndpointStats &st = it->second.stats;
+        st.delivered += old.delivered;
+        st.failed_attempts += old.failed_attempts;
+        if (!st.last_success_ms)
+            st.last_success_ms = old.last_success_ms;
+        if (!st.last_failure_ms) {
+            st.last_failure_ms = old.last_failure_ms;
+            st.last_error = old.last_error;
+            st.last_status = old.last_status;
+        }
+        it->second.dirty = true;
+    }
 }
 
 std::vector<EndpointStats> Dispatcher::take_stats(std::int64_t now_ms) {

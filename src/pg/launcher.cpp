@@ -43,6 +43,7 @@ extern "C" {
 #include "utils/timestamp.h"
 }
 
+#include "core/worker_policy.hpp"
 #include "pg/workers.hpp"
 
 #include <csignal>
@@ -271,9 +272,7 @@ bool reap_workers(TimestampTz now) {
             if (now - started > 60 * USECS_PER_SEC)
                 db->failures = 0;
             db->failures = Min(db->failures + 1, 7);
-            db->start_after = TimestampTzPlusMilliseconds(now, 1000 * (1 << (db->failures - 1)));
-            if (db->start_after > TimestampTzPlusMilliseconds(now, 60000))
-                db->start_after = TimestampTzPlusMilliseconds(now, 60000);
+            db->start_after = TimestampTzPlusMilliseconds(now, int64(worker::restart_delay_ms(db->failures)));
         }
     }
     return failed;
@@ -424,6 +423,7 @@ WorkerSlot *claim_slot(Oid dboid) {
         mine->started_at = mine->last_active_at = GetCurrentTimestamp();
         mine->no_extension = false;
         strlcpy(mine->state, "starting", sizeof mine->state);
+        mine->last_error[0] = '\0';
     }
     LWLockRelease(shared->lock);
     return mine;
@@ -436,6 +436,12 @@ void set_worker_state(WorkerSlot *slot, const char *state) {
         strlcpy(slot->state, state, sizeof slot->state);
         LWLockRelease(shared->lock);
     }
+}
+
+void set_worker_error(WorkerSlot *slot, const char *error) {
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    strlcpy(slot->last_error, error, sizeof slot->last_error);
+    LWLockRelease(shared->lock);
 }
 
 void pin_worker_settings() {
@@ -661,8 +667,8 @@ extern "C" Datum pg_sync_workers(PG_FUNCTION_ARGS) {
             copy[n++] = shared->slots[i];
     LWLockRelease(shared->lock);
     for (int i = 0; i < n; ++i) {
-        Datum values[5];
-        bool nulls[5] = {false, false, false, false, false};
+        Datum values[6];
+        bool nulls[6] = {false, false, false, false, false, false};
         char *name = get_database_name(copy[i].dboid);
         if (name)
             values[0] = CStringGetTextDatum(name);
@@ -672,6 +678,7 @@ extern "C" Datum pg_sync_workers(PG_FUNCTION_ARGS) {
         values[2] = TimestampTzGetDatum(copy[i].started_at);
         values[3] = TimestampTzGetDatum(copy[i].last_active_at);
         values[4] = CStringGetTextDatum(copy[i].state);
+        values[5] = copy[i].last_error[0] ? CStringGetTextDatum(copy[i].last_error) : (nulls[5] = true, (Datum)0);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum)0;
