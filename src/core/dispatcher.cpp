@@ -9,12 +9,12 @@
 namespace pg_sync::dispatch {
 namespace {
 
-scheduler::Kind kind_of(const std::string &op) {
+scheduler::OrderKind kind_of(const std::string &op) {
     if (op == "truncate")
-        return scheduler::Kind::Truncate;
+        return scheduler::OrderKind::Truncate;
     if (op == "emit")
-        return scheduler::Kind::Emit;
-    return scheduler::Kind::Row;
+        return scheduler::OrderKind::Emit;
+    return scheduler::OrderKind::Row;
 }
 
 std::optional<std::string_view> view(const std::optional<std::string> &s) {
@@ -26,8 +26,8 @@ std::optional<std::string_view> view(const std::optional<std::string> &s) {
 // Sizing needs no real timestamp: captured_at always renders as 27 characters (years 1000-9999).
 constexpr std::string_view kTimestampShape = "2000-01-01T00:00:00.000000Z";
 
-envelope::Event envelope_event(const QueuedEvent &q, std::string *captured_at) {
-    envelope::Event e;
+envelope::EventView envelope_event(const QueuedEvent &q, std::string *captured_at) {
+    envelope::EventView e;
     e.id = q.id;
     e.op = q.op;
     e.txid = q.txid;
@@ -199,17 +199,17 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         return out;
     }
 
-    std::vector<scheduler::Event> events;
+    std::vector<scheduler::Candidate> events;
     events.reserve(head.size());
     for (const QueuedEvent &q : head) {
-        scheduler::Event e;
+        scheduler::Candidate e;
         e.id = q.id;
         e.kind = kind_of(q.op);
-        if (e.kind == scheduler::Kind::Emit) {
+        if (e.kind == scheduler::OrderKind::Emit) {
             e.key = scheduler::emit_key(view(q.key));
         } else {
             e.table = q.table.value_or("");
-            if (e.kind == scheduler::Kind::Row)
+            if (e.kind == scheduler::OrderKind::Row)
                 e.key = scheduler::row_key(e.table, q.key.value_or("null"));
         }
         if (q.dead)
@@ -236,7 +236,7 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         ep.window = std::max(base_window(c), ep.window / 2);
 
     const std::int64_t now_s = now_ms / 1000;
-    std::vector<envelope::Event> body_events;
+    std::vector<envelope::EventView> body_events;
     std::vector<std::string> stamps;
     for (const scheduler::Batch &b : batches) {
         InFlight f{id, {}, {}, {}, now_ms, 0};
