@@ -62,10 +62,10 @@ template <class Int> Int integer(std::string_view f) {
     return v;
 }
 
-void check_body(const std::vector<envelope::Event> &events) {
+void check_body(const std::vector<envelope::EventView> &events) {
     bool parseable = true;
     std::size_t sum = 0;
-    for (const envelope::Event &e : events) {
+    for (const envelope::EventView &e : events) {
         std::string one;
         envelope::append_event(one, e);
         const bool emit = e.op == "emit";
@@ -100,7 +100,7 @@ void check_body(const std::vector<envelope::Event> &events) {
     const ojson &list = body["events"];
     FUZZ_CHECK(list.is_array() && list.size() == events.size(), "one element per event");
     for (std::size_t i = 0; i < events.size(); ++i) {
-        const envelope::Event &e = events[i];
+        const envelope::EventView &e = events[i];
         const ojson &j = list[i];
         const bool emit = e.op == "emit";
         static const char *const row_fields[] = {"id", "op", "table", "key", "new", "old", "txid", "captured_at"};
@@ -219,10 +219,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
         }
     fields.resize((fields.size() + kFieldsPerEvent - 1) / kFieldsPerEvent * kFieldsPerEvent);
 
-    std::vector<envelope::Event> events;
+    std::vector<envelope::EventView> events;
     std::vector<std::int64_t> ids;
     for (std::size_t b = 0; b + kFieldsPerEvent <= fields.size() && events.size() < kMaxEvents; b += kFieldsPerEvent) {
-        envelope::Event e;
+        envelope::EventView e;
         e.op = fields[b];
         e.table = field(fields[b + 1]);
         // A present fragment must be non-empty (envelope.hpp); an empty field stands for NULL.

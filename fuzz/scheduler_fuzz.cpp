@@ -31,7 +31,7 @@ namespace sch = pg_sync::scheduler;
 constexpr std::size_t kMaxEvents = 256;
 
 struct Input {
-    std::vector<sch::Event> events;
+    std::vector<sch::Candidate> events;
     sch::Limits limits;
     std::int64_t now_ms = 0;
     bool probe = false;
@@ -67,23 +67,23 @@ Input decode(const std::uint8_t *data, std::size_t size) {
     std::int64_t id = 1;
     for (std::size_t off = 8; off + 4 <= size && in.events.size() < kMaxEvents; off += 4) {
         const std::uint8_t *e = data + off;
-        sch::Event ev;
+        sch::Candidate ev;
         const unsigned kind = e[0] & 3, state = (e[0] >> 2) & 3, timing = (e[0] >> 4) & 3;
-        ev.kind = kind == 1 ? sch::Kind::Truncate : kind == 2 ? sch::Kind::Emit : sch::Kind::Row;
+        ev.kind = kind == 1 ? sch::OrderKind::Truncate : kind == 2 ? sch::OrderKind::Emit : sch::OrderKind::Row;
         ev.state = state == 0 ? sch::State::InFlight : state == 1 ? sch::State::Dead : sch::State::Queued;
         ev.next_attempt_at_ms = timing == 0   ? 0
                                 : timing == 1 ? in.now_ms
                                 : timing == 2 ? in.now_ms + 1
                                               : std::numeric_limits<std::int64_t>::min();
         const unsigned key = (e[1] >> 2) & 7;
-        if (ev.kind != sch::Kind::Emit)
+        if (ev.kind != sch::OrderKind::Emit)
             ev.table = "public.t" + std::to_string(e[1] & 3);
         if (raw_keys) {
             ev.key = key == 0 ? std::string() : std::string(1, static_cast<char>('a' + key));
-        } else if (ev.kind == sch::Kind::Row) {
+        } else if (ev.kind == sch::OrderKind::Row) {
             // Key 7: a row whose key renders empty (still ordered after its table's truncates).
             ev.key = key == 0 ? std::string() : sch::row_key(ev.table, key == 7 ? "" : "{\"id\":" + std::to_string(key) + "}");
-        } else if (ev.kind == sch::Kind::Emit) {
+        } else if (ev.kind == sch::OrderKind::Emit) {
             ev.key = key == 0 ? sch::emit_key(std::nullopt) : sch::emit_key(key == 7 ? "" : std::to_string(key));
         }
         if (any_ids)
@@ -100,15 +100,15 @@ Input decode(const std::uint8_t *data, std::size_t size) {
     return in;
 }
 
-bool keyed(const sch::Event &e) { return e.kind != sch::Kind::Truncate && !e.key.empty(); }
+bool keyed(const sch::Candidate &e) { return e.kind != sch::OrderKind::Truncate && !e.key.empty(); }
 
 // Whether earlier event a must be delivered before (or with) later event b.
-bool predecessor(const sch::Event &a, const sch::Event &b) {
+bool predecessor(const sch::Candidate &a, const sch::Candidate &b) {
     if (keyed(a) && keyed(b) && a.key == b.key)
         return true;
-    if (b.kind == sch::Kind::Row && a.kind == sch::Kind::Truncate && a.table == b.table)
+    if (b.kind == sch::OrderKind::Row && a.kind == sch::OrderKind::Truncate && a.table == b.table)
         return true;
-    if (b.kind == sch::Kind::Truncate && a.kind != sch::Kind::Emit && a.table == b.table)
+    if (b.kind == sch::OrderKind::Truncate && a.kind != sch::OrderKind::Emit && a.table == b.table)
         return true;
     return false;
 }
@@ -168,7 +168,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
             FUZZ_CHECK(k == 0 || batch.events[k - 1] < i, "indexes increase within a request");
             FUZZ_CHECK(batch_of[i] == kUnplaced, "no event in two requests");
             batch_of[i] = b;
-            const sch::Event &e = in.events[i];
+            const sch::Candidate &e = in.events[i];
             FUZZ_CHECK(e.state == sch::State::Queued && e.next_attempt_at_ms <= in.now_ms, "only ready events are sent");
             overflow = overflow || e.bytes > std::numeric_limits<std::size_t>::max() - bytes;
             bytes += e.bytes; // wraps like the planner's sum when there is no cap
@@ -179,7 +179,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     }
 
     for (std::size_t j = 0; j < n; ++j) {
-        const sch::Event &e = in.events[j];
+        const sch::Candidate &e = in.events[j];
         bool has_predecessor = false;
         for (std::size_t i = 0; i < j; ++i) {
             if (!predecessor(in.events[i], e))

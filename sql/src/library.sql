@@ -14,7 +14,7 @@ CREATE OR REPLACE FUNCTION pg_sync._wake(config bool DEFAULT false) RETURNS void
 CREATE OR REPLACE FUNCTION pg_sync._request_worker() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_request_worker';
 CREATE OR REPLACE FUNCTION pg_sync._workers(OUT database text, OUT pid int, OUT started_at timestamptz,
-                                 OUT last_active_at timestamptz, OUT state text)
+                                 OUT last_active_at timestamptz, OUT state text, OUT last_error text)
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_workers';
 
 -- A filter is checked (and run) as the role that wrote it, under the session settings recorded

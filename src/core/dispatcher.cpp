@@ -9,12 +9,12 @@
 namespace pg_sync::dispatch {
 namespace {
 
-scheduler::Kind kind_of(const std::string &op) {
+scheduler::OrderKind kind_of(const std::string &op) {
     if (op == "truncate")
-        return scheduler::Kind::Truncate;
+        return scheduler::OrderKind::Truncate;
     if (op == "emit")
-        return scheduler::Kind::Emit;
-    return scheduler::Kind::Row;
+        return scheduler::OrderKind::Emit;
+    return scheduler::OrderKind::Row;
 }
 
 std::optional<std::string_view> view(const std::optional<std::string> &s) {
@@ -26,8 +26,8 @@ std::optional<std::string_view> view(const std::optional<std::string> &s) {
 // Sizing needs no real timestamp: captured_at always renders as 27 characters (years 1000-9999).
 constexpr std::string_view kTimestampShape = "2000-01-01T00:00:00.000000Z";
 
-envelope::Event envelope_event(const QueuedEvent &q, std::string *captured_at) {
-    envelope::Event e;
+envelope::EventView envelope_event(const QueuedEvent &q, std::string *captured_at) {
+    envelope::EventView e;
     e.id = q.id;
     e.op = q.op;
     e.txid = q.txid;
@@ -170,9 +170,9 @@ bool Dispatcher::held(std::int32_t id, std::int64_t now_ms) const {
     return ep.hold_until_ms > now_ms || ep.in_flight_requests >= ep.config.max_in_flight;
 }
 
-std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<QueuedEvent> &head,
+std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const std::vector<QueuedEvent> &head,
                                             std::int64_t now_ms) {
-    std::vector<http::Request> out;
+    std::vector<sink::Request> out;
     auto it = endpoints_.find(id);
     if (it == endpoints_.end())
         return out;
@@ -199,17 +199,17 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         return out;
     }
 
-    std::vector<scheduler::Event> events;
+    std::vector<scheduler::Candidate> events;
     events.reserve(head.size());
     for (const QueuedEvent &q : head) {
-        scheduler::Event e;
+        scheduler::Candidate e;
         e.id = q.id;
         e.kind = kind_of(q.op);
-        if (e.kind == scheduler::Kind::Emit) {
+        if (e.kind == scheduler::OrderKind::Emit) {
             e.key = scheduler::emit_key(view(q.key));
         } else {
             e.table = q.table.value_or("");
-            if (e.kind == scheduler::Kind::Row)
+            if (e.kind == scheduler::OrderKind::Row)
                 e.key = scheduler::row_key(e.table, q.key.value_or("null"));
         }
         if (q.dead)
@@ -236,7 +236,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         ep.window = std::max(base_window(c), ep.window / 2);
 
     const std::int64_t now_s = now_ms / 1000;
-    std::vector<envelope::Event> body_events;
+    std::vector<envelope::EventView> body_events;
     std::vector<std::string> stamps;
     for (const scheduler::Batch &b : batches) {
         InFlight f{id, {}, {}, {}, now_ms, 0};
@@ -250,7 +250,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
             if (f.oldest_captured_us == 0 || q.captured_at_us < f.oldest_captured_us)
                 f.oldest_captured_us = q.captured_at_us;
         }
-        http::Request r;
+        sink::Request r;
         r.token = next_token_++;
         r.url = c.url;
         r.timeout_ms = c.timeout_ms;
@@ -272,7 +272,7 @@ std::vector<http::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
     return out;
 }
 
-std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, std::int64_t now_ms) {
+std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, std::int64_t now_ms) {
     auto rit = requests_.find(completion.token);
     if (rit == requests_.end())
         return std::nullopt;
@@ -282,11 +282,7 @@ std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, 
     if (eit == endpoints_.end())
         return std::nullopt;
     Endpoint &ep = eit->second;
-    for (std::int64_t id : f.ids)
-        ep.in_flight_ids.erase(id);
-    ep.in_flight_requests--;
-    ep.in_flight_bytes -= std::min(ep.in_flight_bytes, f.body_bytes);
-    ep.dirty = true;
+    release(ep, f);
 
     int attempt = 0;
     for (int a : f.attempts)
@@ -347,6 +343,43 @@ std::optional<Outcome> Dispatcher::complete(const http::Completion &completion, 
         break;
     }
     return o;
+}
+
+void Dispatcher::release(Endpoint &ep, const InFlight &f) {
+    for (std::int64_t id : f.ids)
+        ep.in_flight_ids.erase(id);
+    ep.in_flight_requests--;
+    ep.in_flight_bytes -= std::min(ep.in_flight_bytes, f.body_bytes);
+    ep.dirty = true;
+}
+
+void Dispatcher::abandon(std::uint64_t token) {
+    auto rit = requests_.find(token);
+    if (rit == requests_.end())
+        return;
+    auto eit = endpoints_.find(rit->second.endpoint_id);
+    if (eit != endpoints_.end())
+        release(eit->second, rit->second);
+    requests_.erase(rit);
+}
+
+void Dispatcher::restore_stats(const std::vector<EndpointStats> &taken) {
+    for (const EndpointStats &old : taken) {
+        auto it = endpoints_.find(old.endpoint_id);
+        if (it == endpoints_.end())
+            continue;
+        EndpointStats &st = it->second.stats;
+        st.delivered += old.delivered;
+        st.failed_attempts += old.failed_attempts;
+        if (!st.last_success_ms)
+            st.last_success_ms = old.last_success_ms;
+        if (!st.last_failure_ms) {
+            st.last_failure_ms = old.last_failure_ms;
+            st.last_error = old.last_error;
+            st.last_status = old.last_status;
+        }
+        it->second.dirty = true;
+    }
 }
 
 std::vector<EndpointStats> Dispatcher::take_stats(std::int64_t now_ms) {

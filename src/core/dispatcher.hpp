@@ -1,15 +1,15 @@
 // The delivery worker's brain, PostgreSQL-free: per endpoint it turns the head of the queue into
 // requests (scheduler + envelope + signature), remembers what is in flight, and turns each HTTP
 // completion into an outcome for the queue (retry policy + circuit breaker). The PostgreSQL side
-// (src/pg/delivery_worker.cpp) only loads rows, applies outcomes in SQL and moves bytes between
-// this class and the HTTP client.
+// (src/pg/delivery_pass.cpp, src/pg/delivery_loop.cpp) only loads rows, applies outcomes in SQL
+// and moves requests and completions between this class and a transport (core/sink.hpp).
 //
 // Nothing here decides that an event is gone: the worker deletes an event from the queue only
 // when an Outcome lists it as delivered, i.e. after a 2xx for the request that carried it.
 #pragma once
 
-#include "core/http_client.hpp"
 #include "core/retry_policy.hpp"
+#include "core/sink.hpp"
 
 #include <cstddef>
 #include <cstdint>
@@ -98,10 +98,10 @@ class Dispatcher {
 
     // The endpoint's head of queue (a gap-free prefix in id order, dead letters of that range
     // merged in) -> requests to submit now. The requests carry tokens that complete() knows.
-    std::vector<http::Request> plan(std::int32_t id, const std::vector<QueuedEvent> &head, std::int64_t now_ms);
+    std::vector<sink::Request> plan(std::int32_t id, const std::vector<QueuedEvent> &head, std::int64_t now_ms);
 
     // The verdict on a finished request; nullopt for a request this dispatcher no longer knows.
-    std::optional<Outcome> complete(const http::Completion &completion, std::int64_t now_ms);
+    std::optional<Outcome> complete(const sink::Completion &completion, std::int64_t now_ms);
 
     // pg_sync.circuit_failure_threshold changed (SIGHUP): applies to every breaker from now on.
     void set_failure_threshold(int threshold);
@@ -109,7 +109,15 @@ class Dispatcher {
     // Marks an endpoint paused (after 410 Gone) until the next configure().
     void pause(std::int32_t id);
 
+    // Forgets a request plan() returned that will not be sent after all (the pass that planned
+    // it failed): its events are no longer in flight and may be planned again. Unknown tokens
+    // are ignored.
+    void abandon(std::uint64_t token);
+
     std::vector<EndpointStats> take_stats(std::int64_t now_ms);
+    // Gives back what take_stats() returned when it could not be written (the pass failed):
+    // counters are added to what accumulated since, last_* values kept where nothing newer came.
+    void restore_stats(const std::vector<EndpointStats> &taken);
     // Whether take_stats() has anything to give.
     bool has_stats() const;
     // Whether plan() would send nothing now whatever the queue holds: the circuit is open, or
@@ -125,8 +133,8 @@ class Dispatcher {
     bool in_flight(std::int32_t id, std::int64_t event_id) const;
     // Bytes of the request bodies of this endpoint now in flight (pg_sync.max_worker_memory).
     std::size_t in_flight_bytes(std::int32_t id) const;
-    // Endpoints that may send (not paused): the groups the HTTP client shares its connections
-    // between (http::Client::set_groups). Requests carry their endpoint id as their group.
+    // Endpoints that may send (not paused): the groups the transport shares its connections
+    // between (sink::Sink::set_groups). Requests carry their endpoint id as their group.
     std::size_t sending_endpoints() const;
 
   private:
@@ -154,6 +162,7 @@ class Dispatcher {
         bool dirty = true;
     };
     static std::size_t base_window(const EndpointConfig &c);
+    static void release(Endpoint &ep, const InFlight &f); // the request is no longer in flight
 
     std::string scope_;
     retry::Random random_;

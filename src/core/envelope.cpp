@@ -51,8 +51,8 @@ void append_fragment(std::string &out, const std::optional<std::string_view> &fr
 std::size_t string_size(const std::optional<std::string_view> &s) { return s ? s->size() + 2 : kNull.size(); }
 std::size_t fragment_size(const std::optional<std::string_view> &f) { return f ? f->size() : kNull.size(); }
 
-bool is_emit(const Event &e) { return e.op == "emit"; }
-bool is_truncate(const Event &e) { return e.op == "truncate"; }
+bool is_emit(const EventView &e) { return e.op == "emit"; }
+bool is_truncate(const EventView &e) { return e.op == "truncate"; }
 
 // Keys with their punctuation, written as one piece each.
 constexpr std::string_view kId = "{\"id\":";
@@ -70,7 +70,7 @@ constexpr std::string_view kBodyClose = "]}";
 
 } // namespace
 
-void append_event(std::string &out, const Event &e) {
+void append_event(std::string &out, const EventView &e) {
     out.append(kId);
     append_integer(out, e.id);
     out.append(kOp);
@@ -100,7 +100,7 @@ void append_event(std::string &out, const Event &e) {
     out.push_back('}');
 }
 
-std::size_t event_size(const Event &e) {
+std::size_t event_size(const EventView &e) {
     std::size_t n = kId.size() + integer_size(e.id) + kOp.size() + e.op.size() + 2;
     if (is_emit(e))
         n += kType.size() + string_size(e.type) + kKey.size() + fragment_size(e.key) + kPayload.size() +
@@ -113,7 +113,7 @@ std::size_t event_size(const Event &e) {
     return n;
 }
 
-std::size_t append_body(std::string &out, const Event *events, std::size_t count) {
+std::size_t append_body(std::string &out, const EventView *events, std::size_t count) {
     const std::size_t start = out.size();
     std::size_t size = kBodyOpen.size() + kBodyClose.size() + (count > 0 ? count - 1 : 0);
     for (std::size_t i = 0; i < count; ++i)
@@ -130,7 +130,7 @@ std::size_t append_body(std::string &out, const Event *events, std::size_t count
     return out.size() - start;
 }
 
-std::size_t append_body(std::string &out, const std::vector<Event> &events) {
+std::size_t append_body(std::string &out, const std::vector<EventView> &events) {
     return append_body(out, events.data(), events.size());
 }
 

@@ -26,7 +26,7 @@ namespace pg_sync::envelope {
 // One queue row, as the worker read it. Views point into the row's storage, which must outlive
 // the call. std::nullopt is SQL NULL and is written as JSON null. A present fragment must be
 // non-empty valid JSON text.
-struct Event {
+struct EventView {
     std::int64_t id = 0;
     std::string_view op;                     // insert, update, delete, truncate, snapshot, emit
     std::optional<std::string_view> table;   // text, e.g. public."Orders"; unused for emit
@@ -40,16 +40,16 @@ struct Event {
 };
 
 // Appends one EVENT object to out.
-void append_event(std::string &out, const Event &event);
+void append_event(std::string &out, const EventView &event);
 
 // Exact size append_event() will add when op, table, type and captured_at need no JSON escaping
 // (the usual case); a lower bound otherwise. Used to reserve the body in one allocation.
-std::size_t event_size(const Event &event);
+std::size_t event_size(const EventView &event);
 
 // Appends {"events":[EVENT,...]} to out, reserving room first, and returns the number of bytes
 // appended (the request's Content-Length when out started empty).
-std::size_t append_body(std::string &out, const Event *events, std::size_t count);
-std::size_t append_body(std::string &out, const std::vector<Event> &events);
+std::size_t append_body(std::string &out, const EventView *events, std::size_t count);
+std::size_t append_body(std::string &out, const std::vector<EventView> &events);
 
 // Unix time in microseconds as ISO 8601 UTC with exactly six fractional digits and a 'Z', the
 // format of captured_at: 1795428902123456 -> "2026-11-23T10:15:02.123456Z". Negative values count

@@ -65,6 +65,9 @@ bool address_is_public(const sockaddr *address, socklen_t length) noexcept {
     return false; // other families (unix sockets...) are never a webhook target
 }
 
+} // namespace pg_sync::http
+
+namespace pg_sync::sink {
 retry::Response Completion::response() const {
     retry::Response r;
     r.transport = transport;
@@ -74,6 +77,9 @@ retry::Response Completion::response() const {
     r.detail = detail;
     return r;
 }
+} // namespace pg_sync::sink
+
+namespace pg_sync::http {
 
 std::optional<std::int64_t> next_group_to_start(const std::map<std::int64_t, GroupLoad> &groups, std::size_t limit,
                                                 std::size_t known_groups) {

@@ -1,5 +1,5 @@
-// Non-blocking HTTP POSTs over one libcurl multi handle, driven by the caller's event loop.
-// PostgreSQL-free. The delivery worker waits on its latch AND on the sockets this client exposes
+// Non-blocking HTTP POSTs over one libcurl multi handle, driven by the caller's event loop: the
+// HTTP implementation of sink::Sink (core/sink.hpp). PostgreSQL-free. The delivery worker waits on its latch AND on the sockets this client exposes
 // (sockets(), timeout_ms()), then reports readiness back (on_socket(), on_timeout()); completed
 // requests come out of take_completions(). No call here blocks, so a slow receiver never stalls
 // the others, nor the worker's reaction to shutdown or configuration changes.
@@ -20,6 +20,7 @@
 #pragma once
 
 #include "core/retry_policy.hpp"
+#include "core/sink.hpp"
 
 #include <sys/socket.h>
 
@@ -49,29 +50,13 @@ struct Options {
     std::string user_agent = "pg_sync";
 };
 
-struct Request {
-    std::uint64_t token = 0; // the caller's handle, returned in the Completion
-    std::string url;
-    std::vector<std::string> headers; // "Name: value" lines; Content-Type is added here
-    std::string body;
-    long timeout_ms = 10000; // connect and total, counted from the moment a connection is free
-    std::int64_t group = 0;  // fair-share unit (the worker: the endpoint id)
-};
-
-struct Completion {
-    std::uint64_t token = 0;
-    retry::Transport transport = retry::Transport::Ok;
-    int status = 0;
-    std::optional<std::string> retry_after;
-    std::string detail;            // libcurl's error text, or the start of the response body
-    std::uint64_t duration_us = 0; // submit to completion (time spent waiting for a connection included)
-
-    // The view retry::classify takes; valid while this Completion lives.
-    retry::Response response() const;
-};
-
-// Socket interest as curl states it.
-enum Want : int { kWantRead = 1, kWantWrite = 2 };
+// The request and completion types are the sink's (core/sink.hpp); these names stay for the
+// HTTP-only callers.
+using Request = sink::Request;
+using Completion = sink::Completion;
+using sink::kWantRead;
+using sink::kWantWrite;
+using sink::Want;
 
 // Whether a connection to this address may be opened with allow_private_targets off: refuses
 // loopback, private (RFC 1918, unique local), shared (100.64/10), link-local, unspecified,
@@ -107,21 +92,21 @@ struct GroupLoad {
 std::optional<std::int64_t> next_group_to_start(const std::map<std::int64_t, GroupLoad> &groups, std::size_t limit,
                                                 std::size_t known_groups);
 
-class Client {
+class Client final : public sink::Sink {
   public:
     explicit Client(const Options &options);
-    ~Client();
+    ~Client() override;
     Client(const Client &) = delete;
     Client &operator=(const Client &) = delete;
 
     // New settings apply to requests submitted from now on (the connection cap at once).
     void set_options(const Options &options);
     // How many groups may submit requests (see next_group_to_start); 0: only those seen.
-    void set_groups(std::size_t known_groups);
+    void set_groups(std::size_t known_groups) override;
 
     // Starts a request, or queues it until a connection is free for it (its timeout starts
     // then). Throws std::runtime_error if libcurl cannot set it up (out of memory).
-    void submit(Request request);
+    void submit(Request request) override;
 
     // The sockets to watch: fd -> Want bits. changed() tells whether the set differs from the
     // last time it was asked (the caller rebuilds its wait set only then).
@@ -138,15 +123,19 @@ class Client {
         fds_changed_ = false;
         return c;
     }
+    // sink::Sink's names for the three above.
+    const std::map<int, int> &wait_fds() const override { return sockets_; }
+    bool wait_fds_changed() override { return changed(); }
+    bool wait_fds_replaced() override { return fds_changed(); }
     // Milliseconds until on_timeout() is due; -1 when no timer is set.
-    long timeout_ms() const;
+    long timeout_ms() const override;
 
-    void on_socket(int fd, int want_bits);
-    void on_timeout();
+    void on_socket(int fd, int want_bits) override;
+    void on_timeout() override;
 
-    std::vector<Completion> take_completions();
+    std::vector<Completion> take_completions() override;
     // Requests submitted and not completed: running() in libcurl plus queued() for a connection.
-    std::size_t in_flight() const { return transfers_; }
+    std::size_t in_flight() const override { return transfers_; }
     std::size_t running() const { return active_.size(); }
     std::size_t queued() const { return transfers_ - active_.size(); }
 

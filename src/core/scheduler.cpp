@@ -32,18 +32,18 @@ class Planner {
     Planner(const Limits &limits, std::size_t slots) : limits_(limits), slots_(slots) {}
 
     // False once no request can take another event, so the scan may stop.
-    bool place(const std::vector<Event> &pending, std::size_t index, std::int64_t now_ms) {
-        const Event &e = pending[index];
+    bool place(const std::vector<Candidate> &pending, std::size_t index, std::int64_t now_ms) {
+        const Candidate &e = pending[index];
         const bool ready = e.state == State::Queued && e.next_attempt_at_ms <= now_ms;
-        const bool keyed = e.kind != Kind::Truncate && !e.key.empty();
-        TableDomain *table = e.kind == Kind::Emit ? nullptr : &tables_[e.table];
+        const bool keyed = e.kind != OrderKind::Truncate && !e.key.empty();
+        TableDomain *table = e.kind == OrderKind::Emit ? nullptr : &tables_[e.table];
         Slot *key = keyed ? &keys_.try_emplace(e.key, kFree).first->second : nullptr;
 
         Slot need = kFree;
         if (key)
             need = combine(need, *key);
         if (table)
-            need = combine(need, e.kind == Kind::Truncate ? table->all : table->barrier);
+            need = combine(need, e.kind == OrderKind::Truncate ? table->all : table->barrier);
 
         Slot got = kBlocked;
         if (ready && need != kBlocked) {
@@ -71,7 +71,7 @@ class Planner {
             *key = got;
         if (table) {
             table->all = combine(table->all, got);
-            if (e.kind == Kind::Truncate)
+            if (e.kind == OrderKind::Truncate)
                 table->barrier = got;
         }
         return open_ > 0 || batches_.size() < slots_;
@@ -80,7 +80,7 @@ class Planner {
     std::vector<Batch> take() { return std::move(batches_); }
 
   private:
-    bool fits(std::size_t b, const Event &e) const {
+    bool fits(std::size_t b, const Candidate &e) const {
         const Batch &batch = batches_[b];
         if (batch.events.size() >= limits_.batch_size)
             return false;
@@ -126,7 +126,7 @@ Limits probe_only(Limits limits, std::size_t probe_events) {
     return limits;
 }
 
-std::vector<Batch> plan(const std::vector<Event> &pending, const Limits &limits, std::int64_t now_ms) {
+std::vector<Batch> plan(const std::vector<Candidate> &pending, const Limits &limits, std::int64_t now_ms) {
     for (std::size_t i = 1; i < pending.size(); ++i)
         if (pending[i - 1].id >= pending[i].id)
             throw std::invalid_argument("scheduler: pending events are not in strictly increasing id order "

@@ -31,7 +31,7 @@
 
 namespace pg_sync::scheduler {
 
-enum class Kind : std::uint8_t {
+enum class OrderKind : std::uint8_t {
     Row,      // insert, update, delete, snapshot
     Truncate, // barrier for its table
     Emit,     // pg_sync.emit(); ordered by its key only
@@ -43,9 +43,9 @@ enum class State : std::uint8_t {
     Dead,     // a dead letter; blocks later events of its domains until redelivered or purged
 };
 
-struct Event {
+struct Candidate {
     std::int64_t id = 0; // capture order; the input is sorted by it
-    Kind kind = Kind::Row;
+    OrderKind kind = OrderKind::Row;
     // Row and Truncate: the table as the queue stores it ("public.orders"). Unused for Emit.
     std::string table;
     // Row: row_key(table, key_json). Emit: emit_key(key). Unused for Truncate. Empty means
@@ -72,7 +72,7 @@ struct Limits {
     std::size_t max_in_flight = 4;         // requests of this endpoint in flight at once
     std::size_t in_flight_requests = 0;    // requests of this endpoint in flight now (caller counts)
     std::size_t max_requests = kUnlimited; // new requests in this plan (probe mode: 1)
-    // Cap on the sum of Event::bytes per request; 0 = no cap. A single event larger than the cap
+    // Cap on the sum of Candidate::bytes per request; 0 = no cap. A single event larger than the cap
     // still goes, alone in its request (otherwise it and its key would be stuck forever).
     std::size_t max_request_bytes = 0;
     bool paused = false; // a paused endpoint sends nothing and keeps its events
@@ -84,7 +84,7 @@ Limits probe_only(Limits limits, std::size_t probe_events = 1);
 
 struct Batch {
     std::vector<std::size_t> events; // indexes into the input, increasing (so ids increase)
-    std::size_t bytes = 0;           // sum of Event::bytes
+    std::size_t bytes = 0;           // sum of Candidate::bytes
 };
 
 // Requests to send now, at most min(max_requests, max_in_flight - in_flight_requests) of them,
@@ -98,6 +98,6 @@ struct Batch {
 //
 // Cost: one pass, O(n) hash operations on the keys and table names (O(total key length)),
 // memory O(distinct keys + tables); the pass stops as soon as no request can take another event.
-std::vector<Batch> plan(const std::vector<Event> &pending, const Limits &limits, std::int64_t now_ms);
+std::vector<Batch> plan(const std::vector<Candidate> &pending, const Limits &limits, std::int64_t now_ms);
 
 } // namespace pg_sync::scheduler

@@ -1,6 +1,4 @@
-extern "C" {
-#include "postgres.h"
-}
+#include "pg/pg_prelude.hpp"
 
 #include "pg/guard.hpp"
 
@@ -35,6 +33,47 @@ void raise(const ErrorReport &report) {
                     report.detail[0] ? errdetail("%s", report.detail) : 0,
                     report.hint[0] ? errhint("%s", report.hint) : 0));
     pg_unreachable();
+}
+
+namespace {
+void copy_c(char *dst, std::size_t size, const char *src) noexcept {
+    if (src)
+        strlcpy(dst, src, size);
+    else
+        dst[0] = '\0';
+}
+} // namespace
+
+// C-style: no object with a destructor in this frame (PG_TRY's longjmp lands here).
+bool try_postgres(void (*fn)(void *), void *arg, ErrorReport *report) noexcept {
+    volatile bool ok = true;
+    PG_TRY();
+    {
+        fn(arg);
+    }
+    PG_CATCH();
+    {
+        HOLD_INTERRUPTS();
+        // Copy the error out of ErrorContext before the abort resets the transaction's memory.
+        MemoryContextSwitchTo(TopMemoryContext);
+        ErrorData *edata = CopyErrorData();
+        report->failed = true;
+        report->sqlstate = edata->sqlerrcode;
+        copy_c(report->message, sizeof report->message, edata->message);
+        copy_c(report->detail, sizeof report->detail, edata->detail);
+        copy_c(report->hint, sizeof report->hint, edata->hint);
+        FreeErrorData(edata);
+        EmitErrorReport(); // the server log gets the error as it was raised, with its context
+        AbortCurrentTransaction();
+        MemoryContextSwitchTo(TopMemoryContext);
+        FlushErrorState();
+        RESUME_INTERRUPTS();
+        ok = false;
+    }
+    PG_END_TRY();
+    // After a failure the current memory context is TopMemoryContext (the caller's belonged to
+    // the aborted transaction, or was TopMemoryContext already).
+    return ok;
 }
 
 } // namespace pg_sync::pg

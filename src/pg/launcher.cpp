@@ -32,6 +32,7 @@
 // C-style code: the launcher never builds C++ objects, so PostgreSQL errors may unwind it freely.
 #include "pg/pg_prelude.hpp"
 
+#include "core/worker_policy.hpp"
 #include "pg/shared_slots.hpp"
 #include "pg/workers.hpp"
 
@@ -57,21 +58,19 @@ struct LauncherDb {
 
 constexpr int kHeldRecheckMs = 500;        // a database held for DDL is looked at again this often
 constexpr int kRegisterRetryMs = 10000;    // no background worker slot free: try again after this
-constexpr int kRestartDelayFirstMs = 1000; // backoff after a failed worker: the first delay,
-constexpr int kRestartDelayMaxMs = 60000;  // doubled per failure up to this,
-constexpr int kRestartMaxDoublings = 7;
+constexpr int kRestartMaxDoublings = 7;    // failures counted (the delay is at its cap by then)
 constexpr int64 kHealthyRunUs = 60 * USECS_PER_SEC; // reset after a worker ran this long
 
 HTAB *databases = nullptr;
 
-// How long to wait before starting a failed database's worker again: 1 s doubling to 60 s per
-// consecutive failure; a worker that ran a minute or more before it ended is not a crash loop
-// and starts the count afresh. Pure arithmetic (no PostgreSQL): to move into src/core.
+// How long to wait before starting a failed database's worker again: core's schedule
+// (worker::restart_delay_ms: 1 s doubling to 60 s per consecutive failure); a worker that ran a
+// minute or more before it ended is not a crash loop and starts the count afresh.
 int64 next_restart_delay(int *failures, int64 ran_for_us) {
     if (ran_for_us > kHealthyRunUs)
         *failures = 0;
     *failures = Min(*failures + 1, kRestartMaxDoublings);
-    return Min(int64(kRestartDelayFirstMs) << (*failures - 1), int64(kRestartDelayMaxMs));
+    return int64(pg_sync::worker::restart_delay_ms(*failures));
 }
 
 // --- transitions ---------------------------------------------------------------------------------

@@ -181,6 +181,7 @@ WorkerSlot *claim_slot(Oid dboid) {
         mine->started_at = mine->last_active_at = GetCurrentTimestamp();
         mine->no_extension = false;
         strlcpy(mine->state, "starting", sizeof mine->state);
+        mine->last_error[0] = '\0';
     }
     LWLockRelease(shared->lock);
     return mine;
@@ -193,6 +194,13 @@ void set_worker_state(WorkerSlot *slot, const char *state) {
         strlcpy(slot->state, state, sizeof slot->state);
         LWLockRelease(shared->lock);
     }
+}
+
+// The last failed pass of this worker, for pg_sync.workers ("" clears it).
+void set_worker_error(WorkerSlot *slot, const char *error) {
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    strlcpy(slot->last_error, error, sizeof slot->last_error);
+    LWLockRelease(shared->lock);
 }
 
 // --- backfill workers ----------------------------------------------------------------------------
@@ -345,8 +353,10 @@ extern "C" Datum pg_sync_workers(PG_FUNCTION_ARGS) {
             copy[n++] = shared->slots[i];
     LWLockRelease(shared->lock);
     for (int i = 0; i < n; ++i) {
-        Datum values[5];
-        bool nulls[5] = {false, false, false, false, false};
+        // Six columns since 0.3.0 (last_error); a database not updated yet declares five, and
+        // tuplestore_putvalues reads only as many as the result has.
+        Datum values[6];
+        bool nulls[6] = {false, false, false, false, false, false};
         char *name = get_database_name(copy[i].dboid);
         if (name)
             values[0] = CStringGetTextDatum(name);
@@ -356,6 +366,7 @@ extern "C" Datum pg_sync_workers(PG_FUNCTION_ARGS) {
         values[2] = TimestampTzGetDatum(copy[i].started_at);
         values[3] = TimestampTzGetDatum(copy[i].last_active_at);
         values[4] = CStringGetTextDatum(copy[i].state);
+        values[5] = copy[i].last_error[0] ? CStringGetTextDatum(copy[i].last_error) : (nulls[5] = true, (Datum)0);
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
     }
     return (Datum)0;

@@ -19,6 +19,7 @@ struct WorkerSlot {
     uint32 config_generation; // bumped at commit of a configuration change
     bool no_extension;        // the worker found no pg_sync in its database and left
     char state[24];
+    char last_error[256];     // the last failed pass of this worker ("": none)
 };
 
 // Registers the launcher (a static background worker). Called from _PG_init.
@@ -53,6 +54,7 @@ bool start_backfill_worker(Oid dboid);
 // For the delivery worker.
 WorkerSlot *claim_slot(Oid dboid);
 void set_worker_state(WorkerSlot *slot, const char *state);
+void set_worker_error(WorkerSlot *slot, const char *error);
 
 } // namespace pg_sync::pg
 

@@ -1,5 +1,6 @@
 // The dispatcher: requests from the head of the queue, in-flight bookkeeping, outcomes.
 #include "core/dispatcher.hpp"
+#include "core/http_client.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

@@ -15,7 +15,7 @@ namespace {
 
 using namespace std::string_literals;
 namespace envelope = pg_sync::envelope;
-using envelope::Event;
+using Event = envelope::EventView;
 using nlohmann::json;
 
 constexpr std::string_view kAt = "2026-11-23T10:15:02.123456Z";

@@ -19,8 +19,8 @@ namespace {
 
 namespace scheduler = pg_sync::scheduler;
 using scheduler::Batch;
-using scheduler::Event;
-using scheduler::Kind;
+using Event = scheduler::Candidate;
+using Kind = scheduler::OrderKind;
 using scheduler::Limits;
 using scheduler::State;
 using Ids = std::vector<std::vector<std::int64_t>>;

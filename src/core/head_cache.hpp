@@ -1,0 +1,79 @@
+// Each endpoint's head of queue as the worker last read it, minus what was delivered since, and
+// the merge of dead letters into a head read. PostgreSQL-free; the worker's pass
+// (src/pg/delivery_pass.cpp) asks before_plan() what to do for an endpoint, reads the queue when
+// told to, and hands the rows to store().
+//
+// Why planning from a cached head is safe: between full passes the worker plans from it instead of
+// reading the queue again; everything committed later announces itself by setting the worker's
+// latch (which makes the next pass full and reloads), and a commit cannot put an event before a
+// same-key event it has already seen (row locks order same-key writers, and the wake-up happens
+// before the writer releases its locks).
+#pragma once
+
+#include "core/dispatcher.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <vector>
+
+namespace pg_sync::dispatch {
+
+// head: queue rows in increasing id order; dead: dead letters of the same endpoint (first of each
+// key and each dead truncate), any order. Returns the head with the dead letters below its last id
+// merged in id order; a dead letter with the id of a queue row is dropped (redelivered and dead
+// again in between: the queue row wins). An empty head stays empty (no dead letter matters).
+std::vector<QueuedEvent> merge_dead_letters(std::vector<QueuedEvent> head, std::vector<QueuedEvent> dead);
+
+class HeadCache {
+  public:
+    enum class Action {
+        Skip,       // plan nothing now, read nothing
+        PlanCached, // plan from events(id) as it is
+        Read,       // read the queue, store() it, then plan from events(id)
+    };
+
+    // What an endpoint's pass does:
+    //   full:            a commit, a sweep, a due retry or a configuration change woke the pass
+    //   held:            Dispatcher::held(): nothing could be sent now whatever the queue holds
+    //   in_flight_events: the endpoint's events now in flight
+    //   refill:          events that fill every request slot (batch_size * max_in_flight)
+    //   memory_full:     the endpoint's request bodies in flight alone take its memory share
+    // A held or memory-full endpoint is skipped; when the pass is full, what it caches is then
+    // stale (a commit may have brought events), so the next pass that plans it reads again. A
+    // partial pass plans from a valid cache that has every pending event (whole) or enough to
+    // fill the request slots. Read drops the cached events first, so that an old and a new head
+    // are never in memory together.
+    Action before_plan(std::int32_t id, bool full, bool held, std::size_t in_flight_events, std::size_t refill,
+                       bool memory_full);
+
+    // A head just read: the lowest `window` queue rows (fewer: `head` has them all, unless `cut`,
+    // the read stopped early at the memory share) and the endpoint's dead letters.
+    void store(std::int32_t id, std::vector<QueuedEvent> head, std::vector<QueuedEvent> dead, std::size_t window,
+               bool cut);
+
+    // The cached events of an endpoint (empty when none).
+    const std::vector<QueuedEvent> &events(std::int32_t id);
+
+    // Keeps the cache in step with an outcome just recorded: delivered events leave it; any other
+    // outcome (retry, dead letter, 410) changed rows in ways the next read must see.
+    void on_outcome(const Outcome &o);
+
+    // Forgets the endpoints not in `ids` (dropped endpoints).
+    void retain(const std::vector<std::int32_t> &ids);
+    // Everything must be read again (the pass that changed the queue failed and rolled back).
+    void invalidate_all();
+
+    bool valid(std::int32_t id) const;
+    bool whole(std::int32_t id) const;
+
+  private:
+    struct Head {
+        std::vector<QueuedEvent> events;
+        bool valid = false;
+        bool whole = false; // the read returned less than the window: nothing pending beyond it
+    };
+    std::map<std::int32_t, Head> heads_;
+};
+
+} // namespace pg_sync::dispatch

@@ -1,0 +1,81 @@
+// The seam between the delivery worker and a transport. PostgreSQL-free.
+//
+//   worker loop ──submit(Request)──▶ Sink ──(network)──▶ receiver
+//        ▲                            │
+//        └──── take_completions() ◀───┘   (the loop waits on wait_fds()/timeout_ms() and calls
+//                                           on_socket()/on_timeout() when they are ready)
+//
+// The dispatcher (core/dispatcher.hpp) plans Requests and turns Completions into queue
+// outcomes; the loop (src/pg/delivery_loop.cpp) moves them between the dispatcher and a Sink and
+// knows nothing else about the transport. HTTP over libcurl (core/http_client.hpp) is one Sink;
+// another transport (Kafka, ...) implements the same interface: it maps a Request onto its own
+// protocol (url: where to, headers, body: what) and reports every submitted request exactly once
+// as a Completion, with a transport failure category and, when the protocol has one, a status
+// that core/retry_policy.hpp classifies (2xx: delivered).
+#pragma once
+
+#include "core/retry_policy.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pg_sync::sink {
+
+// One request planned by the dispatcher: a batch of events of one endpoint.
+struct Request {
+    std::uint64_t token = 0; // the caller's handle, returned in the Completion
+    std::string url;
+    std::vector<std::string> headers; // "Name: value" lines (HTTP adds Content-Type itself)
+    std::string body;
+    long timeout_ms = 10000; // connect and total, counted from the moment the transport starts it
+    std::int64_t group = 0;  // fair-share unit (the worker: the endpoint id)
+};
+
+// How a submitted request ended.
+struct Completion {
+    std::uint64_t token = 0;
+    retry::Transport transport = retry::Transport::Ok;
+    int status = 0;
+    std::optional<std::string> retry_after;
+    std::string detail;            // the transport's error text, or the start of the response
+    std::uint64_t duration_us = 0; // submit to completion (waiting for a connection included)
+
+    // The view retry::classify takes; valid while this Completion lives.
+    retry::Response response() const;
+};
+
+// Socket interest, per file descriptor.
+enum Want : int { kWantRead = 1, kWantWrite = 2 };
+
+class Sink {
+  public:
+    virtual ~Sink() = default;
+
+    // Takes a request; never blocks. Throws std::runtime_error when it cannot be set up at all.
+    virtual void submit(Request request) = 0;
+    // How many groups (endpoints that may send) share the transport's connections.
+    virtual void set_groups(std::size_t known_groups) = 0;
+    // Requests finished since the last call, each submitted request exactly once.
+    virtual std::vector<Completion> take_completions() = 0;
+    // Requests submitted and not completed.
+    virtual std::size_t in_flight() const = 0;
+
+    // What the loop waits on besides its latch: file descriptor -> Want bits.
+    virtual const std::map<int, int> &wait_fds() const = 0;
+    // Whether wait_fds() changed since the last call (the loop rebuilds its wait set only then),
+    // and whether descriptors came or went (a subset: a closed and reopened number must be
+    // registered anew).
+    virtual bool wait_fds_changed() = 0;
+    virtual bool wait_fds_replaced() = 0;
+    // Milliseconds until on_timeout() is due; -1: no timer.
+    virtual long timeout_ms() const = 0;
+    // Progress: a descriptor is ready (Want bits), or the timer is due.
+    virtual void on_socket(int fd, int want_bits) = 0;
+    virtual void on_timeout() = 0;
+};
+
+} // namespace pg_sync::sink

@@ -1,0 +1,115 @@
+// The delivery worker's small decisions, PostgreSQL-free and clock-free (callers pass the time,
+// unix ms): when its statistics are written, where the ring of recent attempts continues, how
+// long the loop may wait, when a failed pass is tried again, how the launcher spaces restarts,
+// and how endpoint header lines are split. The worker (src/pg/delivery_*.cpp) only applies them.
+#pragma once
+
+#include "core/retry_policy.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pg_sync::worker {
+
+// "Name: value" lines joined by '\n' (as the endpoint query aggregates the headers jsonb) ->
+// the lines, empty ones dropped.
+std::vector<std::string> split_header_lines(std::string_view joined);
+
+// pg_sync._endpoint_state is written at most every kIntervalMs (an upsert per pass cost more than
+// the rest of a small pass); failures are written at once (urgent).
+class StatsThrottle {
+  public:
+    static constexpr std::int64_t kIntervalMs = 200;
+
+    // Whether a pass at now_ms writes the statistics.
+    bool due(std::int64_t now_ms) const { return urgent_ || now_ms - written_ms_ >= kIntervalMs; }
+    // When the loop must run a pass for statistics alone (has_stats: the dispatcher has some);
+    // -1: never.
+    std::int64_t next_ms(bool has_stats) const { return has_stats ? written_ms_ + kIntervalMs : -1; }
+    void mark_urgent() { urgent_ = true; }
+    void written(std::int64_t now_ms) {
+        written_ms_ = now_ms;
+        urgent_ = false;
+    }
+
+  private:
+    std::int64_t written_ms_ = 0;
+    bool urgent_ = false;
+};
+
+// The ring of recent attempts (pg_sync.recent_attempts, pg_sync.recent_attempts_size slots):
+// where the next rows go. The position is read from the table once (after the newest row), then
+// kept here; a pass that fails forgets it (reset()), so the next one reads it again.
+class AttemptRing {
+  public:
+    // Whether the table must be trimmed to `size` slots first (the setting changed, or first use).
+    bool needs_trim(int size) const { return trimmed_size_ != size; }
+    void trimmed(int size) { trimmed_size_ = size; }
+    bool needs_position() const { return next_ < 0; }
+    void set_position(std::int64_t next) { next_ = next; }
+
+    // The slots for `outcomes` new rows in a ring of `size` (> 0): only the newest `size` of them
+    // are written (one statement may not write a slot twice); they are the last slots.size()
+    // outcomes. Advances the position.
+    std::vector<std::int32_t> take(std::size_t outcomes, int size);
+    // The index of the first outcome written by take(outcomes, size).
+    static std::size_t first_written(std::size_t outcomes, int size);
+
+    void reset() {
+        next_ = -1;
+        trimmed_size_ = -1;
+    }
+
+  private:
+    std::int64_t next_ = -1;
+    int trimmed_size_ = -1;
+};
+
+// What the loop waits for besides its latch and the transport's sockets. Times are unix ms;
+// -1: not set.
+struct Deadlines {
+    std::int64_t now_ms = 0;
+    std::int64_t sweep_ms = 0;        // next sweep (always set)
+    std::int64_t retry_due_ms = -1;   // earliest retry the dispatcher waits for
+    std::int64_t stats_ms = -1;       // statistics to write
+    std::int64_t pass_retry_ms = -1;  // a failed pass is tried again
+    long transport_ms = -1;           // the transport's own timer (sink::Sink::timeout_ms)
+};
+
+// How long the loop may wait: until the earliest deadline, at least 1 ms for the worker's own
+// (a deadline no pass advanced must not make a busy loop); 0 only when the transport's timer is
+// due now (the loop then calls on_timeout() without waiting).
+long wait_timeout_ms(const Deadlines &d);
+
+// A pass that failed (an ERROR caught at the border) is tried again after a doubling wait: the
+// same schedule as an event's retries, un-jittered (one worker, nothing to spread apart).
+class PassRetry {
+  public:
+    static constexpr std::uint64_t kBaseMs = 200;
+    static constexpr std::uint64_t kMaxMs = 10000;
+
+    // A pass failed at now_ms: returns when to try again.
+    std::int64_t failed(std::int64_t now_ms);
+    void succeeded() {
+        failures_ = 0;
+        retry_at_ms_ = -1;
+    }
+    bool failing() const { return failures_ > 0; }
+    int failures() const { return failures_; }
+    // When the next pass may run; -1: whenever.
+    std::int64_t retry_at_ms() const { return retry_at_ms_; }
+    bool may_run(std::int64_t now_ms) const { return retry_at_ms_ < 0 || now_ms >= retry_at_ms_; }
+
+  private:
+    int failures_ = 0;
+    std::int64_t retry_at_ms_ = -1;
+};
+
+// The launcher: how long to wait before starting a database's worker again after its
+// `failures`-th consecutive failure (1-based): 1 s doubling to 60 s.
+std::uint64_t restart_delay_ms(int failures);
+
+} // namespace pg_sync::worker

@@ -1,0 +1,75 @@
+// The delivery worker's process-lifetime state and the calls between its parts. Included after
+// postgres.h.
+//
+//   delivery_worker.cpp  entry point: connects, builds the state below and the transport, runs
+//                        the loop; settings (SIGHUP) -> transport options
+//   delivery_loop.cpp    waits on latch | transport fds | timer, drives the transport
+//                        (sink::Sink), turns completions into outcomes, decides when a pass runs
+//                        and when a failed one is tried again (core/worker_policy.hpp)
+//   delivery_pass.cpp    one transaction: outcomes -> queue, configuration, heads of queue
+//                        (core/head_cache.hpp) -> planned requests (core/dispatcher.hpp);
+//                        reaches PostgreSQL only through postgres_call (guard.hpp) and the
+//                        queue store
+//   queue_store.cpp      the SQL: typed C-style functions over prepared plans
+//
+// Calls go downwards: worker -> loop -> pass -> queue store -> SPI; loop and pass -> core.
+#pragma once
+
+#include "core/dispatcher.hpp"
+#include "core/head_cache.hpp"
+#include "core/sink.hpp"
+#include "core/worker_policy.hpp"
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace pg_sync::pg {
+
+struct WorkerSlot;
+
+struct DeliveryWorker {
+    dispatch::Dispatcher dispatcher;
+    sink::Sink &transport;
+    std::vector<dispatch::Outcome> outcomes; // completed requests not yet recorded (kept until a pass commits them)
+    std::set<std::int32_t> touched;          // endpoints with completions since the last pass
+    dispatch::HeadCache heads;
+    std::vector<sink::Request> to_send; // planned in the pass, submitted after its commit
+    std::uint32_t config_generation = 0;
+    bool configured = false;
+    TimestampTz next_backfill_check = 0;
+    worker::StatsThrottle stats;
+    worker::AttemptRing attempts;
+    worker::PassRetry pass_retry;
+
+    DeliveryWorker(std::string scope, std::uint64_t seed, int failure_threshold, sink::Sink &sink)
+        : dispatcher(std::move(scope), seed, failure_threshold), transport(sink) {}
+};
+
+// What the loop asks of a pass.
+struct PassRequest {
+    bool all_endpoints;  // plan every endpoint (a commit, a sweep, a due retry, a configuration
+                         // change woke it); otherwise only those with completions
+    bool worker_started; // the first pass of this process: reset what the last one left
+};
+
+// Runs one pass. On a PostgreSQL ERROR the transaction has been aborted (guard.hpp), the
+// worker's in-memory state is put back as if the pass had not run (outcomes kept for the next
+// one, planned requests abandoned) and the error is copied into *error; returns false.
+bool run_pass(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, const PassRequest &request,
+              struct ErrorReport *error);
+
+// Hooks of the loop into the process (delivery_worker.cpp): settings were reloaded (SIGHUP).
+using SettingsReloaded = void (*)(DeliveryWorker &w);
+
+// The worker's loop; returns never.
+[[noreturn]] void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid,
+                                    SettingsReloaded on_reload);
+
+// Time conversions: PostgreSQL's TimestampTz (us since 2000) <-> unix ms.
+inline constexpr std::int64_t kUnixEpochShiftUs = 946684800000000LL; // 2000-01-01 minus 1970-01-01
+inline std::int64_t unix_ms(TimestampTz t) { return (t + kUnixEpochShiftUs) / 1000; }
+inline TimestampTz from_unix_ms(std::int64_t ms) { return ms * 1000 - kUnixEpochShiftUs; }
+
+} // namespace pg_sync::pg

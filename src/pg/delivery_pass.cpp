@@ -1,0 +1,408 @@
+// One pass of the delivery worker: one short transaction that
+//   1. records the outcomes of finished requests (delete delivered, schedule retries, move dead
+//      letters, pause on 410, the ring of recent attempts),
+//   2. (re)loads the endpoints when their configuration changed,
+//   3. reads each endpoint's head of queue (or plans from the cached one, core/head_cache.hpp)
+//      and plans requests (core/dispatcher.hpp),
+//   4. writes the endpoints' state (throttled, core/worker_policy.hpp), commits.
+// The loop (delivery_loop.cpp) submits the planned requests after the commit.
+//
+// Why this is safe:
+//  * An event leaves the queue only in a pass that records a 2xx for the request that carried
+//    it, and requests go out only after the pass that planned them committed. A crash at any
+//    point leaves the events in the queue; the requests then in flight are sent again
+//    (at-least-once; the webhook-id stays the same for the same events).
+//  * Each pass reads the queue from its lowest id with a fresh snapshot, so a transaction that
+//    commits late is seen by the next pass: no cursor can skip it.
+//
+// Errors: this file reaches PostgreSQL only through postgres_call (guard.hpp) around the C-style
+// functions of the queue store, so a PostgreSQL ERROR longjmps over no frame of this file: it
+// comes back as PostgresError with the transaction already aborted. run_pass() then puts the
+// worker's memory back as if the pass had not run: the outcomes stay for the next pass (the
+// requests in flight are neither lost nor sent again), the requests it planned are abandoned
+// (planned again by the next pass), taken statistics go back to the dispatcher, cached heads and
+// the ring position are read again.
+#include "pg/pg_prelude.hpp"
+
+#include "core/payload_gate.hpp"
+#include "core/signature.hpp"
+#include "pg/delivery.hpp"
+#include "pg/guard.hpp"
+#include "pg/queue_store.hpp"
+#include "pg/workers.hpp"
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace pg_sync::pg {
+namespace {
+
+namespace qs = queue_store;
+
+constexpr int kBackfillCheckMs = 5000; // how often the worker looks for running backfills anyway
+
+std::optional<std::string> text(const qs::Text &t) {
+    if (t.null)
+        return std::nullopt;
+    return std::string(t.data, std::size_t(t.len));
+}
+
+std::int64_t int_or(const qs::Int &v, std::int64_t fallback) { return v.null ? fallback : v.value; }
+
+// Metadata of a queue row or dead letter; the payload (new_row, old_row) is attached separately.
+dispatch::QueuedEvent event_of(const qs::EventRow &r) {
+    dispatch::QueuedEvent q;
+    q.id = r.id;
+    q.op = text(r.op).value_or("");
+    q.table = text(r.tbl);
+    q.key = text(r.key);
+    q.type = text(r.emit_type);
+    q.txid = std::uint64_t(int_or(r.txid, 0));
+    q.captured_at_us = int_or(r.captured_at, 0) + kUnixEpochShiftUs;
+    q.attempts = int(int_or(r.attempts, 0));
+    q.next_attempt_ms = r.next_attempt_at.null ? 0 : unix_ms(r.next_attempt_at.value);
+    return q;
+}
+
+// Memory an event read from the queue takes in the worker, roughly.
+std::size_t event_bytes(const dispatch::QueuedEvent &q) {
+    auto len = [](const std::optional<std::string> &s) { return s ? s->size() : 0; };
+    return sizeof(q) + q.op.size() + len(q.table) + len(q.key) + len(q.new_row) + len(q.old_row) + len(q.type);
+}
+
+void load_endpoints(DeliveryWorker &w) {
+    qs::EndpointRow *rows = nullptr;
+    int n = 0;
+    postgres_call([&] { n = qs::read_endpoints(&rows); });
+    std::vector<dispatch::EndpointConfig> endpoints;
+    endpoints.reserve(std::size_t(n));
+    for (int i = 0; i < n; ++i) {
+        const qs::EndpointRow &r = rows[i];
+        dispatch::EndpointConfig c;
+        c.id = std::int32_t(int_or(r.id, 0));
+        c.name = text(r.name).value_or("");
+        c.url = text(r.url).value_or("");
+        if (std::optional<std::string> secret = text(r.secret))
+            c.key = signature::decode_secret(*secret);
+        c.batch_size = std::size_t(int_or(r.batch_size, 1));
+        c.policy.max_attempts = int(int_or(r.max_attempts, 1));
+        c.timeout_ms = long(int_or(r.timeout_ms, 10000));
+        c.max_in_flight = std::size_t(int_or(r.max_in_flight, 1));
+        c.policy.base_ms = std::uint64_t(int_or(r.retry_base_ms, 1000));
+        c.policy.max_ms = std::uint64_t(int_or(r.retry_max_ms, 3600000));
+        c.paused = int_or(r.paused, 0) != 0;
+        if (!r.header_lines.null)
+            c.header_lines = worker::split_header_lines(std::string_view(r.header_lines.data, std::size_t(r.header_lines.len)));
+        endpoints.push_back(std::move(c));
+    }
+    postgres_call([&] { qs::release_rows(); });
+    w.dispatcher.configure(std::move(endpoints));
+}
+
+// Everything but the deletes of delivered events, which the pass merges per endpoint.
+void record_outcome(const dispatch::Outcome &o, TimestampTz now) {
+    const TimestampTz started = from_unix_ms(o.started_ms);
+    if (!o.retry.empty()) {
+        const TimestampTz next = TimestampTzPlusMilliseconds(now, std::int64_t(o.delay_ms));
+        postgres_call([&] {
+            qs::schedule_retry(o.endpoint_id, o.retry.data(), int(o.retry.size()), next, o.reason.c_str(), o.status,
+                               started);
+        });
+    }
+    if (!o.dead.empty())
+        postgres_call([&] {
+            qs::move_to_dead_letters(o.endpoint_id, o.dead.data(), int(o.dead.size()), o.status, o.reason.c_str(),
+                                     started);
+        });
+    if (o.verdict == retry::Verdict::Gone)
+        postgres_call([&] { qs::pause_gone(o.endpoint_id, o.reason.c_str()); });
+}
+
+// The outcomes of this pass go into the ring of recent attempts (pg_sync.recent_attempts).
+void record_attempts(DeliveryWorker &w) {
+    const int size = settings.recent_attempts_size;
+    if (w.attempts.needs_trim(size)) {
+        postgres_call([&] { qs::trim_attempts(size); });
+        w.attempts.trimmed(size);
+    }
+    if (size == 0 || w.outcomes.empty())
+        return;
+    if (w.attempts.needs_position()) {
+        int32 next = 0;
+        postgres_call([&] { next = qs::attempts_next_slot(); });
+        w.attempts.set_position(next);
+    }
+    const std::size_t first = worker::AttemptRing::first_written(w.outcomes.size(), size);
+    const std::vector<std::int32_t> slots = w.attempts.take(w.outcomes.size(), size);
+    std::vector<qs::AttemptRow> rows(slots.size());
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+        const dispatch::Outcome &o = w.outcomes[first + i];
+        const std::int64_t finished_ms = o.started_ms + std::int64_t(o.duration_us / 1000);
+        qs::AttemptRow &a = rows[i];
+        a.slot = slots[i];
+        a.endpoint_id = o.endpoint_id;
+        a.started_at = from_unix_ms(o.started_ms);
+        a.finished_at = from_unix_ms(finished_ms);
+        a.events = o.events;
+        a.status = o.status;
+        a.error = o.reason.empty() ? nullptr : o.reason.c_str();
+        a.lag_ms = double(finished_ms * 1000 - o.oldest_captured_us) / 1000.0;
+        a.lag_null = o.oldest_captured_us == 0;
+    }
+    postgres_call([&] { qs::insert_attempts(rows.data(), int(rows.size())); });
+}
+
+// Writes the statistics taken from the dispatcher; *taken keeps them for a failed pass.
+void write_stats(DeliveryWorker &w, std::int64_t now_ms, std::vector<dispatch::EndpointStats> *taken) {
+    *taken = w.dispatcher.take_stats(now_ms);
+    for (const dispatch::EndpointStats &st : *taken) {
+        qs::EndpointStateRow row{};
+        row.endpoint_id = st.endpoint_id;
+        row.delivered = st.delivered;
+        row.failed_attempts = st.failed_attempts;
+        row.last_success_at = {st.last_success_ms ? from_unix_ms(*st.last_success_ms) : 0, !st.last_success_ms};
+        row.last_failure_at = {st.last_failure_ms ? from_unix_ms(*st.last_failure_ms) : 0, !st.last_failure_ms};
+        row.last_error = st.last_error ? st.last_error->c_str() : nullptr;
+        row.last_status = st.last_status;
+        row.in_flight = int32(st.in_flight_events);
+        row.consecutive_failures = st.consecutive_failures;
+        row.circuit = retry::state_name(st.circuit);
+        row.next_attempt_at = {st.next_attempt_ms > 0 ? from_unix_ms(st.next_attempt_ms) : 0, st.next_attempt_ms <= 0};
+        postgres_call([&] { qs::write_endpoint_state(&row); });
+    }
+}
+
+// An endpoint's share of pg_sync.max_worker_memory: equal shares for the endpoints that may send.
+std::size_t memory_share(const DeliveryWorker &w) {
+    const std::size_t budget = std::size_t(settings.max_worker_memory_kb) * 1024;
+    return budget / std::max<std::size_t>(1, w.dispatcher.sending_endpoints());
+}
+
+// The lowest `window` events of an endpoint, read in chunks through a cursor under the active
+// snapshot. Events that cannot go in this pass (the gate: in flight, waiting to retry, behind a
+// dead letter or behind such an event) are kept without payload, so that blocked keys take no
+// memory and the read reaches the keys that can go; the payloads of the others are kept up to
+// `share` bytes (at least one event: one larger than the share still goes), and the first one
+// beyond it ends the read (*cut).
+std::vector<dispatch::QueuedEvent> read_head(DeliveryWorker &w, std::int32_t id, std::size_t window,
+                                             std::size_t share, dispatch::PayloadGate &gate, std::int64_t now_ms,
+                                             bool *cut) {
+    Portal cursor = nullptr;
+    postgres_call([&] { cursor = qs::open_head(id, std::int64_t(window)); });
+    std::vector<dispatch::QueuedEvent> head;
+    // The bodies of this endpoint's requests in flight count against its share; with none in
+    // flight, the first event that can go is read whatever its size.
+    const std::size_t in_flight_bytes = w.dispatcher.in_flight_bytes(id);
+    std::size_t bytes = in_flight_bytes, loaded = 0;
+    *cut = false;
+    while (head.size() < window && !*cut) {
+        // Fewer rows per fetch as the share fills (a fetch holds its rows until they are read),
+        // guessing 16 kB per row.
+        const std::size_t average = 16 * 1024;
+        const std::size_t room = bytes < share ? (share - bytes) / average : 0;
+        const long count = long(std::clamp<std::size_t>(room, 16, std::min<std::size_t>(256, window - head.size())));
+        qs::EventRow *rows = nullptr;
+        int n = 0;
+        postgres_call([&] { n = qs::fetch_head(cursor, count, &rows); });
+        if (n == 0)
+            break;
+        for (int r = 0; r < n && !*cut; ++r) {
+            dispatch::QueuedEvent q = event_of(rows[r]);
+            if (!gate.sendable(q, w.dispatcher.in_flight(id, q.id), now_ms)) {
+                q.payload_loaded = false;
+            } else if (bytes < share || (loaded == 0 && in_flight_bytes == 0)) {
+                q.new_row = text(rows[r].new_row);
+                q.old_row = text(rows[r].old_row);
+                bytes += event_bytes(q);
+                ++loaded;
+            } else {
+                *cut = true;
+                break;
+            }
+            head.push_back(std::move(q));
+        }
+        postgres_call([&] { qs::release_rows(); });
+    }
+    postgres_call([&] { qs::close_head(cursor); });
+    return head;
+}
+
+void plan_from_head(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms) {
+    for (sink::Request &r : w.dispatcher.plan(id, w.heads.events(id), now_ms))
+        w.to_send.push_back(std::move(r));
+}
+
+void plan_endpoint(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full) {
+    const dispatch::EndpointConfig *c = w.dispatcher.endpoint(id);
+    if (!c || c->paused)
+        return;
+    // pg_sync.max_worker_memory: the events of a head read again are mostly the ones in flight;
+    // while this endpoint's request bodies alone take its share, a new read would only hold them
+    // a second time (the requests it could plan wait for those anyway).
+    const std::size_t share = memory_share(w);
+    switch (w.heads.before_plan(id, full, w.dispatcher.held(id, now_ms), w.dispatcher.in_flight_events(id),
+                                c->batch_size * c->max_in_flight, w.dispatcher.in_flight_bytes(id) >= share)) {
+    case dispatch::HeadCache::Action::Skip:
+        return;
+    case dispatch::HeadCache::Action::PlanCached:
+        plan_from_head(w, id, now_ms);
+        return;
+    case dispatch::HeadCache::Action::Read:
+        break;
+    }
+    // The dead letters and the head are read under one snapshot: a redeliver() committing
+    // between two reads would otherwise put its events in neither, and later events of their keys
+    // would go first. (The snapshot is taken after this pass's own writes.) Dead letters keep
+    // their keys blocked (docs/design.md, per-key order): the first of each key and each dead
+    // truncate, one index range scan, empty in the normal case. They come first so that the head
+    // read knows which events are blocked (core/payload_gate.hpp).
+    qs::EventRow *rows = nullptr;
+    int n = 0;
+    postgres_call([&] {
+        qs::push_fresh_snapshot();
+        n = qs::read_dead_letter_heads(id, &rows);
+    });
+    std::vector<dispatch::QueuedEvent> dead;
+    dispatch::PayloadGate gate;
+    dead.reserve(std::size_t(n));
+    for (int i = 0; i < n; ++i) {
+        dispatch::QueuedEvent d;
+        d.id = rows[i].id;
+        d.op = text(rows[i].op).value_or("");
+        d.table = text(rows[i].tbl);
+        d.key = text(rows[i].key);
+        d.dead = true;
+        gate.add_dead(d);
+        dead.push_back(std::move(d));
+    }
+    postgres_call([&] { qs::release_rows(); });
+    if (settings.debug_pass_pause_ms > 0) {
+        const int ms = settings.debug_pass_pause_ms;
+        postgres_call([&] { qs::debug_pause(ms); });
+    }
+    const std::size_t window = w.dispatcher.window(id);
+    bool cut = false;
+    std::vector<dispatch::QueuedEvent> head = read_head(w, id, window, share, gate, now_ms, &cut);
+    postgres_call([&] { qs::pop_snapshot(); });
+    w.heads.store(id, std::move(head), std::move(dead), window, cut);
+    plan_from_head(w, id, now_ms); // with an empty head: nothing to send; resets what it waits for
+}
+
+// What a pass changed in memory that its commit makes true.
+struct PassEffects {
+    std::vector<dispatch::EndpointStats> stats_taken;
+    bool stats_written = false;
+    bool start_backfill = false;
+};
+
+void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassRequest request, PassEffects &effects) {
+    postgres_call([] { qs::begin_pass(); });
+
+    // DROP EXTENSION wakes the worker with a configuration change, which makes the pass full.
+    const uint32 generation = slot->config_generation;
+    if (generation != w.config_generation)
+        request.all_endpoints = true;
+    // Hold the extension for the pass (DROP EXTENSION locks it first, then waits for us); then
+    // make sure it is still there.
+    bool present = false;
+    postgres_call([&] { present = qs::lock_extension(extension_oid); });
+    if (!present)
+        postgres_call([&] { qs::exit_extension_dropped(slot); });
+    if (request.worker_started)
+        postgres_call([] { qs::reset_endpoint_state(); });
+
+    // Outcomes first: a 410 recorded here must be what the configuration read below sees.
+    const TimestampTz now = GetCurrentTimestamp();
+    std::map<std::int32_t, std::vector<std::int64_t>> delivered;
+    for (const dispatch::Outcome &o : w.outcomes) {
+        if (!o.delivered.empty()) {
+            std::vector<std::int64_t> &ids = delivered[o.endpoint_id];
+            ids.insert(ids.end(), o.delivered.begin(), o.delivered.end());
+        }
+        record_outcome(o, now);
+        w.heads.on_outcome(o);
+    }
+    record_attempts(w);
+    for (const auto &kv : delivered)
+        postgres_call([&] { qs::delete_delivered(kv.first, kv.second.data(), int(kv.second.size())); });
+
+    bool reloaded = false;
+    if (!w.configured || generation != w.config_generation) {
+        reloaded = true;
+        load_endpoints(w);
+        w.config_generation = generation;
+        w.configured = true;
+        request.all_endpoints = true;
+        w.heads.retain(w.dispatcher.endpoint_ids());
+    }
+
+    const std::int64_t now_ms = unix_ms(now);
+    if (request.all_endpoints) {
+        for (std::int32_t id : w.dispatcher.endpoint_ids())
+            plan_endpoint(w, id, now_ms, true);
+    } else {
+        for (std::int32_t id : w.touched)
+            plan_endpoint(w, id, now_ms, false);
+    }
+    if (w.stats.due(now_ms)) {
+        write_stats(w, now_ms, &effects.stats_taken);
+        effects.stats_written = true;
+    }
+
+    // Backfills (pg_sync.backfill) run in a worker of their own, started from here: when the
+    // configuration changed (backfill() and resume_backfill() change it), at start, and every
+    // few seconds (a backfill worker that died, or exited just as a job was added).
+    if (reloaded || now >= w.next_backfill_check) {
+        w.next_backfill_check = TimestampTzPlusMilliseconds(now, kBackfillCheckMs);
+        postgres_call([&] { effects.start_backfill = qs::backfills_running(); });
+    }
+    postgres_call([] { qs::commit_pass(); });
+    // Committed: what the pass recorded is true now.
+    w.outcomes.clear();
+    w.touched.clear();
+    if (effects.stats_written)
+        w.stats.written(now_ms);
+}
+
+// The pass failed and its transaction was rolled back: back to the state before it.
+void undo_pass(DeliveryWorker &w, PassEffects &effects) {
+    for (const sink::Request &r : w.to_send)
+        w.dispatcher.abandon(r.token);
+    w.to_send.clear();
+    w.dispatcher.restore_stats(effects.stats_taken);
+    w.heads.invalidate_all();
+    w.attempts.reset();
+    w.configured = false; // a configuration read in the pass may include its own rolled-back writes
+}
+
+} // namespace
+
+bool run_pass(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, const PassRequest &request,
+              ErrorReport *error) {
+    PassEffects effects;
+    try {
+        pass_body(w, slot, extension_oid, request, effects);
+    } catch (const PostgresError &e) {
+        *error = e.report();
+        undo_pass(w, effects);
+        return false;
+    }
+    if (effects.start_backfill) {
+        try {
+            postgres_call([] {
+                if (!backfill_worker_running(MyDatabaseId) && !start_backfill_worker(MyDatabaseId))
+                    ereport(WARNING,
+                            (errmsg("pg_sync: could not start a backfill worker"),
+                             errhint("Raise max_worker_processes; backfills wait until a worker can start.")));
+            });
+        } catch (const PostgresError &) {
+            // Logged; the next check (kBackfillCheckMs) tries again.
+        }
+    }
+    return true;
+}
+
+} // namespace pg_sync::pg

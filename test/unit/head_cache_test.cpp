@@ -1,0 +1,162 @@
+// The head-of-queue cache and the dead-letter merge (core/head_cache.hpp): what the worker reads
+// and plans from decides ordering.
+#include "core/head_cache.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace pg_sync;
+using dispatch::HeadCache;
+using dispatch::QueuedEvent;
+using Action = HeadCache::Action;
+
+namespace {
+
+QueuedEvent ev(std::int64_t id, bool dead = false, bool payload = true) {
+    QueuedEvent q;
+    q.id = id;
+    q.op = "insert";
+    q.table = "public.t";
+    q.key = "{\"id\":" + std::to_string(id) + "}";
+    q.dead = dead;
+    q.payload_loaded = payload;
+    return q;
+}
+
+std::vector<std::int64_t> ids(const std::vector<QueuedEvent> &v) {
+    std::vector<std::int64_t> out;
+    for (const QueuedEvent &q : v)
+        out.push_back(q.id);
+    return out;
+}
+
+dispatch::Outcome delivered(std::int32_t ep, std::vector<std::int64_t> ids) {
+    dispatch::Outcome o;
+    o.endpoint_id = ep;
+    o.delivered = std::move(ids);
+    return o;
+}
+
+} // namespace
+
+TEST(MergeDeadLetters, MergesInIdOrderBelowTheLastQueueRow) {
+    auto merged = dispatch::merge_dead_letters({ev(2), ev(5), ev(9)}, {ev(7, true), ev(1, true), ev(12, true)});
+    EXPECT_EQ(ids(merged), (std::vector<std::int64_t>{1, 2, 5, 7, 9}));
+    EXPECT_TRUE(merged[0].dead);
+    EXPECT_TRUE(merged[3].dead);
+    EXPECT_FALSE(merged[4].dead);
+}
+
+TEST(MergeDeadLetters, QueueRowWinsOverADeadLetterWithItsId) {
+    // Redelivered and dead again between the two reads: the queue row is the current one.
+    auto merged = dispatch::merge_dead_letters({ev(3), ev(4), ev(8)}, {ev(4, true)});
+    EXPECT_EQ(ids(merged), (std::vector<std::int64_t>{3, 4, 8}));
+    EXPECT_FALSE(merged[1].dead);
+}
+
+TEST(MergeDeadLetters, DeadLetterAtOrAfterTheLastRowIsDropped) {
+    EXPECT_EQ(ids(dispatch::merge_dead_letters({ev(3), ev(6)}, {ev(6, true), ev(7, true)})),
+              (std::vector<std::int64_t>{3, 6}));
+}
+
+TEST(MergeDeadLetters, EmptyHeadStaysEmpty) {
+    EXPECT_TRUE(dispatch::merge_dead_letters({}, {ev(1, true)}).empty());
+}
+
+TEST(HeadCache, FirstPlanReadsThenStoresAndPlansFromIt) {
+    HeadCache c;
+    EXPECT_EQ(c.before_plan(1, false, false, 0, 10, false), Action::Read);
+    c.store(1, {ev(1), ev(2)}, {}, 64, false);
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_TRUE(c.whole(1)); // fewer than the window: nothing beyond it
+    EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{1, 2}));
+    EXPECT_EQ(c.before_plan(1, false, false, 2, 10, false), Action::PlanCached);
+}
+
+TEST(HeadCache, FullPassAlwaysReadsAgain) {
+    HeadCache c;
+    c.store(1, {ev(1)}, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, true, false, 0, 10, false), Action::Read);
+    EXPECT_TRUE(c.events(1).empty()); // dropped before the read: never two heads in memory
+    EXPECT_FALSE(c.valid(1));
+}
+
+TEST(HeadCache, PartialHeadPlansFromCacheOnlyWithEnoughWaiting) {
+    HeadCache c;
+    std::vector<QueuedEvent> head;
+    for (int i = 1; i <= 64; ++i)
+        head.push_back(ev(i));
+    c.store(1, head, {}, 64, false); // the read filled the window: more may be queued
+    EXPECT_FALSE(c.whole(1));
+    EXPECT_EQ(c.before_plan(1, false, false, 54, 10, false), Action::PlanCached); // 10 waiting
+    EXPECT_EQ(c.before_plan(1, false, false, 55, 10, false), Action::Read);       // 9 waiting
+}
+
+TEST(HeadCache, CutReadIsNotWhole) {
+    HeadCache c;
+    c.store(1, {ev(1)}, {}, 64, true);
+    EXPECT_FALSE(c.whole(1));
+    EXPECT_EQ(c.before_plan(1, false, false, 1, 10, false), Action::Read);
+}
+
+TEST(HeadCache, HeldEndpointIsSkippedAndAFullPassMakesItStale) {
+    HeadCache c;
+    c.store(1, {ev(1)}, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, false, true, 0, 10, false), Action::Skip);
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_EQ(c.before_plan(1, true, true, 0, 10, false), Action::Skip);
+    EXPECT_FALSE(c.valid(1)); // a commit may have brought events: read next time
+}
+
+TEST(HeadCache, MemoryFullSkipsUnlessTheCacheCanServe) {
+    HeadCache c;
+    c.store(1, {ev(1), ev(2)}, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, false, false, 0, 10, true), Action::PlanCached);
+    EXPECT_EQ(c.before_plan(1, true, false, 0, 10, true), Action::Skip);
+    EXPECT_FALSE(c.valid(1));
+}
+
+TEST(HeadCache, DeliveredEventsLeaveOtherOutcomesInvalidate) {
+    HeadCache c;
+    c.store(1, {ev(1), ev(2), ev(3)}, {}, 64, false);
+    c.on_outcome(delivered(1, {1, 3}));
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{2}));
+    dispatch::Outcome retry;
+    retry.endpoint_id = 1;
+    retry.verdict = retry::Verdict::Retry;
+    retry.retry = {2};
+    c.on_outcome(retry);
+    EXPECT_FALSE(c.valid(1));
+
+    c.store(2, {ev(5)}, {}, 64, false);
+    dispatch::Outcome gone;
+    gone.endpoint_id = 2;
+    gone.verdict = retry::Verdict::Gone;
+    c.on_outcome(gone);
+    EXPECT_FALSE(c.valid(2));
+}
+
+TEST(HeadCache, EventsWithoutPayloadNeedANewRead) {
+    HeadCache c;
+    c.store(1, {ev(1), ev(2, false, false)}, {}, 64, false);
+    c.on_outcome(delivered(1, {1}));
+    EXPECT_FALSE(c.valid(1));
+}
+
+TEST(HeadCache, StoreMergesDeadLetters) {
+    HeadCache c;
+    c.store(1, {ev(2), ev(4)}, {ev(3, true), ev(1, true)}, 64, false);
+    EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{1, 2, 3, 4}));
+}
+
+TEST(HeadCache, RetainAndInvalidateAll) {
+    HeadCache c;
+    c.store(1, {ev(1)}, {}, 64, false);
+    c.store(2, {ev(2)}, {}, 64, false);
+    c.retain({2});
+    EXPECT_FALSE(c.valid(1));
+    EXPECT_TRUE(c.valid(2));
+    c.invalidate_all();
+    EXPECT_FALSE(c.valid(2));
+    EXPECT_TRUE(c.events(2).empty());
+}

@@ -1,0 +1,102 @@
+// The delivery worker's small decisions (core/worker_policy.hpp).
+#include "core/worker_policy.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace pg_sync::worker;
+
+TEST(SplitHeaderLines, SplitsAndDropsEmptyLines) {
+    EXPECT_EQ(split_header_lines("A: 1\nB: 2"), (std::vector<std::string>{"A: 1", "B: 2"}));
+    EXPECT_EQ(split_header_lines("\nA: 1\n\n"), (std::vector<std::string>{"A: 1"}));
+    EXPECT_TRUE(split_header_lines("").empty());
+    EXPECT_EQ(split_header_lines("X: a: b"), (std::vector<std::string>{"X: a: b"}));
+}
+
+TEST(StatsThrottle, WritesAtMostEveryIntervalUnlessUrgent) {
+    StatsThrottle t;
+    EXPECT_TRUE(t.due(1000));
+    t.written(1000);
+    EXPECT_FALSE(t.due(1000 + StatsThrottle::kIntervalMs - 1));
+    EXPECT_TRUE(t.due(1000 + StatsThrottle::kIntervalMs));
+    t.mark_urgent();
+    EXPECT_TRUE(t.due(1001));
+    t.written(1001);
+    EXPECT_FALSE(t.due(1002));
+    EXPECT_EQ(t.next_ms(false), -1);
+    EXPECT_EQ(t.next_ms(true), 1001 + StatsThrottle::kIntervalMs);
+}
+
+TEST(AttemptRing, WrapsAndKeepsTheNewest) {
+    AttemptRing r;
+    EXPECT_TRUE(r.needs_trim(4));
+    r.trimmed(4);
+    EXPECT_FALSE(r.needs_trim(4));
+    EXPECT_TRUE(r.needs_trim(5));
+    EXPECT_TRUE(r.needs_position());
+    r.set_position(2);
+    EXPECT_EQ(r.take(3, 4), (std::vector<std::int32_t>{2, 3, 0}));
+    // Six outcomes in a ring of four: only the newest four are written, each slot once.
+    EXPECT_EQ(AttemptRing::first_written(6, 4), 2u);
+    EXPECT_EQ(r.take(6, 4), (std::vector<std::int32_t>{1, 2, 3, 0}));
+    EXPECT_EQ(r.take(1, 4), (std::vector<std::int32_t>{1}));
+    EXPECT_TRUE(r.take(3, 0).empty());
+    r.reset();
+    EXPECT_TRUE(r.needs_position());
+    EXPECT_TRUE(r.needs_trim(4));
+}
+
+TEST(AttemptRing, PositionBeyondTheRingWraps) {
+    AttemptRing r;
+    r.set_position(10); // the setting shrank since the last row was written
+    EXPECT_EQ(r.take(2, 4), (std::vector<std::int32_t>{2, 3}));
+}
+
+TEST(WaitTimeout, EarliestDeadlineAtLeastOneMs) {
+    Deadlines d;
+    d.now_ms = 1000;
+    d.sweep_ms = 6000;
+    EXPECT_EQ(wait_timeout_ms(d), 5000);
+    d.retry_due_ms = 1500;
+    EXPECT_EQ(wait_timeout_ms(d), 500);
+    d.stats_ms = 1200;
+    EXPECT_EQ(wait_timeout_ms(d), 200);
+    d.pass_retry_ms = 1100;
+    EXPECT_EQ(wait_timeout_ms(d), 100);
+    d.retry_due_ms = 900; // past and not advanced by a pass: no busy loop
+    EXPECT_EQ(wait_timeout_ms(d), 1);
+    d.sweep_ms = 0;
+    EXPECT_EQ(wait_timeout_ms(d), 1);
+}
+
+TEST(WaitTimeout, TransportTimerDueNowGivesZero) {
+    Deadlines d;
+    d.now_ms = 1000;
+    d.sweep_ms = 6000;
+    d.transport_ms = 30;
+    EXPECT_EQ(wait_timeout_ms(d), 30);
+    d.transport_ms = 0;
+    EXPECT_EQ(wait_timeout_ms(d), 0);
+}
+
+TEST(PassRetry, DoublesToTheCapAndResets) {
+    PassRetry p;
+    EXPECT_FALSE(p.failing());
+    EXPECT_TRUE(p.may_run(0));
+    EXPECT_EQ(p.retry_at_ms(), -1);
+    EXPECT_EQ(p.failed(1000), 1000 + std::int64_t(PassRetry::kBaseMs));
+    EXPECT_FALSE(p.may_run(1000));
+    EXPECT_TRUE(p.may_run(1000 + std::int64_t(PassRetry::kBaseMs)));
+    EXPECT_EQ(p.failed(2000), 2000 + 2 * std::int64_t(PassRetry::kBaseMs));
+    for (int i = 0; i < 100; ++i)
+        p.failed(5000);
+    EXPECT_EQ(p.retry_at_ms(), 5000 + std::int64_t(PassRetry::kMaxMs));
+    p.succeeded();
+    EXPECT_FALSE(p.failing());
+    EXPECT_TRUE(p.may_run(0));
+}
+
+TEST(RestartDelay, LauncherScheduleUnchanged) {
+    // The launcher's former arithmetic: 1000 * 2^(failures - 1), at most 60 s (failures <= 7).
+    for (int f = 1; f <= 7; ++f)
+        EXPECT_EQ(restart_delay_ms(f), std::min<std::uint64_t>(60000, 1000ull << (f - 1))) << f;
+}
