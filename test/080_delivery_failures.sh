@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How the delivery worker handles every kind of failing receiver (DESIGN.md, Guarantees 1, 3, 4
+# How the delivery worker handles every kind of failing receiver (docs/design.md, Guarantees 2, 4, 5
 # and 8), each case with its own endpoint, table and receiver (test/lib/receiver.py):
 #   a) 500: retried, visible in endpoint_status, recovers when the receiver does;
 #   b) 429 / 503 with Retry-After (seconds, HTTP date): the wait is honored;

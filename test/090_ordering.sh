@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Per-key order under concurrency and failures, and late commits (DESIGN.md, Guarantee 3):
+# Per-key order under concurrency and failures, and late commits (docs/design.md, Guarantee 4):
 #   a) 6 writers increment 4 counters for ~10 s while the receiver fails 20 % of requests; per
 #      key, the 2xx-answered events carry v = 1, 2, 3, ... up to the final value: complete, in
 #      commit order, no duplicates. Stricter, over every request in the order the receiver saw

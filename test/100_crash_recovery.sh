@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Nothing is lost across crashes (DESIGN.md, Guarantees 1-3):
+# Nothing is lost across crashes (docs/design.md, Guarantees 2-4):
 #   a) kill -9 of the whole server (postmaster and every process of its data directory) while
 #      4 writers insert and update: after restart every committed row version is delivered,
 #      nothing uncommitted or rolled back is, per-key order holds; duplicates are counted;

@@ -6,9 +6,9 @@ CREATE SCHEMA pg_sync;
 RESET allow_system_table_mods;
 
 -- ---------------------------------------------------------------------------------------------
--- Roles (cluster-wide; created once, kept when the extension is dropped). DESIGN.md names them
--- pg_sync_admin / pg_sync_monitor, but PostgreSQL refuses role names starting with pg_ even
--- to superusers (they are reserved for built-in roles), hence pgsync_admin / pgsync_monitor.
+-- Roles (cluster-wide; created once, kept when the extension is dropped): pgsync_admin and
+-- pgsync_monitor, not pg_sync_admin / pg_sync_monitor, because PostgreSQL refuses role names
+-- starting with pg_ even to superusers (they are reserved for built-in roles).
 
 DO $$
 BEGIN

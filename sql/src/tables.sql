@@ -41,7 +41,7 @@ CREATE TABLE pg_sync._tracked (
 );
 
 -- The queue: one row per (captured change, endpoint). The capture trigger fills it with
--- heap_insert (src/pg/capture_trigger.cpp checks the columns it fills by name and type; any
+-- heap_insert (src/pg/queue_writer.cpp checks the columns it fills by name and type; any
 -- other column must be nullable). SQL inserts (emit) use the defaults.
 CREATE SEQUENCE pg_sync._queue_id_seq AS bigint;
 -- The primary key leads with endpoint_id: the delivery worker reads each endpoint's queue in id
@@ -73,7 +73,7 @@ ALTER TABLE pg_sync._queue SET (autovacuum_vacuum_scale_factor = 0.01, autovacuu
                                 autovacuum_vacuum_insert_scale_factor = 0.05, vacuum_index_cleanup = on);
 
 -- Events that failed max_attempts times. They keep their queue id, and later events of their
--- key wait behind them (DESIGN.md, Guarantee 3) until they are redelivered or purged.
+-- key wait behind them (docs/design.md, Guarantee 4) until they are redelivered or purged.
 CREATE TABLE pg_sync._dead_letters (
     id               bigint NOT NULL,
     endpoint_id      int NOT NULL,

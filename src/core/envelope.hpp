@@ -1,7 +1,7 @@
 // Request bodies for delivery: {"events":[EVENT,...]} from events whose JSON parts are already
 // rendered (by PostgreSQL, when they were captured). PostgreSQL-free.
 //
-// The shape is the contract in DESIGN.md, "Event and request format":
+// The shape is the contract in docs/design.md, "Event and request format":
 //
 //   {"id":1042,"op":"update","table":"public.orders","key":{...},"new":{...},"old":{...},
 //    "txid":80511,"captured_at":"2026-11-23T10:15:02.123456Z"}

@@ -4,7 +4,7 @@
 // requests come out of take_completions(). No call here blocks, so a slow receiver never stalls
 // the others, nor the worker's reaction to shutdown or configuration changes.
 //
-// Safety rules applied to every request (DESIGN.md, Guarantee 8): only http and https; redirects
+// Safety rules applied to every request (docs/design.md, Guarantee 9): only http and https; redirects
 // are not followed (a 3xx is an answer like any other, and a failure for the retry policy); TLS
 // peers and host names are verified; proxy environment variables are ignored (Options::proxy is
 // the only proxy); response bodies are read up to a cap; with allow_private_targets off, the

@@ -1,6 +1,6 @@
 // Which pending events of one endpoint may be sent now, grouped into requests. PostgreSQL-free;
 // the delivery worker loads an endpoint's pending events, calls plan(), and sends each Batch as
-// one request. This is where DESIGN.md Guarantee 3 ("Per-key order") is decided.
+// one request. This is where docs/design.md Guarantee 4 ("Per-key order") is decided.
 //
 // Ordering domains. Every event is ordered after some earlier events (its predecessors):
 //   row (insert/update/delete/snapshot) of (T, k): earlier rows of (T, k) and earlier truncates of T;

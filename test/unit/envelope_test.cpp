@@ -1,5 +1,5 @@
 // Unit tests of src/core/envelope.{hpp,cpp}. Expected bytes are written out by hand from the
-// contract (DESIGN.md, "Event and request format"); expected timestamps were computed with
+// contract (docs/design.md, "Event and request format"); expected timestamps were computed with
 // Python's datetime, independently of the code under test.
 #include "core/envelope.hpp"
 
