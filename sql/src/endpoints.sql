@@ -3,8 +3,9 @@
 
 CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
     name text, url text, headers jsonb DEFAULT '{}', secret text DEFAULT NULL,
-    batch_size int DEFAULT 100, max_attempts int DEFAULT 10, timeout_ms int DEFAULT 10000,
-    max_in_flight int DEFAULT 4, retry_base_ms int DEFAULT 1000, retry_max_ms int DEFAULT 3600000)
+    batch_size int DEFAULT @default:batch_size@, max_attempts int DEFAULT @default:max_attempts@,
+    timeout_ms int DEFAULT @default:timeout_ms@, max_in_flight int DEFAULT @default:max_in_flight@,
+    retry_base_ms int DEFAULT @default:retry_base_ms@, retry_max_ms int DEFAULT @default:retry_max_ms@)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN

@@ -8,6 +8,7 @@
 // when an Outcome lists it as delivered, i.e. after a 2xx for the request that carried it.
 #pragma once
 
+#include "core/endpoint_defaults.hpp"
 #include "core/retry_policy.hpp"
 #include "core/sink.hpp"
 
@@ -28,9 +29,9 @@ struct EndpointConfig {
     std::string url;
     std::vector<std::string> header_lines; // "Name: value", validated when configured
     std::optional<std::string> key;        // decoded webhook secret; none: unsigned
-    std::size_t batch_size = 100;
-    std::size_t max_in_flight = 4;
-    long timeout_ms = 10000;
+    std::size_t batch_size = endpoint_defaults::batch_size;
+    std::size_t max_in_flight = endpoint_defaults::max_in_flight;
+    long timeout_ms = endpoint_defaults::timeout_ms;
     retry::Policy policy;
     bool paused = false;
 };

@@ -4,6 +4,8 @@
 // unit-tested deterministically. Nothing here throws except std::bad_alloc from building strings.
 #pragma once
 
+#include "core/endpoint_defaults.hpp"
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -26,9 +28,9 @@ inline constexpr std::uint64_t kMaxDelayMs = 7ull * 24 * 60 * 60 * 1000;
 
 // An endpoint's retry settings (create_endpoint's retry_base_ms, retry_max_ms, max_attempts).
 struct Policy {
-    std::uint64_t base_ms = 1000;
-    std::uint64_t max_ms = 3600000; // caps every wait, a receiver's Retry-After included
-    int max_attempts = 10;          // attempts before the events become dead letters
+    std::uint64_t base_ms = endpoint_defaults::retry_base_ms;
+    std::uint64_t max_ms = endpoint_defaults::retry_max_ms; // caps every wait, Retry-After included
+    int max_attempts = endpoint_defaults::max_attempts;     // attempts before the events become dead letters
 };
 
 // --- Backoff -------------------------------------------------------------------------------------

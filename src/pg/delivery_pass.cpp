@@ -87,12 +87,14 @@ void load_endpoints(DeliveryWorker &w) {
         c.url = text(r.url).value_or("");
         if (std::optional<std::string> secret = text(r.secret))
             c.key = signature::decode_secret(*secret);
-        c.batch_size = std::size_t(int_or(r.batch_size, 1));
-        c.policy.max_attempts = int(int_or(r.max_attempts, 1));
-        c.timeout_ms = long(int_or(r.timeout_ms, 10000));
-        c.max_in_flight = std::size_t(int_or(r.max_in_flight, 1));
-        c.policy.base_ms = std::uint64_t(int_or(r.retry_base_ms, 1000));
-        c.policy.max_ms = std::uint64_t(int_or(r.retry_max_ms, 3600000));
+        // (The columns are NOT NULL; the fallbacks are the defaults, written once.)
+        namespace d = endpoint_defaults;
+        c.batch_size = std::size_t(int_or(r.batch_size, d::batch_size));
+        c.policy.max_attempts = int(int_or(r.max_attempts, d::max_attempts));
+        c.timeout_ms = long(int_or(r.timeout_ms, d::timeout_ms));
+        c.max_in_flight = std::size_t(int_or(r.max_in_flight, d::max_in_flight));
+        c.policy.base_ms = std::uint64_t(int_or(r.retry_base_ms, d::retry_base_ms));
+        c.policy.max_ms = std::uint64_t(int_or(r.retry_max_ms, d::retry_max_ms));
         c.paused = int_or(r.paused, 0) != 0;
         if (!r.header_lines.null)
             c.header_lines = worker::split_header_lines(std::string_view(r.header_lines.data, std::size_t(r.header_lines.len)));
