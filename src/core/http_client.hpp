@@ -36,10 +36,15 @@
 
 namespace pg_sync::http {
 
+// Defaults of the knobs that are also settings (pg_sync.allow_private_targets,
+// pg_sync.max_connections): src/pg/settings.hpp names these constants.
+inline constexpr bool kDefaultAllowPrivateTargets = true;
+inline constexpr long kDefaultMaxConnections = 64;
+
 struct Options {
-    bool allow_private_targets = true;
+    bool allow_private_targets = kDefaultAllowPrivateTargets;
     std::string proxy;                   // empty: no proxy at all, whatever the environment says
-    long max_connections = 64;           // connections at most (requests beyond it wait here)
+    long max_connections = kDefaultMaxConnections; // connections at most (requests beyond it wait here)
     std::size_t max_response_bytes = 1 << 20; // more than this and the transfer is cut off
     // Response headers (status lines and header lines of every response, 1xx included) beyond
     // this abort the transfer: libcurl before 8.3 has no limit of its own on their total.

@@ -4,6 +4,7 @@
 // the default of the same knob, they name core's constant).
 #pragma once
 
+#include "core/http_client.hpp"
 #include "core/retry_policy.hpp"
 
 namespace pg_sync::pg {
@@ -12,9 +13,9 @@ namespace defaults {
 constexpr int kMaxWorkers = 8;
 constexpr int kSweepIntervalMs = 1000;
 constexpr int kDatabaseCheckIntervalS = 60;
-constexpr bool kAllowPrivateTargets = true;
+constexpr bool kAllowPrivateTargets = http::kDefaultAllowPrivateTargets;
 constexpr const char *kHttpProxy = "";
-constexpr int kMaxConnections = 64;
+constexpr int kMaxConnections = int(http::kDefaultMaxConnections);
 constexpr int kCircuitFailureThreshold = retry::kDefaultFailureThreshold; // the circuit breaker's own default
 constexpr int kRecentAttemptsSize = 1000;
 constexpr int kMaxWorkerMemoryKb = 128 * 1024;
