@@ -78,7 +78,23 @@ SQL
     # One step: the direct script (the generated scripts lead from every earlier version to the current one).
     assert_eq "$(q -c "SELECT path FROM pg_extension_update_paths('pg_sync') WHERE source = '$old' AND target = '$current'")" \
         "$old--$current" "direct update path"
+    # What a DBA built on the extension survives the update: a view over pg_sync.workers, a grant
+    # to another role, a grant to PUBLIC (taken back below, before the schema comparison).
+    q >/dev/null <<'SQL'
+CREATE VIEW my_workers AS SELECT database, state FROM pg_sync.workers;
+DO $$ BEGIN CREATE ROLE upgrade_viewer; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT SELECT ON pg_sync.endpoint_status TO upgrade_viewer;
+GRANT EXECUTE ON FUNCTION pg_sync.health() TO PUBLIC;
+SQL
     q -c "ALTER EXTENSION pg_sync UPDATE" >/dev/null
+    assert_eq "$(q -c "SELECT count(*) > 0 FROM my_workers")" t "a view over pg_sync.workers survives"
+    assert_eq "$(q -c "SELECT has_table_privilege('upgrade_viewer', 'pg_sync.endpoint_status', 'SELECT')
+                        AND has_function_privilege('public', 'pg_sync.health()', 'EXECUTE')")" t "DBA grants survive"
+    q >/dev/null <<'SQL'
+DROP VIEW my_workers;
+REVOKE SELECT ON pg_sync.endpoint_status FROM upgrade_viewer;
+REVOKE EXECUTE ON FUNCTION pg_sync.health() FROM PUBLIC;
+SQL
     assert_eq "$(q -c "SELECT extversion FROM pg_extension WHERE extname = 'pg_sync'")" "$current" "updated version"
     assert_eq "$(q -c "SELECT pending || '/' || dead FROM pg_sync.endpoint_status")" "60/1" "events kept by the update"
     # A filter from before the update has no recorded author: it keeps the writer's rights, never

@@ -14,6 +14,11 @@ CREATE OR REPLACE FUNCTION pg_sync._wake(config bool DEFAULT false) RETURNS void
 CREATE OR REPLACE FUNCTION pg_sync._request_worker() RETURNS void
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_request_worker';
 CREATE OR REPLACE FUNCTION pg_sync._workers(OUT database text, OUT pid int, OUT started_at timestamptz,
+                                 OUT last_active_at timestamptz, OUT state text)
+    RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_workers';
+-- The same with each worker's last failed pass (since 0.3.0; a new function rather than a new OUT
+-- parameter of _workers(), which an update could only change by dropping pg_sync.workers).
+CREATE OR REPLACE FUNCTION pg_sync._worker_status(OUT database text, OUT pid int, OUT started_at timestamptz,
                                  OUT last_active_at timestamptz, OUT state text, OUT last_error text)
     RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_workers';
 

@@ -102,4 +102,8 @@ SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
                          OR c.oid IN (SELECT p.relid FROM pg_partition_tree(b.tbl) p WHERE p.isleaf)) t ON true;
 
 -- Delivery workers of every database (like pg_stat_activity, the server's view).
-CREATE OR REPLACE VIEW pg_sync.workers AS SELECT * FROM pg_sync._workers();
+-- last_error: the worker's last failed pass (its class only, for monitors).
+CREATE OR REPLACE VIEW pg_sync.workers AS
+SELECT w.database, w.pid, w.started_at, w.last_active_at, w.state,
+       pg_sync._shown_error(w.last_error) AS last_error
+  FROM pg_sync._worker_status() w;

@@ -19,7 +19,3 @@ ALTER TABLE pg_sync._tracked ADD COLUMN filter_role regrole, ADD COLUMN filter_s
 DROP FUNCTION IF EXISTS pg_sync._check_filter(regclass, text);
 DROP FUNCTION IF EXISTS pg_sync._track(regclass, text, text[], text[], text[], text);
 DROP FUNCTION IF EXISTS pg_sync._backfill_page(bigint);
--- pg_sync.workers shows each worker's last failed delivery pass (_workers() OUT last_error): the
--- view depends on the function; both come back from the definitions (privileges included).
-DROP VIEW IF EXISTS pg_sync.workers;
-DROP FUNCTION IF EXISTS pg_sync._workers();

@@ -38,11 +38,17 @@ std::vector<std::int32_t> AttemptRing::take(std::size_t outcomes, int size) {
 }
 
 long wait_timeout_ms(const Deadlines &d) {
+    // While a failed pass waits to be tried again, what only starts a pass (sweep, retries due,
+    // statistics) cannot be due before it: those deadlines stay in the past until a pass
+    // succeeds, and waking for them would spin.
+    auto pass_at = [&](std::int64_t at) {
+        return at >= 0 && d.pass_retry_ms >= 0 ? std::max(at, d.pass_retry_ms) : at;
+    };
     auto until = [&](std::int64_t at) { return long(std::max<std::int64_t>(1, at - d.now_ms)); };
-    long timeout = until(d.sweep_ms);
+    long timeout = until(pass_at(d.sweep_ms));
     for (std::int64_t at : {d.retry_due_ms, d.stats_ms, d.pass_retry_ms})
         if (at >= 0)
-            timeout = std::min(timeout, until(at));
+            timeout = std::min(timeout, until(pass_at(at)));
     if (d.transport_ms >= 0)
         timeout = std::min(timeout, d.transport_ms);
     return timeout;

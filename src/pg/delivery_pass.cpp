@@ -362,11 +362,17 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
         postgres_call([&] { effects.start_backfill = qs::backfills_running(); });
     }
     postgres_call([] { qs::commit_pass(); });
-    // Committed: what the pass recorded is true now.
+    // Committed: what the pass recorded is true now, whatever happens next.
     w.outcomes.clear();
     w.touched.clear();
     if (effects.stats_written)
         w.stats.written(now_ms);
+    try {
+        postgres_call([] { qs::report_idle(); });
+    } catch (const PostgresError &) {
+        // Logged by the border; an error in the statistics report is not a failed pass (the
+        // outcomes above are committed and must not be recorded again).
+    }
 }
 
 // The pass failed and its transaction was rolled back: back to the state before it.

@@ -36,11 +36,15 @@ void raise(const ErrorReport &report) {
 }
 
 namespace {
+// Copies at most size - 1 bytes, cut at a character boundary (the text goes back to SQL).
 void copy_c(char *dst, std::size_t size, const char *src) noexcept {
-    if (src)
-        strlcpy(dst, src, size);
-    else
+    if (!src) {
         dst[0] = '\0';
+        return;
+    }
+    const int len = pg_mbcliplen(src, int(strlen(src)), int(size) - 1);
+    std::memcpy(dst, src, std::size_t(len));
+    dst[len] = '\0';
 }
 } // namespace
 
@@ -64,6 +68,13 @@ bool try_postgres(void (*fn)(void *), void *arg, ErrorReport *report) noexcept {
         copy_c(report->hint, sizeof report->hint, edata->hint);
         FreeErrorData(edata);
         EmitErrorReport(); // the server log gets the error as it was raised, with its context
+        // Outside a transaction the abort below does nothing: give back what an error may have
+        // left held (as PostgreSQL's own background processes do in their error recovery).
+        if (!IsTransactionState()) {
+            LWLockReleaseAll();
+            ConditionVariableCancelSleep();
+            pgstat_report_wait_end();
+        }
         AbortCurrentTransaction();
         MemoryContextSwitchTo(TopMemoryContext);
         FlushErrorState();

@@ -292,6 +292,9 @@ void commit_pass() {
     PopActiveSnapshot();
     SPI_finish();
     CommitTransactionCommand();
+}
+
+void report_idle() {
     pgstat_report_activity(STATE_IDLE, nullptr);
     pgstat_report_stat(false);
 }

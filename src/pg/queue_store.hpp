@@ -80,6 +80,8 @@ bool lock_extension(Oid extension_oid);
 pg_attribute_noreturn() void exit_extension_dropped(WorkerSlot *slot);
 // Commits the pass.
 void commit_pass();
+// After the commit: the activity and statistics reports (their errors are not the pass's).
+void report_idle();
 
 // --- Writes ------------------------------------------------------------------------------------
 

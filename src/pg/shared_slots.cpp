@@ -199,7 +199,10 @@ void set_worker_state(WorkerSlot *slot, const char *state) {
 // The last failed pass of this worker, for pg_sync.workers ("" clears it).
 void set_worker_error(WorkerSlot *slot, const char *error) {
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    strlcpy(slot->last_error, error, sizeof slot->last_error);
+    // Cut at a character boundary: the view returns it as text.
+    const int len = pg_mbcliplen(error, int(strlen(error)), int(sizeof slot->last_error) - 1);
+    memcpy(slot->last_error, error, len);
+    slot->last_error[len] = '\0';
     LWLockRelease(shared->lock);
 }
 

@@ -60,11 +60,26 @@ TEST(WaitTimeout, EarliestDeadlineAtLeastOneMs) {
     EXPECT_EQ(wait_timeout_ms(d), 500);
     d.stats_ms = 1200;
     EXPECT_EQ(wait_timeout_ms(d), 200);
-    d.pass_retry_ms = 1100;
-    EXPECT_EQ(wait_timeout_ms(d), 100);
-    d.retry_due_ms = 900; // past and not advanced by a pass: no busy loop
+    d.retry_due_ms = 900; // past: at least 1 ms (a pass runs and advances it)
     EXPECT_EQ(wait_timeout_ms(d), 1);
+}
+
+TEST(WaitTimeout, FailedPassPendingPostponesWhatOnlyStartsAPass) {
+    // After a failed pass, sweep, retries due and statistics stay in the past until a pass
+    // succeeds: they must not wake the worker before the pass may run again (no 1 ms spin).
+    Deadlines d;
+    d.now_ms = 1000;
     d.sweep_ms = 0;
+    d.retry_due_ms = 900;
+    d.stats_ms = 950;
+    d.pass_retry_ms = 1150;
+    EXPECT_EQ(wait_timeout_ms(d), 150);
+    d.transport_ms = 20; // the transport's own timer still wakes it
+    EXPECT_EQ(wait_timeout_ms(d), 20);
+    d.transport_ms = -1;
+    d.sweep_ms = 1100; // a deadline before the retry waits for it too
+    EXPECT_EQ(wait_timeout_ms(d), 150);
+    d.pass_retry_ms = 900; // the retry is due: wake at once (1 ms)
     EXPECT_EQ(wait_timeout_ms(d), 1);
 }
 
