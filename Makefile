@@ -33,8 +33,10 @@ SQL_EARLIER     = $(foreach d,$(SQL_DELTAS),$(firstword $(subst --, ,$(notdir $(
 SQL_INSTALL     = sql/pg_sync--$(EXTVERSION).sql
 SQL_UPDATES     = $(foreach v,$(SQL_EARLIER),sql/pg_sync--$(v)--$(EXTVERSION).sql)
 
-DATA        = $(wildcard sql/released/pg_sync--*.sql)
-DATA_built  = pg_sync.control $(SQL_INSTALL) $(SQL_UPDATES)
+# Released install scripts are kept compressed (release artifacts, never edited; SHA256SUMS is of
+# the scripts themselves); make decompresses them next to the archives.
+SQL_RELEASED = $(patsubst %.sql.gz,%.sql,$(wildcard sql/released/pg_sync--*.sql.gz))
+DATA_built  = pg_sync.control $(SQL_INSTALL) $(SQL_UPDATES) $(SQL_RELEASED)
 EXTRA_CLEAN = pg_sync.control results regression.diffs regression.out tmp_check output_iso
 
 # Tests live under test/: one regression file per feature (test/sql/NAME.sql ->
@@ -101,7 +103,12 @@ sql/pg_sync--%--$(EXTVERSION).sql: $(SQL_DELTAS) $(SQL_DEFINITIONS) src/core/end
 	  $(call sql_parts,$$deltas $(SQL_DEFINITIONS)); } >$@.tmp
 	mv $@.tmp $@
 
+$(SQL_RELEASED): sql/released/%.sql: sql/released/%.sql.gz
+	gzip -dc $< >$@.tmp
+	mv $@.tmp $@
+sql/released/%.sql.gz: ; # sources (no rule makes them)
+
 # The install scripts of released versions never change.
 .PHONY: check-released-sql
-check-released-sql:
+check-released-sql: $(SQL_RELEASED)
 	cd sql/released && sha256sum --quiet -c SHA256SUMS

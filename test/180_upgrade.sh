@@ -20,8 +20,9 @@ cd "$(dirname "$0")/.."
 current=$(sed -n 's/^EXTVERSION *= *//p' Makefile)
 # Every released version: its install script is kept, frozen, in sql/released/; ALTER EXTENSION
 # UPDATE takes the direct update script the Makefile generates from it (sql/updates/ and sql/src/).
-(cd sql/released && sha256sum --quiet -c SHA256SUMS) || fail "a released install script in sql/released/ changed"
-previous=$(ls sql/released/pg_sync--*.sql | sed 's/.*pg_sync--\(.*\)\.sql/\1/' | grep -vx "$current" | sort -V)
+make -s check-released-sql PG_CONFIG="${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}" >/dev/null ||
+    fail "a released install script in sql/released/ changed"
+previous=$(ls sql/released/pg_sync--*.sql.gz | sed 's/.*pg_sync--\(.*\)\.sql\.gz/\1/' | grep -vx "$current" | sort -V)
 [ -n "$previous" ] || fail "no earlier version in sql/released/"
 pg_start upgrade
 trap delivery_test_exit EXIT
