@@ -216,8 +216,10 @@ std::vector<dispatch::QueuedEvent> read_head(DeliveryWorker &w, std::int32_t id,
             if (!gate.sendable(q, w.dispatcher.in_flight(id, q.id), now_ms)) {
                 q.payload_loaded = false;
             } else if (bytes < share || (loaded == 0 && in_flight_bytes == 0)) {
-                q.new_row = text(rows[r].new_row);
-                q.old_row = text(rows[r].old_row);
+                qs::EventRow *row = &rows[r];
+                postgres_call([&] { qs::payload(row); });
+                q.new_row = text(row->new_row);
+                q.old_row = text(row->old_row);
                 bytes += event_bytes(q);
                 ++loaded;
             } else {

@@ -211,8 +211,17 @@ void read_event(HeapTuple tuple, TupleDesc desc, Statement s, int ncolumns, Even
     out->op = text_at(row, s, V_OP);
     out->tbl = text_at(row, s, V_TBL);
     out->key = text_at(row, s, V_KEY);
-    out->new_row = ncolumns > V_NEW ? text_at(row, s, V_NEW) : none;
-    out->old_row = ncolumns > V_OLD ? text_at(row, s, V_OLD) : none;
+    if (s == S_READ_HEAD) {
+        // Payloads stay unread (TOAST pointers in the held tuples) until payload().
+        out->new_row = out->old_row = none;
+        const int inew = attnums[s][V_NEW] - 1, iold = attnums[s][V_OLD] - 1;
+        out->new_raw = row.nulls[inew] ? (Datum)0 : row.values[inew];
+        out->old_raw = row.nulls[iold] ? (Datum)0 : row.values[iold];
+        out->payloads_pending = true;
+    } else {
+        out->new_row = ncolumns > V_NEW ? text_at(row, s, V_NEW) : none;
+        out->old_row = ncolumns > V_OLD ? text_at(row, s, V_OLD) : none;
+    }
     out->emit_type = ncolumns > V_TYPE ? text_at(row, s, V_TYPE) : none;
     out->txid = ncolumns > V_TXID ? int_at(row, s, V_TXID) : null_int;
     out->captured_at = ncolumns > V_CAPTURED ? int_at(row, s, V_CAPTURED) : null_int;
@@ -460,6 +469,26 @@ int fetch_head(Portal cursor, long count, EventRow **rows) {
 }
 
 void close_head(Portal cursor) { SPI_cursor_close(cursor); }
+
+namespace {
+Text detoasted(Datum raw) {
+    if (raw == (Datum)0)
+        return Text{nullptr, 0, true};
+    struct varlena *t = pg_detoast_datum_packed(reinterpret_cast<struct varlena *>(DatumGetPointer(raw)));
+    return Text{VARDATA_ANY(t), int(VARSIZE_ANY_EXHDR(t)), false};
+}
+} // namespace
+
+void payload(EventRow *row) {
+    if (!row->payloads_pending)
+        return;
+    // The detoasted copies go where the rows' other memory is (released with them).
+    MemoryContext old = MemoryContextSwitchTo(rows_memory());
+    row->new_row = detoasted(row->new_raw);
+    row->old_row = detoasted(row->old_raw);
+    MemoryContextSwitchTo(old);
+    row->payloads_pending = false;
+}
 
 void release_rows() {
     if (held_table)

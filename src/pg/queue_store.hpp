@@ -33,6 +33,10 @@ struct Int {
 struct EventRow {
     int64 id;
     Text op, tbl, key, new_row, old_row, emit_type;
+    // fetch_head leaves new_row and old_row unread (not detoasted: a blocked event's payload is
+    // never fetched from TOAST); payload() reads them when the worker keeps the payload.
+    Datum new_raw, old_raw;
+    bool payloads_pending;
     Int txid;            // xid8, as unsigned bits
     Int captured_at;     // TimestampTz
     Int attempts;
@@ -115,6 +119,8 @@ int read_dead_letter_heads(int32 endpoint_id, EventRow **rows);
 Portal open_head(int32 endpoint_id, int64 window);
 // The next at most `count` rows of the cursor (0: none left). Lives until release_rows().
 int fetch_head(Portal cursor, long count, EventRow **rows);
+// Reads (detoasts) a row's new_row and old_row, left unread by fetch_head.
+void payload(EventRow *row);
 void close_head(Portal cursor);
 // Frees the rows of the last read or fetch.
 void release_rows();
