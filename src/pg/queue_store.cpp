@@ -51,8 +51,8 @@ const Column endpoint_columns[E_NCOLS] = {
 
 enum EventCol { V_ID, V_OP, V_TBL, V_KEY, V_NEW, V_OLD, V_TYPE, V_TXID, V_CAPTURED, V_ATTEMPTS, V_NEXT, V_NCOLS };
 const Column event_columns[V_NCOLS] = {
-    {"id", INT8OID},       {"op", TEXTOID},          {"tbl", TEXTOID},      {"key", TEXTOID},
-    {"new_row", TEXTOID},  {"old_row", TEXTOID},     {"emit_type", TEXTOID}, {"txid", XID8OID},
+    {"id", INT8OID},       {"op", TEXTOID},          {"tbl", TEXTOID},      {"key", JSONOID},
+    {"new_row", JSONOID},  {"old_row", JSONOID},     {"emit_type", TEXTOID}, {"txid", XID8OID},
     {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}, {"next_attempt_at", TIMESTAMPTZOID}};
 constexpr int kDeadColumns = V_KEY + 1; // the dead-letter read has the first four
 
@@ -65,12 +65,15 @@ const StatementDef statements[S_COUNT] = {
      "          FROM pg_catalog.jsonb_each_text(e.headers) h) AS header_lines"
      "  FROM pg_sync._endpoints e ORDER BY e.id",
      0, {}, SPI_OK_SELECT, endpoint_columns, E_NCOLS},
-    {"SELECT id, op, tbl, key::text AS key, new_row::text AS new_row, old_row::text AS old_row, emit_type, txid,"
+    // json columns as they are: json is text inside (read the same way), and a cast to text
+    // would be an I/O conversion that detoasts every payload in the query, also of the events
+    // the worker drops (in flight, blocked); these stay in TOAST until payload().
+    {"SELECT id, op, tbl, key, new_row, old_row, emit_type, txid,"
      "       captured_at, attempts, next_attempt_at"
      "  FROM pg_sync._queue WHERE endpoint_id = $1 ORDER BY id LIMIT $2",
      2, {INT4OID, INT8OID}, SPI_OK_SELECT, event_columns, V_NCOLS},
     // The first dead letter of each key (and each dead truncate) is enough to block what follows.
-    {"SELECT DISTINCT ON (op = 'truncate', tbl, key::text) id, op, tbl, key::text AS key FROM pg_sync._dead_letters"
+    {"SELECT DISTINCT ON (op = 'truncate', tbl, key::text) id, op, tbl, key FROM pg_sync._dead_letters"
      " WHERE endpoint_id = $1 AND id < $2 ORDER BY op = 'truncate', tbl, key::text, id",
      2, {INT4OID, INT8OID}, SPI_OK_SELECT, event_columns, kDeadColumns},
     {"DELETE FROM pg_sync._queue WHERE endpoint_id = $1 AND id = ANY ($2)", 2, {INT4OID, INT8ARRAYOID},
