@@ -2,18 +2,23 @@
 """One drain of bench/memory: resumes the paused endpoint and samples the delivery worker's
 memory until the queue is empty.
 
-Usage: drain.py ENDPOINT EVENTS NGINX_PORT INTERVAL_S TIMEOUT_S SAMPLES_FILE
+Usage: drain.py ENDPOINT EVENTS NGINX_PORT INTERVAL_S TIMEOUT_S AFTER_S SAMPLES_FILE
 (PG* environment variables pick the database; run as superuser.)
 
 The endpoint is paused with EVENTS events queued. The worker's /proc/PID/status is read for
 BASELINE_S (1 s) before the resume, then every INTERVAL_S from the resume until the queue is
 empty. A second thread, on its own connection, watches the queue: max(id) of the endpoint through
-the queue's primary key every 20 ms, and every second the endpoint's row of
-pg_sync.endpoint_status (pending, in_flight); the queue is drained when max(id) is NULL and
-pending = 0. SAMPLES_FILE gets one line per sample: "seconds_since_resume VmRSS RssAnon RssShmem
+the queue's primary key every 20 ms, and the endpoint's row of
+pg_sync.endpoint_status (pending, in_flight) every 0.5 s; the queue is drained when max(id) is NULL and
+pending = 0. Then the endpoint is paused again and sampling goes on for AFTER_S more (does the
+worker give the memory back?). Also: the worker's CPU time over the drain (/proc/PID/stat) and
+the blocks of pg_sync._queue and of its TOAST table read over the drain (pg_statio_all_tables,
+hits + reads: the worker reports its statistics at the end of its passes, at most once a
+second, so they are read after the AFTER_S). SAMPLES_FILE gets one line per sample: "seconds_since_resume VmRSS RssAnon RssShmem
 VmHWM" (kB; negative seconds before the resume). Prints one JSON object on stdout.
 """
 import json
+import os
 import sys
 import threading
 import time
@@ -46,6 +51,42 @@ def endpoint_row(cur, endpoint):
                      "state", "last_error"), cur.fetchone()))
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def queue_blocks(cur):
+    cur.execute("SELECT pg_stat_force_next_flush()")
+    cur.execute("SELECT coalesce(heap_blks_read, 0) + coalesce(heap_blks_hit, 0), "
+                "coalesce(toast_blks_read, 0) + coalesce(toast_blks_hit, 0) "
+                "FROM pg_statio_all_tables WHERE schemaname = 'pg_sync' AND relname = '_queue'")
+    return cur.fetchone()
+
+
+def attempts(cur, endpoint, since):
+    """The endpoint's HTTP requests started since `since` (pg_sync.recent_attempts): outcomes,
+    durations, events per request."""
+    cur.execute("""
+        SELECT count(*), count(*) FILTER (WHERE status BETWEEN 200 AND 299),
+               round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM duration))::numeric, 2),
+               round(max(extract(epoch FROM duration))::numeric, 1),
+               min(events), percentile_cont(0.5) WITHIN GROUP (ORDER BY events), max(events),
+               count(*) FILTER (WHERE events < 10)
+          FROM pg_sync.recent_attempts WHERE endpoint = %s AND started_at >= %s""", (endpoint, since))
+    n, ok, p50, dmax, emin, emed, emax, small = cur.fetchone()
+    cur.execute("""
+        SELECT coalesce(status::text, 'no answer'), coalesce(error, ''), count(*)
+          FROM pg_sync.recent_attempts
+         WHERE endpoint = %s AND started_at >= %s AND NOT coalesce(status BETWEEN 200 AND 299, false)
+         GROUP BY 1, 2 ORDER BY 3 DESC LIMIT 5""", (endpoint, since))
+    failures = [{"status": st, "error": err, "count": c} for st, err, c in cur.fetchall()]
+    return {"recorded": n, "ok": ok, "duration_p50_s": float(p50 or 0), "duration_max_s": float(dmax or 0),
+            "events_min": emin, "events_median": emed, "events_max": emax,
+            "requests_under_10_events": small, "failures": failures}
+
+
 def worker_pid(cur):
     cur.execute("SELECT pid FROM pg_sync.workers WHERE database = current_database()")
     row = cur.fetchone()
@@ -76,7 +117,7 @@ class Watcher(threading.Thread):
                             (self.endpoint_id,))
                 empty = cur.fetchone()[0] is None
                 if empty or now >= next_status:
-                    next_status = now + 1.0
+                    next_status = now + 0.5
                     row = endpoint_row(cur, self.endpoint)
                     self.in_flight_max = max(self.in_flight_max, row["in_flight"])
                     self.progress.append((round(now - self.start_t, 2), row["pending"],
@@ -92,7 +133,8 @@ class Watcher(threading.Thread):
 
 def main():
     endpoint, events, nginx_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    interval, timeout, samples_file = float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+    interval, timeout = float(sys.argv[4]), float(sys.argv[5])
+    after_s, samples_file = float(sys.argv[6]), sys.argv[7]
     conn = psycopg2.connect("")
     conn.autocommit = True
     cur = conn.cursor()
@@ -127,7 +169,11 @@ def main():
         time.sleep(max(0.0, tick - time.monotonic()))
     baseline = samples[-1][1]
     conns0, requests0 = nginx_counters(nginx_port)
+    blocks0 = queue_blocks(cur)
+    cpu0 = cpu_seconds(pid)
 
+    cur.execute("SELECT now()")
+    resumed_at = cur.fetchone()[0]
     start = time.monotonic()
     cur.execute("SELECT pg_sync.resume_endpoint(%s)", (endpoint,))
     watcher = Watcher(endpoint, endpoint_id, start)
@@ -156,8 +202,15 @@ def main():
     watcher.stop.set()
     watcher.join(10)
     end = time.monotonic()
+    cpu1 = cpu_seconds(pid) if not gone else float("nan")
     conns1, requests1 = nginx_counters(nginx_port)
     after = endpoint_row(cur, endpoint)
+    # The worker's counters (delivered_total, in_flight) are written at the end of its passes:
+    # give them up to 10 s to catch up with the empty queue.
+    settle = time.monotonic() + 10
+    while watcher.done_at and after["delivered_total"] - delivered0 < events and time.monotonic() < settle:
+        time.sleep(0.05)
+        after = endpoint_row(cur, endpoint)
     pid_after = worker_pid(cur)
 
     drain = samples[n_before:]
@@ -186,7 +239,31 @@ def main():
         "watcher_error": watcher.error,
     }
     cur.execute("SELECT pg_sync.pause_endpoint(%s)", (endpoint,))
+    # After the drain: does the worker keep the memory?
+    n_drain = len(samples)
+    stop = time.monotonic() + after_s
+    tick = time.monotonic()
+    while not gone and time.monotonic() < stop:
+        try:
+            sample(start)
+        except (FileNotFoundError, ProcessLookupError):
+            gone = True
+            break
+        tick += interval
+        time.sleep(max(0.0, tick - time.monotonic()))
+    blocks1 = queue_blocks(cur)
+    result["after_s"] = after_s
+    result["after_kb"] = samples[-1][1] if len(samples) > n_drain else None
+    result["worker_cpu_s"] = round(cpu1 - cpu0, 2)
+    result["queue_heap_blocks"] = blocks1[0] - blocks0[0]
+    result["queue_toast_blocks"] = blocks1[1] - blocks0[1]
+    result["attempts"] = attempts(cur, endpoint, resumed_at)
     print(json.dumps(result))
+    b, p = baseline["RssAnon"], peak["RssAnon"]
+    print(f"{endpoint}: drained {result['drained']} in {result['seconds']} s, RssAnon {b} kB -> "
+          f"peak {p} kB (+{p - b}), VmHWM {peak['VmHWM']} kB, {result['requests']} requests, "
+          f"at most {result['in_flight_max']} events in flight, worker CPU {result['worker_cpu_s']} s, "
+          f"queue TOAST blocks {result['queue_toast_blocks']}", file=sys.stderr)
 
 
 if __name__ == "__main__":
