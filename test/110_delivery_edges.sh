@@ -215,8 +215,16 @@ cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; } # u
 sleeps() { awk '/^voluntary_ctxt_switches:/ { print $2 }' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 c0=$(cpu_ticks "$pid_b") s0=$(sleeps "$pid_b") w0=$(date +%s%N)
-# Measurement window (not a wait for a condition): the idle worker's CPU time and wake-ups over ~3 s.
-sleep 3
+# Measurement window: the idle worker's CPU time and wake-ups over three of its sweeps (each pass
+# moves pg_sync.workers.last_active_at; polled with a deadline, not a fixed sleep).
+active_at() { q -c "SELECT last_active_at FROM pg_sync.workers WHERE pid = $pid_b"; }
+last=$(active_at) passes=0 deadline=$((SECONDS + 20))
+while [ "$passes" -lt 3 ]; do
+    [ $SECONDS -lt $deadline ] || fail "b: the idle worker did not sweep 3 times within 20 s ($(status_line b))"
+    sleep 0.05 # poll interval
+    now=$(active_at)
+    [ "$now" == "$last" ] || { passes=$((passes + 1)); last=$now; }
+done
 c1=$(cpu_ticks "$pid_b") s1=$(sleeps "$pid_b") w1=$(date +%s%N)
 assert_eq "$(worker_pid)" "$pid_b" "b: worker pid across the measurement"
 cpu_ms=$(((c1 - c0) * 1000 / hz)) wall_ms=$(((w1 - w0) / 1000000)) wakeups=$((s1 - s0))
