@@ -27,7 +27,8 @@ OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slo
 SQL_ONCE_FIRST  = sql/src/schema.sql sql/src/tables.sql
 SQL_DEFINITIONS = sql/src/library.sql sql/src/queue.sql sql/src/helpers.sql sql/src/endpoints.sql sql/src/tracking.sql \
                   sql/src/dead_letters.sql sql/src/backfill.sql sql/src/health.sql sql/src/emit.sql \
-                  sql/src/ddl.sql sql/src/replication.sql sql/src/views.sql sql/src/privileges.sql
+                  sql/src/ddl.sql sql/src/replication.sql sql/src/views.sql sql/src/queue_migration.sql \
+                  sql/src/privileges.sql
 SQL_ONCE_LAST   = sql/src/event_triggers.sql sql/src/start.sql
 SQL_DELTAS      = $(wildcard sql/updates/*--*.sql)
 SQL_EARLIER     = $(foreach d,$(SQL_DELTAS),$(firstword $(subst --, ,$(notdir $(d)))))

@@ -14,7 +14,8 @@
 -- redeliver) go through the parent and use the defaults.
 --
 -- Created here, where missing, rather than in tables.sql: an update from before 0.3.0 set the
--- old, unpartitioned queue aside (sql/updates/0.2.0--0.3.0.sql), and its rows move in below.
+-- old, unpartitioned queue aside (sql/updates/0.2.0--0.3.0.sql); its rows move in once the views
+-- no longer depend on it (sql/src/queue_migration.sql).
 
 -- The current partition of this database's queue as the worker published it (0 until one did).
 -- Any partition is correct for a new row; the current one is what lets the others be truncated.
@@ -64,16 +65,6 @@ BEGIN
             rotated_seq  bigint NOT NULL
         );
         INSERT INTO pg_sync._queue_rotation VALUES (0, now(), 0);
-    END IF;
-    -- Update from before 0.3.0: the events of the old queue move in, with their ids.
-    IF to_regclass('pg_sync._queue_before_0_3_0') IS NOT NULL THEN
-        INSERT INTO pg_sync._queue (id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid, captured_at,
-                                    attempts, next_attempt_at, last_error, last_status, first_attempt_at, part)
-        SELECT id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid, captured_at,
-               attempts, next_attempt_at, last_error, last_status, first_attempt_at, 0
-          FROM pg_sync._queue_before_0_3_0;
-        ALTER EXTENSION pg_sync DROP TABLE pg_sync._queue_before_0_3_0; -- and from pg_dump's list
-        DROP TABLE pg_sync._queue_before_0_3_0;
     END IF;
 END
 $$;

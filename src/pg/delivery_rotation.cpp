@@ -22,6 +22,10 @@ namespace qr = queue_rotation;
 
 void rotate_queue(DeliveryWorker &w, std::int64_t now_ms) {
     if (!w.rotation_loaded) {
+        bool available = false;
+        postgres_call([&] { available = qr::available(); });
+        if (!available)
+            return; // a schema from before 0.3.0: one unpartitioned queue, until the update
         int current = 0;
         TimestampTz rotated_at = 0;
         int64 rotated_seq = 0;

@@ -40,6 +40,10 @@ int64 first_int8(int col = 1) {
 
 } // namespace
 
+bool available() {
+    return OidIsValid(get_relname_relid("_queue_rotation", get_namespace_oid("pg_sync", false)));
+}
+
 void read_state(int *current, TimestampTz *rotated_at, int64 *rotated_seq) {
     run("SELECT current_part::int8, rotated_at, rotated_seq FROM pg_sync._queue_rotation LIMIT 1", SPI_OK_SELECT);
     if (SPI_processed == 0) {

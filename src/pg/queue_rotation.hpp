@@ -7,6 +7,9 @@
 
 namespace pg_sync::pg::queue_rotation {
 
+// Whether this database's queue rotates (false: a schema from before 0.3.0, until ALTER EXTENSION
+// pg_sync UPDATE).
+bool available();
 // pg_sync._queue_rotation's row.
 void read_state(int *current, TimestampTz *rotated_at, int64 *rotated_seq);
 void write_state(int current, int64 rotated_seq);

@@ -66,9 +66,15 @@ namespace {
 void lookup_queue(int part) {
     if (OidIsValid(queue_relid) && part == queue_part)
         return;
-    char name[NAMEDATALEN];
-    snprintf(name, sizeof name, "_queue_%d", part);
-    Oid relid = own_relation(name);
+    // The partition (sql/src/queue.sql); before ALTER EXTENSION UPDATE from a version before
+    // 0.3.0, the one unpartitioned queue, without the part column.
+    Oid relid = own_relation("_queue");
+    const bool partitioned = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE;
+    if (partitioned) {
+        char name[NAMEDATALEN];
+        snprintf(name, sizeof name, "_queue_%d", part);
+        relid = own_relation(name);
+    }
     Oid seqid = own_relation("_queue_id_seq");
     Relation rel = table_open(relid, RowExclusiveLock);
     TupleDesc desc = RelationGetDescr(rel);
@@ -93,7 +99,7 @@ void lookup_queue(int part) {
                             errhint("Run ALTER EXTENSION pg_sync UPDATE, or install the matching library.")));
     }
     for (int c = 0; c < Q_NCOLS; ++c)
-        if (queue_attnum[c] == InvalidAttrNumber)
+        if (queue_attnum[c] == InvalidAttrNumber && !(c == Q_PART && !partitioned))
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                             errmsg("pg_sync queue has no column \"%s\" of the expected type",
                                    queue_columns[c].name),
@@ -237,7 +243,8 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
     set(Q_TXID, FullTransactionIdGetDatum(GetTopFullTransactionId()), false);
     set(Q_CAPTURED_AT, TimestampTzGetDatum(GetCurrentTimestamp()), false);
     set(Q_ATTEMPTS, Int32GetDatum(0), false);
-    set(Q_PART, Int16GetDatum(int16(queue_part)), false);
+    if (queue_attnum[Q_PART] != InvalidAttrNumber)
+        set(Q_PART, Int16GetDatum(int16(queue_part)), false);
 
     Relation rel = writer.rel;
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
