@@ -1,5 +1,7 @@
 #include "core/queue_rotation.hpp"
 
+#include <algorithm>
+
 namespace pg_sync::rotation {
 
 void Rotation::start(int current, std::int64_t rotated_ms, std::int64_t rotated_seq, std::int64_t now_ms) {
@@ -41,6 +43,10 @@ void Rotation::checked(int part, bool truncated, std::int64_t now_ms) {
 
 bool Rotation::may_rotate(const Config &c, std::int64_t now_ms) const {
     return now_ms - rotated_ms_ >= c.interval_ms && clean_[std::size_t((current_ + 1) % kParts)];
+}
+
+void Rotation::checked_many_left(const Config &c, int part, std::int64_t now_ms) {
+    next_check_ms_[std::size_t(part)] = now_ms + std::max(kCheckMs, c.interval_ms);
 }
 
 std::optional<int> Rotation::rotate_to(const Config &c, std::int64_t now_ms, std::int64_t seq) const {

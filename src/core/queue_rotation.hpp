@@ -53,8 +53,10 @@ class Rotation {
     // What to do with a partition that has rows_left rows (counted up to carry_limit + 1).
     Cleanup decide(const Config &c, int part, std::int64_t rows_left, std::int64_t now_ms) const;
     // The partition was truncated (done) or could not be (lock taken by someone, rows left):
-    // looked at again after kCheckMs.
+    // looked at again after kCheckMs, or after the interval when more rows are left than could be
+    // carried over (counting them each second would be wasted work while a receiver is down).
     void checked(int part, bool truncated, std::int64_t now_ms);
+    void checked_many_left(const Config &c, int part, std::int64_t now_ms);
 
     // Whether rotate_to() may rotate now (the interval has passed, the next partition is clean),
     // so that the caller reads the sequence only then.

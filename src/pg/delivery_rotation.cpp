@@ -42,7 +42,10 @@ void rotate_queue(DeliveryWorker &w, std::int64_t now_ms) {
         int64 rows = 0;
         postgres_call([&] { rows = qr::rows_left(part, config.carry_limit + 1); });
         if (w.rotation.decide(config, part, rows, now_ms) == rotation::Cleanup::Wait) {
-            w.rotation.checked(part, false, now_ms);
+            if (rows > config.carry_limit)
+                w.rotation.checked_many_left(config, part, now_ms);
+            else
+                w.rotation.checked(part, false, now_ms);
             continue;
         }
         bool locked = false;

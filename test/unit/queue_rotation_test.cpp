@@ -84,3 +84,13 @@ TEST(QueueRotation, AnUnknownCurrentPartitionFallsBackToTheFirst) {
     r.start(-1, 0, 0, 0);
     EXPECT_EQ(r.current(), 0);
 }
+
+TEST(QueueRotation, APartitionWithMoreRowsThanCanBeCarriedIsLookedAtOncePerInterval) {
+    Rotation r;
+    r.start(0, 0, 0, 0);
+    r.checked(2, true, 0);
+    const Config c = config(5000);
+    r.checked_many_left(c, 1, 0);
+    EXPECT_TRUE(r.due(4999).empty());
+    EXPECT_EQ(r.due(5000), (std::vector<int>{1}));
+}
