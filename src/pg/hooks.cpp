@@ -6,23 +6,27 @@
 //   ProcessUtility_hook                     -> utility_commands.cpp + shared_slots.cpp (stop a
 //                                              database's workers around DROP DATABASE & co.,
 //                                              lock tracked tables before DROP EXTENSION),
-//                                              queue_writer.cpp (close the writer after the
-//                                              command: COPY and TRUNCATE capture outside the
+//                                              queue_writer.cpp (end of statement after the
+//                                              command: write the captured rows, close the
+//                                              writer; COPY and TRUNCATE capture outside the
 //                                              executor), wakeups.cpp (DROP EXTENSION wakes the
 //                                              worker, which sees the extension gone and leaves)
-//   ExecutorEnd_hook                        -> queue_writer.cpp (close the writer after the
-//                                              statement's AFTER triggers, unless a capture
-//                                              trigger frame is still on the stack)
-//   transaction callback                    -> queue_writer.cpp (close before commit/prepare,
-//                                              forget at abort), capture_trigger.cpp (forget
-//                                              its frames at abort), wakeups.cpp (wake workers
-//                                              at commit, forget at abort and prepare)
+//   ExecutorEnd_hook                        -> queue_writer.cpp (end of statement after its
+//                                              AFTER triggers, unless a capture trigger frame is
+//                                              still on the stack)
+//   transaction callback                    -> queue_writer.cpp (write and close before
+//                                              commit/prepare, drop at abort),
+//                                              capture_trigger.cpp (forget its frames at abort),
+//                                              wakeups.cpp (wake workers at commit, forget at
+//                                              abort and prepare)
+//   subtransaction callback                 -> queue_writer.cpp (write a subtransaction's rows
+//                                              before it commits, drop them when it aborts)
 //   relcache callback                       -> queue_writer.cpp, capture_plans.cpp (mark only)
 //   syscache callback on pg_namespace       -> capture_plans.cpp (schema renames)
 //
 // Callbacks are registered once per process (in _PG_init, inherited from the postmaster):
-// cheaper than registering and removing one in every transaction, and the transaction
-// callback costs a few branches when nothing was captured.
+// cheaper than registering and removing one in every transaction, and the (sub)transaction
+// callbacks cost a few branches when nothing was captured.
 #include "pg/pg_prelude.hpp"
 
 #include "pg/capture.hpp"
@@ -51,15 +55,16 @@ void shmem_startup() {
     shared_slots_attach();
 }
 
-// The command itself, then the queue writer is closed, so that a later TRUNCATE or DROP of
-// the queue in the same transaction does not find it in use.
+// The command itself, then the end of the statement for the queue writer: the rows it captured
+// are written and the writer is closed, so that a later TRUNCATE or DROP of the queue in the
+// same transaction does not find it in use.
 void run_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
                  ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
     if (prev_process_utility)
         prev_process_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
     else
         standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc);
-    queue_writer_close();
+    queue_writer_end_statement();
 }
 
 void process_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
@@ -95,7 +100,7 @@ void executor_end(QueryDesc *query) {
     else
         standard_ExecutorEnd(query);
     if (!capture_trigger_active())
-        queue_writer_close();
+        queue_writer_end_statement();
 }
 
 void xact_callback(XactEvent event, void *) {
@@ -103,7 +108,7 @@ void xact_callback(XactEvent event, void *) {
     case XACT_EVENT_PRE_COMMIT:
     case XACT_EVENT_PARALLEL_PRE_COMMIT:
     case XACT_EVENT_PRE_PREPARE:
-        queue_writer_close();
+        queue_writer_pre_commit();
         break;
     case XACT_EVENT_COMMIT:
     case XACT_EVENT_PARALLEL_COMMIT:
@@ -117,6 +122,19 @@ void xact_callback(XactEvent event, void *) {
         break;
     case XACT_EVENT_PREPARE: // COMMIT PREPARED comes later, elsewhere: the worker's sweep finds it
         wakeups_forget();
+        break;
+    default:
+        break;
+    }
+}
+
+void subxact_callback(SubXactEvent event, SubTransactionId subxact, SubTransactionId, void *) {
+    switch (event) {
+    case SUBXACT_EVENT_PRE_COMMIT_SUB:
+        queue_writer_subxact_pre_commit(subxact);
+        break;
+    case SUBXACT_EVENT_ABORT_SUB:
+        queue_writer_subxact_abort(subxact);
         break;
     default:
         break;
@@ -143,6 +161,7 @@ void hooks_init() {
     prev_executor_end = ExecutorEnd_hook;
     ExecutorEnd_hook = executor_end;
     RegisterXactCallback(xact_callback, nullptr);
+    RegisterSubXactCallback(subxact_callback, nullptr);
     CacheRegisterRelcacheCallback(relcache_callback, (Datum)0);
     CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_callback, (Datum)0);
 }
