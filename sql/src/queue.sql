@@ -47,12 +47,14 @@ BEGIN
         -- Each partition's primary key leads with endpoint_id: the worker reads each endpoint's
         -- queue in id order (a merge of the three), and it is the only index the capture trigger
         -- maintains. Vacuum is the fallback for a partition that cannot be truncated for long
-        -- (events held for hours): vacuum_index_cleanup = on, since with the default (auto) a
-        -- vacuum that finds few dead index entries leaves dead line pointers behind.
+        -- (a backlog larger than a partition can carry over, events held for hours): after 1% dead
+        -- rows, not PostgreSQL's 20%, and vacuum_index_cleanup = on, since with the default (auto)
+        -- a vacuum that finds few dead index entries leaves dead line pointers behind.
         FOR p IN 0..2 LOOP
             EXECUTE format('CREATE TABLE pg_sync._queue_%s PARTITION OF pg_sync._queue'
                            ' (PRIMARY KEY (endpoint_id, id)) FOR VALUES IN (%s)'
-                           ' WITH (vacuum_index_cleanup = on, autovacuum_vacuum_insert_scale_factor = 0.05)', p, p);
+                           ' WITH (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,'
+                           '       autovacuum_vacuum_insert_scale_factor = 0.05, vacuum_index_cleanup = on)', p, p);
             PERFORM pg_catalog.pg_extension_config_dump(format('pg_sync._queue_%s', p)::regclass, '');
         END LOOP;
     END IF;
