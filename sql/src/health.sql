@@ -16,22 +16,25 @@ BEGIN
             'pg_sync.max_workers, max_worker_processes and the server log'::text;
     END IF;
     RETURN QUERY
+    -- endpoint_status once (it reads shared memory and a few index entries per endpoint; nothing
+    -- here scans the queue).
+    WITH st AS MATERIALIZED (SELECT * FROM pg_sync.endpoint_status)
     SELECT 'critical'::text, s.endpoint, 'circuit open'::text,
            format('%s consecutive failed request%s, last error: %s; next attempt at %s',
                   s.consecutive_failures, CASE WHEN s.consecutive_failures = 1 THEN '' ELSE 's' END,
                   coalesce(pg_sync._error_class(s.last_error), '?'), coalesce(s.next_attempt_at::text, '?'))
-      FROM pg_sync.endpoint_status s WHERE s.state = 'circuit_open'
+      FROM st s WHERE s.state = 'circuit_open'
     UNION ALL
     SELECT 'warning', s.endpoint, 'dead letters',
            format('%s dead letter%s (see pg_sync.dead_letters; then pg_sync.redeliver() or pg_sync.purge_dead())',
                   s.dead, CASE WHEN s.dead = 1 THEN '' ELSE 's' END)
-      FROM pg_sync.endpoint_status s WHERE s.dead > 0
+      FROM st s WHERE s.dead > 0
     UNION ALL
     SELECT 'warning', s.endpoint, 'lagging',
            format('oldest pending event is %s old (threshold %s); %s pending, state %s%s',
                   date_trunc('second', s.oldest_pending_age), max_age, s.pending, s.state,
                   CASE WHEN s.paused_reason IS NOT NULL THEN ' (' || s.paused_reason || ')' ELSE '' END)
-      FROM pg_sync.endpoint_status s WHERE s.oldest_pending_age > max_age
+      FROM st s WHERE s.oldest_pending_age > max_age
     UNION ALL
     SELECT 'warning', e.name, 'error rate',
            format('%s of the last %s requests failed (threshold %s%%), last error: %s',

@@ -9,6 +9,7 @@
 
 #include "pg/capture.hpp"
 #include "pg/capture_internal.hpp"
+#include "pg/queue_counters.hpp"
 #include "pg/workers.hpp"
 
 namespace pg_sync::pg::capture {
@@ -256,6 +257,7 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
         index_insert(irel, ivalues, inulls, &tup->t_self, rel,
                      irel->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
     }
+    pg_sync::pg::queue_counters_add(endpoint_id, 1); // the pending count, published at commit
 }
 
 } // namespace pg_sync::pg::capture
