@@ -5,7 +5,7 @@ EXTVERSION  = 0.3.0
 
 MODULE_big  = pg_sync
 OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slots.o src/pg/wakeups.o \
-              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o \
+              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o src/pg/shown_data.o \
               src/pg/capture_trigger.o src/pg/capture_plans.o src/pg/capture_filter.o src/pg/value_render.o \
               src/pg/session_settings.o src/pg/queue_writer.o src/pg/queue_counters.o \
               src/pg/delivery_worker.o src/pg/delivery_loop.o src/pg/delivery_pass.o src/pg/queue_store.o \

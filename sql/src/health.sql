@@ -60,7 +60,10 @@ BEGIN
                   'for it again (with its settings from pg_sync.tracked_tables) restores the trigger',
                   t.tbl, p.problem)
       FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id
-     CROSS JOIN LATERAL (SELECT pg_sync._capture_problem(t.tbl, t.events) AS problem) p
+      -- once per table and set of events, not per endpoint (a catalog query each)
+      JOIN (SELECT x.tbl, x.events, pg_sync._capture_problem(x.tbl, x.events) AS problem
+              FROM (SELECT DISTINCT y.tbl, y.events FROM pg_sync._tracked y) x) p
+        ON p.tbl = t.tbl AND p.events = t.events
      WHERE p.problem IS NOT NULL
     UNION ALL
     -- A filter runs with the rights of the role that wrote it: when that role is gone or may no
