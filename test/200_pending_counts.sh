@@ -153,6 +153,7 @@ check "redeliver() (SQL insert of 8 into the queue)" dl 8
 
 q -c "INSERT INTO tl SELECT generate_series(1, 50)"
 receiver_wait_events ok 50 30
+wait_status live 30 "pending = 0" "the 50 recorded as delivered"
 check "50 events delivered" live 0
 q -c "SELECT pg_sync.pause_endpoint('live')" >/dev/null
 q -c "INSERT INTO tl SELECT generate_series(51, 53)"

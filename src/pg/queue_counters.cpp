@@ -190,6 +190,7 @@ DbCounts *claim_db(Oid dboid) {
         mine->queue_relid = InvalidOid;
         mine->valid = mine->recounting = mine->overflow = false;
         mine->need_recount = true;
+        mine->xmin = mine->xmax = 0; // no snapshot yet: every commit adds (the recount resets all)
         mine->xcnt = 0;
     }
     return mine;
