@@ -6,7 +6,8 @@ Usage: poller.py INTERVAL_S OUT.json READY_FILE   (PG* environment variables pic
 Connects once, touches READY_FILE, then every INTERVAL_S seconds (on a fixed schedule; a poll
 that overruns is not made up for) runs, in turn, SELECT * FROM pg_sync.endpoint_status,
 pg_sync.health(), pg_sync.workers and pg_sync.recent_attempts, each timed on the client
-(execute + fetch of every row). On SIGTERM writes OUT.json: polls, per query the calls, the
+(execute + fetch of every row); POLL_QUERIES (comma-separated names) polls only some of them.
+On SIGTERM writes OUT.json: polls, per query the calls, the
 median, p99 and largest time in ms, and the CPU the polling took (utime + stime, /proc): this
 process and its server backend, per second of polling.
 """
@@ -46,6 +47,9 @@ def cpu_seconds(pid):
 
 def main():
     interval, out, ready = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+    if os.environ.get("POLL_QUERIES"):  # a subset, to see which query costs what
+        for name in set(QUERIES) - set(os.environ["POLL_QUERIES"].split(",")):
+            del QUERIES[name]
     signal.signal(signal.SIGTERM, on_term)
     conn = psycopg2.connect("")
     conn.autocommit = True

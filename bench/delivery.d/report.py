@@ -58,6 +58,9 @@ def poller_section(runs, settings, w):
             continue
         cells = []
         for q in POLLED:
+            if any(q not in r["poll"]["queries"] for r in rs):
+                cells.append("–")  # not polled (POLL_QUERIES)
+                continue
             med = statistics.median(r["poll"]["queries"][q]["median_ms"] for r in rs)
             p99 = max(r["poll"]["queries"][q]["p99_ms"] for r in rs)
             cells.append(f"{med:.2f} / {p99:.2f}")

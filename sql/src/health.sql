@@ -17,8 +17,10 @@ BEGIN
     END IF;
     RETURN QUERY
     -- endpoint_status once (it reads shared memory and a few index entries per endpoint; nothing
-    -- here scans the queue).
-    WITH st AS MATERIALIZED (SELECT * FROM pg_sync.endpoint_status)
+    -- here scans the queue), only the columns used here (the lag percentiles are not computed).
+    WITH st AS MATERIALIZED (SELECT s.endpoint, s.state, s.pending, s.dead, s.oldest_pending_age, s.last_error,
+                                    s.consecutive_failures, s.next_attempt_at, s.paused_reason
+                               FROM pg_sync.endpoint_status s)
     SELECT 'critical'::text, s.endpoint, 'circuit open'::text,
            format('%s consecutive failed request%s, last error: %s; next attempt at %s',
                   s.consecutive_failures, CASE WHEN s.consecutive_failures = 1 THEN '' ELSE 's' END,
