@@ -15,7 +15,8 @@ DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['_endpoints', '_tracked', '_queue', '_dead_letters', '_endpoint_state',
+    FOREACH t IN ARRAY ARRAY['_endpoints', '_tracked', '_queue', '_queue_0', '_queue_1', '_queue_2',
+                             '_queue_rotation', '_dead_letters', '_endpoint_state',
                              '_attempts', '_backfills'] LOOP
         IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = format('pg_sync.%I', t)::regclass
                                                            AND tgname = 'pg_sync_ignore_replicated') THEN

@@ -40,37 +40,8 @@ CREATE TABLE pg_sync._tracked (
     PRIMARY KEY (tbl, endpoint_id)
 );
 
--- The queue: one row per (captured change, endpoint). The capture trigger fills it with
--- heap_insert (src/pg/queue_writer.cpp checks the columns it fills by name and type; any
--- other column must be nullable). SQL inserts (emit) use the defaults.
+-- The queue's ids. The queue itself is created in sql/src/queue.sql (at install and updates).
 CREATE SEQUENCE pg_sync._queue_id_seq AS bigint;
--- The primary key leads with endpoint_id: the delivery worker reads each endpoint's queue in id
--- order, and it is the only index the capture trigger has to maintain.
-CREATE TABLE pg_sync._queue (
-    id              bigint NOT NULL DEFAULT nextval('pg_sync._queue_id_seq'),
-    endpoint_id     int NOT NULL,
-    op              text NOT NULL,
-    tbl             text,
-    key             json,
-    new_row         json,
-    old_row         json,
-    emit_type       text,
-    txid            xid8 NOT NULL DEFAULT pg_current_xact_id(),
-    captured_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
-    attempts        int NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz,
-    last_error      text,
-    last_status     int,
-    first_attempt_at timestamptz,
-    PRIMARY KEY (endpoint_id, id)
-);
-ALTER SEQUENCE pg_sync._queue_id_seq OWNED BY pg_sync._queue.id;
--- Deleted rows at the head of the queue are what every pass walks first: vacuum it often.
--- vacuum_index_cleanup = on: with the default (auto), a vacuum that finds few dead index entries
--- skips index cleanup and leaves dead line pointers behind, and then the heap of a drained queue
--- cannot be truncated (bench/growth: 237 MB kept after a 1M-event backlog drained).
-ALTER TABLE pg_sync._queue SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
-                                autovacuum_vacuum_insert_scale_factor = 0.05, vacuum_index_cleanup = on);
 
 -- Events that failed max_attempts times. They keep their queue id, and later events of their
 -- key wait behind them (docs/design.md, Guarantee 4) until they are redelivered or purged.
@@ -151,6 +122,5 @@ CREATE UNIQUE INDEX _backfills_one_running ON pg_sync._backfills (tbl, endpoint_
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._tracked', '');
-SELECT pg_catalog.pg_extension_config_dump('pg_sync._queue', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._queue_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._dead_letters', '');

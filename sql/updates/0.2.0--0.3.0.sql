@@ -19,3 +19,9 @@ ALTER TABLE pg_sync._tracked ADD COLUMN filter_role regrole, ADD COLUMN filter_s
 DROP FUNCTION IF EXISTS pg_sync._check_filter(regclass, text);
 DROP FUNCTION IF EXISTS pg_sync._track(regclass, text, text[], text[], text[], text);
 DROP FUNCTION IF EXISTS pg_sync._backfill_page(bigint);
+
+-- The queue becomes three partitions that take turns (sql/src/queue.sql creates them after this
+-- delta and moves the events of the old queue in, keeping their ids).
+ALTER SEQUENCE pg_sync._queue_id_seq OWNED BY NONE;
+ALTER TABLE pg_sync._queue RENAME TO _queue_before_0_3_0;
+ALTER INDEX pg_sync._queue_pkey RENAME TO _queue_before_0_3_0_pkey;

@@ -10,13 +10,16 @@
 //                        (core/head_cache.hpp) -> planned requests (core/dispatcher.hpp);
 //                        reaches PostgreSQL only through postgres_call (guard.hpp) and the
 //                        queue store
+//   delivery_rotation.cpp  queue rotation in a pass (core/queue_rotation.hpp decides)
 //   queue_store.cpp      the SQL: typed C-style functions over prepared plans
+//   queue_rotation.cpp   the SQL of queue rotation
 //
 // Calls go downwards: worker -> loop -> pass -> queue store -> SPI; loop and pass -> core.
 #pragma once
 
 #include "core/dispatcher.hpp"
 #include "core/head_cache.hpp"
+#include "core/queue_rotation.hpp"
 #include "core/sink.hpp"
 #include "core/worker_policy.hpp"
 
@@ -42,6 +45,10 @@ struct DeliveryWorker {
     worker::StatsThrottle stats;
     worker::AttemptRing attempts;
     worker::PassRetry pass_retry;
+    rotation::Rotation rotation;     // queue rotation (delivery_rotation.cpp)
+    bool rotation_loaded = false;    // false: read pg_sync._queue_rotation in the next pass
+    int published_part = -1;         // the current partition as last published in shared memory
+    std::int64_t rotation_carried = 0; // events moved between partitions (queue_rotation_interval)
 
     DeliveryWorker(std::string scope, std::uint64_t seed, int failure_threshold, sink::Sink &sink)
         : dispatcher(std::move(scope), seed, failure_threshold), transport(sink) {}
@@ -59,6 +66,9 @@ struct PassRequest {
 // one, planned requests abandoned) and the error is copied into *error; returns false.
 bool run_pass(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, const PassRequest &request,
               struct ErrorReport *error);
+
+// Queue rotation, inside a pass (delivery_rotation.cpp).
+void rotate_queue(DeliveryWorker &w, std::int64_t now_ms);
 
 // Hooks of the loop into the process (delivery_worker.cpp): settings were reloaded (SIGHUP).
 using SettingsReloaded = void (*)(DeliveryWorker &w);

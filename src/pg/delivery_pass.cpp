@@ -336,6 +336,8 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
     record_attempts(w);
     for (const auto &kv : delivered)
         postgres_call([&] { qs::delete_delivered(kv.first, kv.second.data(), int(kv.second.size())); });
+    // Queue rotation sees this pass's deletes; the heads read below see its truncations.
+    rotate_queue(w, unix_ms(now));
 
     bool reloaded = false;
     if (!w.configured || generation != w.config_generation) {
@@ -373,6 +375,19 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
     w.touched.clear();
     if (effects.stats_written)
         w.stats.written(now_ms);
+    // Writers take the current partition from shared memory (after the commit: a rolled-back
+    // rotation must not be published; a writer that still uses the old one is no harm).
+    if (w.rotation.current() != w.published_part) {
+        try {
+            bool published = false;
+            const int part = w.rotation.current();
+            postgres_call([&] { published = publish_queue_part(MyDatabaseId, part); });
+            if (published)
+                w.published_part = part;
+        } catch (const PostgresError &) {
+            // Logged; tried again after the next pass.
+        }
+    }
     try {
         postgres_call([] { qs::report_idle(); });
     } catch (const PostgresError &) {
@@ -390,6 +405,7 @@ void undo_pass(DeliveryWorker &w, PassEffects &effects) {
     w.heads.invalidate_all();
     w.attempts.reset();
     w.configured = false; // a configuration read in the pass may include its own rolled-back writes
+    w.rotation_loaded = false; // a rotation or truncation of the pass may be rolled back
 }
 
 } // namespace

@@ -15,12 +15,14 @@
 namespace pg_sync::pg::capture {
 namespace {
 
-// OIDs of the queue and its sequence in the current database; InvalidOid = look up again.
+// OIDs of the queue partition written (queue_part, sql/src/queue.sql) and of the queue's sequence
+// in the current database; InvalidOid = look up again.
 Oid queue_relid = InvalidOid;
+int queue_part = -1;
 Oid queue_seqid = InvalidOid;
 
 // Attribute numbers of the queue columns the trigger fills, checked when the queue is looked up.
-enum QueueCol { Q_ID, Q_ENDPOINT, Q_OP, Q_TBL, Q_KEY, Q_NEW, Q_OLD, Q_TXID, Q_CAPTURED_AT, Q_ATTEMPTS, Q_NCOLS };
+enum QueueCol { Q_ID, Q_ENDPOINT, Q_OP, Q_TBL, Q_KEY, Q_NEW, Q_OLD, Q_TXID, Q_CAPTURED_AT, Q_ATTEMPTS, Q_PART, Q_NCOLS };
 struct QueueColumnSpec {
     const char *name;
     Oid type;
@@ -28,7 +30,7 @@ struct QueueColumnSpec {
 const QueueColumnSpec queue_columns[Q_NCOLS] = {
     {"id", INT8OID},       {"endpoint_id", INT4OID}, {"op", TEXTOID},   {"tbl", TEXTOID},
     {"key", JSONOID},      {"new_row", JSONOID},     {"old_row", JSONOID}, {"txid", XID8OID},
-    {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}};
+    {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}, {"part", INT2OID}};
 AttrNumber queue_attnum[Q_NCOLS];
 int queue_natts = 0;
 // The queue's indexes with their IndexInfo, built once per lookup_queue() (CacheMemoryContext).
@@ -62,10 +64,18 @@ namespace {
 // column must be nullable (the trigger leaves it NULL, defaults are not applied). Takes and
 // keeps the locks the insert needs first, so that the metadata read here cannot change before
 // the rows are written (invalidations are processed when a lock is acquired).
-void lookup_queue() {
-    if (OidIsValid(queue_relid))
+void lookup_queue(int part) {
+    if (OidIsValid(queue_relid) && part == queue_part)
         return;
+    // The partition (sql/src/queue.sql); before ALTER EXTENSION UPDATE from a version before
+    // 0.3.0, the one unpartitioned queue, without the part column.
     Oid relid = own_relation("_queue");
+    const bool partitioned = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE;
+    if (partitioned) {
+        char name[NAMEDATALEN];
+        snprintf(name, sizeof name, "_queue_%d", part);
+        relid = own_relation(name);
+    }
     Oid seqid = own_relation("_queue_id_seq");
     Relation rel = table_open(relid, RowExclusiveLock);
     TupleDesc desc = RelationGetDescr(rel);
@@ -90,7 +100,7 @@ void lookup_queue() {
                             errhint("Run ALTER EXTENSION pg_sync UPDATE, or install the matching library.")));
     }
     for (int c = 0; c < Q_NCOLS; ++c)
-        if (queue_attnum[c] == InvalidAttrNumber)
+        if (queue_attnum[c] == InvalidAttrNumber && !(c == Q_PART && !partitioned))
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                             errmsg("pg_sync queue has no column \"%s\" of the expected type",
                                    queue_columns[c].name),
@@ -132,6 +142,14 @@ void lookup_queue() {
     table_close(rel, NoLock);
     queue_seqid = seqid;
     queue_relid = relid;
+    queue_part = part;
+}
+
+// The partition this statement's rows go to: the current one (any is correct; see
+// sql/src/queue.sql).
+int target_part() {
+    const int part = pg_sync::pg::queue_current_part(MyDatabaseId);
+    return part < 0 ? 0 : part;
 }
 
 const char *op_name(uint8 op) {
@@ -177,11 +195,12 @@ void writer_close() {
 void writer_open() {
     if (writer.open && OidIsValid(queue_relid))
         return;
+    const int part = target_part();
     writer_close(); // the queue's definition changed under an open writer: start afresh
     if (!writer.indexes)
         writer.indexes = static_cast<Relation *>(MemoryContextAlloc(TopMemoryContext, sizeof(Relation) * INDEX_MAX_KEYS));
     for (int attempt = 0;; ++attempt) {
-        lookup_queue();
+        lookup_queue(part);
         if (queue_nindexes > INDEX_MAX_KEYS)
             elog(ERROR, "pg_sync queue has too many indexes");
         ResourceOwner saved = CurrentResourceOwner;
@@ -225,6 +244,8 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
     set(Q_TXID, FullTransactionIdGetDatum(GetTopFullTransactionId()), false);
     set(Q_CAPTURED_AT, TimestampTzGetDatum(GetCurrentTimestamp()), false);
     set(Q_ATTEMPTS, Int32GetDatum(0), false);
+    if (queue_attnum[Q_PART] != InvalidAttrNumber)
+        set(Q_PART, Int16GetDatum(int16(queue_part)), false);
 
     Relation rel = writer.rel;
     HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);

@@ -61,6 +61,14 @@ void settings_init() {
                             "events stays within about twice this.",
                             &settings.max_worker_memory_kb, defaults::kMaxWorkerMemoryKb, 1024, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_KB,
                             nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.queue_rotation_interval",
+                            "How long one of the queue's three partitions takes new events before the next one does.",
+                            "A partition that is no longer current is truncated once all of its events left, so "
+                            "delivered events leave no dead tuples behind and the queue returns to its idle size "
+                            "(docs/delivery.md, \"Queue rotation\"). Shorter: fewer dead tuples in the current "
+                            "partition; longer: fewer truncations.",
+                            &settings.queue_rotation_interval_ms, defaults::kQueueRotationIntervalMs, 100, 86400000,
+                            PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
     // For tests only (superuser): makes a delivery pass wait between its read of an endpoint's
     // head of queue and its read of the dead letters, until the worker's latch is set or this
     // time has passed, so that a test can commit something in between (test/097).

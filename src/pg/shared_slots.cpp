@@ -29,8 +29,18 @@ struct BackfillSlot {
     pid_t pid; // 0: free
 };
 
+// The current queue partition of a database (sql/src/queue.sql), as its delivery worker
+// published it; kept when the worker ends, so that writers keep using it until the next worker
+// publishes again. A database without an entry writes to partition 0.
+constexpr int kMaxQueueParts = 64;
+struct QueuePart {
+    Oid dboid; // InvalidOid: free
+    int part;
+};
+
 struct SharedState {
     LWLock *lock;
+    QueuePart queue_parts[kMaxQueueParts];
     BackfillSlot backfills[kMaxBackfills];
     pid_t launcher_pid;
     Latch *launcher_latch;
@@ -185,6 +195,49 @@ WorkerSlot *claim_slot(Oid dboid) {
     }
     LWLockRelease(shared->lock);
     return mine;
+}
+
+int queue_current_part(Oid dboid) {
+    int part = -1;
+    LWLockAcquire(shared->lock, LW_SHARED);
+    for (int i = 0; i < kMaxQueueParts; ++i)
+        if (shared->queue_parts[i].dboid == dboid) {
+            part = shared->queue_parts[i].part;
+            break;
+        }
+    LWLockRelease(shared->lock);
+    return part;
+}
+
+bool publish_queue_part(Oid dboid, int part) {
+    bool published = false;
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    int free_entry = -1;
+    for (int i = 0; i < kMaxQueueParts && !published; ++i) {
+        if (shared->queue_parts[i].dboid == dboid) {
+            shared->queue_parts[i].part = part;
+            published = true;
+        } else if (free_entry < 0 && !OidIsValid(shared->queue_parts[i].dboid)) {
+            free_entry = i;
+        }
+    }
+    if (!published && free_entry < 0) {
+        // Full: take the entry of a database whose worker is gone (its writers fall back to 0).
+        for (int i = 0; i < kMaxQueueParts && free_entry < 0; ++i) {
+            bool served = false;
+            for (int j = 0; j < shared->nslots; ++j)
+                served |= shared->slots[j].dboid == shared->queue_parts[i].dboid;
+            if (!served)
+                free_entry = i;
+        }
+    }
+    if (!published && free_entry >= 0) {
+        shared->queue_parts[free_entry].dboid = dboid;
+        shared->queue_parts[free_entry].part = part;
+        published = true;
+    }
+    LWLockRelease(shared->lock);
+    return published;
 }
 
 void set_worker_state(WorkerSlot *slot, const char *state) {

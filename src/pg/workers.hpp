@@ -51,6 +51,12 @@ void release_backfill_slot();
 bool backfill_worker_running(Oid dboid);
 bool start_backfill_worker(Oid dboid);
 
+// The current partition of a database's queue (sql/src/queue.sql): -1 when its worker has not
+// published one since the server started. publish: false when shared memory has no room (the
+// database's writers then use partition 0).
+int queue_current_part(Oid dboid);
+bool publish_queue_part(Oid dboid, int part);
+
 // For the delivery worker.
 WorkerSlot *claim_slot(Oid dboid);
 void set_worker_state(WorkerSlot *slot, const char *state);
