@@ -3,12 +3,13 @@
 # scan the queue.
 #   a) After each of: commit, rollback, savepoint rollback (SQL and a plpgsql exception block),
 #      emit, one statement captured for two endpoints, 2PC prepared then committed (and one rolled
-#      back), events going dead and redeliver(), delivery, a DBA's DELETE and TRUNCATE of the
-#      queue, and kill -9 of the delivery worker (crash recovery empties shared memory),
+#      back), events going dead and redeliver(), delivery, queue rotation carrying a paused
+#      endpoint's events into another partition (every 300 ms here), a DBA's DELETE and TRUNCATE
+#      of the queue, and kill -9 of the delivery worker (crash recovery empties shared memory),
 #      pg_sync._pending(endpoint) - what endpoint_status shows - is not NULL (the shared counts
 #      are in use, not the fallback count) and equals count(*) of the endpoint's queue. The
 #      server log has one line per recount: the steps the counts follow by themselves (writes,
-#      emit, redeliver, delivery) must cause none; the others (COMMIT PREPARED, DELETE, TRUNCATE,
+#      emit, redeliver, delivery, rotation) must cause none; the others (COMMIT PREPARED, DELETE, TRUNCATE,
 #      the restart) one each.
 #   b) Concurrent writers (savepoints rolled back in every transaction) and delivery, while a
 #      session keeps asking for recounts: exact at the end, and the worker's subtractions neither
@@ -23,7 +24,9 @@ cd "$(dirname "$0")/.."
 . test/lib/receiver.sh
 . test/lib/status.sh
 PY=/usr/bin/python3
-pg_start pending "max_prepared_transactions = 5" "max_connections = 40"
+# Queue rotation every 300 ms: the worker carries the paused endpoints' events from partition to
+# partition (DELETE ... RETURNING into INSERT, then TRUNCATE), which must change no count.
+pg_start pending "max_prepared_transactions = 5" "max_connections = 40" "pg_sync.queue_rotation_interval = '300ms'"
 trap delivery_test_exit EXIT
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -81,6 +84,7 @@ SELECT pg_sync.track('tboth', 'h2');
 CREATE TABLE tl (id int PRIMARY KEY);
 SELECT pg_sync.track('tl', 'live');
 CREATE TABLE td (id int PRIMARY KEY);
+CREATE SEQUENCE s_fill START 100000;
 SELECT pg_sync.track('td', 'dl');
 CREATE ROLE mon LOGIN IN ROLE pgsync_monitor;
 SQL
@@ -161,6 +165,15 @@ check "3 more after the delivery: no drift from the worker's deletes" live 3
 q -c "SELECT pg_sync.resume_endpoint('live')" >/dev/null
 wait_status live 30 "pending = 0" "live drained again"
 
+# Rotation carries h's events out of their partition once it is old enough (events must keep
+# coming for the partitions to rotate: one more for live each poll).
+hpart() { q -c "SELECT string_agg(DISTINCT q.part::text, ',') FROM pg_sync._queue q JOIN pg_sync._endpoints e ON e.id = q.endpoint_id WHERE e.name = 'h'"; }
+h_before=$(hpart)
+carried() { q -c "INSERT INTO tl VALUES (nextval('s_fill'))" >/dev/null; [ "$(hpart)" != "$h_before" ]; }
+wait_for "h's events carried out of partition $h_before" 30 carried
+wait_status live 30 "pending = 0" "live drained after the fill"
+check "queue rotation carried h's events from partition $h_before to $(hpart)" h 32
+
 q -c "DELETE FROM pg_sync._queue WHERE id IN (SELECT q.id FROM pg_sync._queue q JOIN pg_sync._endpoints e ON e.id = q.endpoint_id WHERE e.name = 'h' ORDER BY q.id LIMIT 4)"
 check "a DBA's DELETE of 4 queued events" h 28 recount
 q >/dev/null <<'SQL'
@@ -231,11 +244,11 @@ ANALYZE pg_sync._queue;
 SQL
 check "c: 50,000 more queued" h $((2 + 2 * tx + 50000))
 # check_plans LABEL [must-see-queue] < EXPLAIN or auto_explain output (JSON): fails on any Seq
-# Scan of pg_sync._queue (any kind, executed or not) and on JIT compilation (the estimated cost
+# Scan of pg_sync._queue or one of its partitions (any kind, executed or not) and on JIT compilation (the estimated cost
 # of a plan above jit_above_cost: a count of the queue in endpoint_status, even never executed,
 # cost 0.4 to 1.7 s of JIT per call with 60,000 events).
 cat >"$PG_DIR/check_plans.py" <<'PY'
-import json, sys
+import json, re, sys
 text, label = sys.stdin.read(), sys.argv[1]
 dec, plans, i = json.JSONDecoder(), [], 0
 while (i := text.find("{", i)) >= 0:
@@ -254,7 +267,7 @@ for p in plans:
         if "JIT" in top:
             sys.exit(f"{label}: JIT-compiled (estimated cost {top['Plan']['Total Cost']:.0f}): {top['JIT']}")
         for n in nodes(top.get("Plan", top)):
-            if n.get("Relation Name") == "_queue":
+            if re.fullmatch(r"_queue(_[0-9]+)?", n.get("Relation Name", "")):  # the queue or a partition
                 seen += 1
                 if "Seq Scan" in n["Node Type"]:
                     sys.exit(f"{label}: {n['Node Type']} of pg_sync._queue:\n{json.dumps(top, indent=1)[:3000]}")

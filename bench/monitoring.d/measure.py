@@ -15,6 +15,7 @@ auto_explain, nested statements, sent to the client with client_min_messages = l
 plan the nodes that read pg_sync._queue, whether it was JIT-compiled, and its execution time.
 """
 import json
+import re
 import statistics
 import sys
 import time
@@ -77,7 +78,7 @@ def nodes(n):
 def summarize(label, top):
     on_queue = []
     for n in nodes(top["Plan"]):
-        if n.get("Relation Name") == "_queue":
+        if re.fullmatch(r"_queue(_[0-9]+)?", n.get("Relation Name", "")):  # the queue or a partition
             on_queue.append({"node": n["Node Type"], "index": n.get("Index Name"),
                              "parallel": n.get("Parallel Aware", False),
                              "loops": n.get("Actual Loops", 0), "rows": n.get("Actual Rows", 0)})

@@ -22,9 +22,12 @@ CREATE OR REPLACE FUNCTION pg_sync._pending(endpoint_id int, count_if_unknown bo
 
 -- Created where missing (an update runs this file again). ENABLE ALWAYS: replica-role sessions
 -- (a data-only restore with session_replication_role = replica) are counted too; changes that
--- logical replication applies never reach the queue (pg_sync._ignore_replicated()). Row triggers
--- of a partitioned queue are cloned onto its partitions.
+-- logical replication applies never reach the queue (pg_sync._ignore_replicated()). The row
+-- trigger on the queue is cloned onto its partitions; statement triggers are not, so each
+-- partition gets its own (a DELETE or TRUNCATE of a partition by hand asks for a recount too).
 DO $$
+DECLARE
+    p regclass;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = 'pg_sync._queue'::regclass
                                                        AND tgname = 'pg_sync_count_insert') THEN
@@ -38,5 +41,13 @@ BEGIN
             FOR EACH STATEMENT EXECUTE FUNCTION pg_sync._count_queue();
         ALTER TABLE pg_sync._queue ENABLE ALWAYS TRIGGER pg_sync_count_change;
     END IF;
+    FOR p IN SELECT t.relid FROM pg_catalog.pg_partition_tree('pg_sync._queue') t
+              WHERE t.relid <> 'pg_sync._queue'::regclass ORDER BY t.relid::oid LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger WHERE tgrelid = p AND tgname = 'pg_sync_count_change') THEN
+            EXECUTE format('CREATE TRIGGER pg_sync_count_change AFTER UPDATE OR DELETE OR TRUNCATE ON %s'
+                           ' FOR EACH STATEMENT EXECUTE FUNCTION pg_sync._count_queue()', p);
+            EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER pg_sync_count_change', p);
+        END IF;
+    END LOOP;
 END
 $$;

@@ -13,8 +13,8 @@
 //  * Writers accumulate per-endpoint deltas in backend-local memory, per subtransaction
 //    (core/pending_counts.hpp, LocalDeltas): the capture path (queue_writer.cpp, +1 per row),
 //    SQL inserts (emit, redeliver, backfill pages, COPY of a restore: pg_sync._count_queue() as
-//    an AFTER INSERT ... FOR EACH ROW trigger, cloned onto partitions if the queue becomes
-//    partitioned), the delivery worker (queue_store.cpp: minus SPI_processed of its DELETEs of
+//    an AFTER INSERT ... FOR EACH ROW trigger on the queue, cloned onto its partitions), the
+//    delivery worker (queue_store.cpp: minus SPI_processed of its DELETEs of
 //    delivered events and of events moved to the dead letters). A subtransaction that rolls back
 //    drops its deltas, one that commits hands them to its parent. At XACT_EVENT_COMMIT (the
 //    commit is visible to every snapshot taken from then on) the deltas are added to shared
@@ -26,6 +26,10 @@
 //    ALTER TABLE ... ENABLE/DISABLE TRIGGER and ATTACH/DETACH PARTITION on the queue, a
 //    transaction with more distinct (endpoint, subtransaction) deltas than LocalDeltas holds.
 //    Until the recount has run, readers count the queue (exact, slower).
+//  * The delivery worker's own moves within the queue (queue rotation carries a partition's last
+//    events into the current one: DELETE ... RETURNING into INSERT, then TRUNCATE of the
+//    partition) change no count: its inserts are not counted (the trigger skips them) and those
+//    deletes are not subtracted (only queue_store.cpp's are).
 //  * The delivery worker recounts, first thing in a pass and before its own changes: when it has
 //    just started (shared memory is empty after a server restart, and whatever happened while no
 //    worker ran is covered), when a recount was asked for, or when pg_sync._queue is another
@@ -505,12 +509,11 @@ void queue_counters_utility(Node *tree) {
     }
     if (!relevant || !stmt->relation)
         return;
+    // The queue or one of its partitions.
     const Oid relid = RangeVarGetRelid(stmt->relation, NoLock, true);
-    const Oid nsp = get_namespace_oid("pg_sync", true);
-    if (!OidIsValid(relid) || !OidIsValid(nsp) || get_rel_namespace(relid) != nsp)
-        return;
-    char *name = get_rel_name(relid);
-    if (name && strncmp(name, "_queue", 6) == 0)
+    const Oid queue = current_queue_relid();
+    if (OidIsValid(relid) && OidIsValid(queue) &&
+        (relid == queue || (get_rel_relispartition(relid) && get_partition_parent(relid, true) == queue)))
         queue_counters_recount_at_commit();
 }
 
@@ -538,7 +541,8 @@ using namespace pg_sync::pg;
 // pg_sync._count_queue(): the triggers on pg_sync._queue (sql/src/counters.sql).
 //   AFTER INSERT FOR EACH ROW: one more event for the row's endpoint (SQL inserts: emit,
 //     redeliver, backfill pages, COPY; the capture path writes without triggers and counts in
-//     queue_writer.cpp).
+//     queue_writer.cpp). Not in the delivery worker: its only inserts move events it deletes in
+//     the same statement (queue rotation carries stragglers into the current partition).
 //   AFTER UPDATE OR DELETE OR TRUNCATE FOR EACH STATEMENT: outside the delivery worker (which
 //     counts its own deletes), recount once the transaction commits.
 extern "C" Datum pg_sync_count_queue(PG_FUNCTION_ARGS) {
@@ -553,6 +557,8 @@ extern "C" Datum pg_sync_count_queue(PG_FUNCTION_ARGS) {
         if (!TRIGGER_FIRED_BY_INSERT(td->tg_event))
             ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
                             errmsg("pg_sync._count_queue() counts inserted rows only")));
+        if (in_delivery_worker())
+            return PointerGetDatum(nullptr);
         const TupleDesc desc = RelationGetDescr(td->tg_relation);
         // By name: a partition may number its columns differently.
         AttrNumber attnum = InvalidAttrNumber;
