@@ -24,12 +24,18 @@ void capture_plans_relation_invalidated(Oid relid);
 // A schema was renamed (no relcache invalidation says so): every plan is invalid.
 void capture_plans_namespace_invalidated();
 // True while a capture trigger frame is on the stack (an executor run nested in it, a filter's
-// query, must not close the queue writer its statement keeps using).
+// query, is not the end of the capturing statement).
 bool capture_trigger_active();
-// End of a statement, or before commit / prepare: release the queue writer.
-void queue_writer_close();
-// Abort: the resource owner released the writer's pin and relations; forget them and the
-// trigger frames the error unwound.
+// End of a statement (executor run or utility command): write the rows this (sub)transaction
+// captured, and release the queue writer unless rows of an enclosing one still wait for it.
+void queue_writer_end_statement();
+// Before commit / prepare: write whatever is left and release the writer.
+void queue_writer_pre_commit();
+// A subtransaction commits: its rows are written in it. It aborts: its rows are dropped.
+void queue_writer_subxact_pre_commit(SubTransactionId subxact);
+void queue_writer_subxact_abort(SubTransactionId subxact);
+// Abort: drop the captured rows; the resource owner released the writer's pin and relations,
+// forget them and the trigger frames the error unwound.
 void queue_writer_forget();
 void capture_trigger_forget();
 

@@ -35,6 +35,13 @@ struct ColumnPlan {
     bool byval;
     int16 typlen;
     FmgrInfo fn;      // output function (NumberOut, StringOut, RawOut) or to_json (ToJson)
+    // DateTime: the last value rendered and its text, with the time zone it was rendered in
+    // (timestamptz outside keys). The rows of a statement often share a timestamp (now()).
+    mutable bool has_last;
+    mutable Datum last_value;
+    mutable const pg_tz *last_tz;
+    mutable int last_len;
+    mutable char last_text[MAXDATELEN + 1];
 };
 
 // Row operations, as bits of an endpoint's `events` and as the op of one queue row.

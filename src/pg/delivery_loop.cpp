@@ -162,7 +162,17 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
         const bool fds_replaced = w.transport.wait_fds_replaced();
         if (w.transport.wait_fds_changed() || !wait_set.set)
             wait_set.sync(w.transport.wait_fds(), fds_replaced);
-        const int n = WaitEventSetWait(wait_set.set, timeout, occurred, lengthof(occurred), PG_WAIT_EXTENSION);
+        int n = WaitEventSetWait(wait_set.set, timeout, occurred, lengthof(occurred), PG_WAIT_EXTENSION);
+        // A latch that is already set makes WaitEventSetWait return at once with the latch alone,
+        // without looking at the sockets. Every commit that queues events sets it, so under a
+        // steady stream of commits the requests in flight would never progress (the stalls of
+        // bench/results/sustained-diagnosis.md, C). After the latch, look at the sockets too,
+        // without waiting.
+        if (n == 1 && (occurred[0].events & WL_LATCH_SET)) {
+            ResetLatch(MyLatch);
+            woken = true;
+            n = WaitEventSetWait(wait_set.set, 0, occurred, lengthof(occurred), PG_WAIT_EXTENSION);
+        }
         for (int i = 0; i < n; ++i) {
             const WaitEvent &ev = occurred[i];
             if (ev.events & WL_LATCH_SET) {

@@ -70,9 +70,9 @@ extern "C" void pg_sync_worker_main(Datum arg) {
 
     BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
     pgstat_report_appname("pg_sync worker");
-    // The worker's queries have one good plan (index scans on the queue's primary key);
-    // re-planning them for every parameter value cost more than running them.
-    SetConfigOption("plan_cache_mode", "force_generic_plan", PGC_SUSET, PGC_S_OVERRIDE);
+    // Plans: the queue store chooses per statement (generic for the reads, made afresh for the
+    // writes by id: queue_store.cpp), which a plan_cache_mode set by a DBA must not override.
+    SetConfigOption("plan_cache_mode", "auto", PGC_SUSET, PGC_S_OVERRIDE);
     pin_worker_settings();
     // Every query of the worker is an index scan on a primary key. Its generic plans are re-made
     // when the queue's statistics change; after vacuum truncated an empty queue to 0 pages the
@@ -80,6 +80,9 @@ extern "C" void pg_sync_worker_main(Datum arg) {
     // table per pass through the next backlog (bench/growth measured 61-427 events/s for up to
     // 50 s instead of ~15,000) until the next autoanalyze.
     SetConfigOption("enable_seqscan", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    // With sequential scans priced out, the rare statement that has no other plan looks so costly
+    // that JIT compiled it every time (466 ms seen at worker start).
+    SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 
     StartTransactionCommand();
     const Oid extension_oid = get_extension_oid("pg_sync", true);

@@ -7,29 +7,33 @@
 //   ProcessUtility_hook                     -> utility_commands.cpp + shared_slots.cpp (stop a
 //                                              database's workers around DROP DATABASE & co.,
 //                                              lock tracked tables before DROP EXTENSION),
-//                                              queue_writer.cpp (close the writer after the
-//                                              command: COPY and TRUNCATE capture outside the
+//                                              queue_writer.cpp (end of statement after the
+//                                              command: write the captured rows, close the
+//                                              writer; COPY and TRUNCATE capture outside the
 //                                              executor), wakeups.cpp (DROP EXTENSION wakes the
 //                                              worker, which sees the extension gone and leaves),
 //                                              queue_counters.cpp (COMMIT PREPARED, trigger DDL
 //                                              on the queue: recount at commit)
-//   ExecutorEnd_hook                        -> queue_writer.cpp (close the writer after the
-//                                              statement's AFTER triggers, unless a capture
-//                                              trigger frame is still on the stack)
-//   transaction callback                    -> queue_writer.cpp (close before commit/prepare,
-//                                              forget at abort), capture_trigger.cpp (forget
-//                                              its frames at abort), queue_counters.cpp (publish
-//                                              the pending counts at commit, before the wake-up;
-//                                              forget at abort and prepare), wakeups.cpp (wake
-//                                              workers at commit, forget at abort and prepare)
-//   subtransaction callback                 -> queue_counters.cpp (a savepoint's counts go with
-//                                              it or to its parent)
+//   ExecutorEnd_hook                        -> queue_writer.cpp (end of statement after its
+//                                              AFTER triggers, unless a capture trigger frame is
+//                                              still on the stack)
+//   transaction callback                    -> queue_writer.cpp (write and close before
+//                                              commit/prepare, drop at abort),
+//                                              capture_trigger.cpp (forget its frames at abort),
+//                                              queue_counters.cpp (publish the pending counts at
+//                                              commit, before the wake-up; forget at abort and
+//                                              prepare), wakeups.cpp (wake workers at commit,
+//                                              forget at abort and prepare)
+//   subtransaction callback                 -> queue_writer.cpp (write a subtransaction's rows
+//                                              before it commits, drop them when it aborts),
+//                                              queue_counters.cpp (a subtransaction's counts go
+//                                              to its parent or with it)
 //   relcache callback                       -> queue_writer.cpp, capture_plans.cpp (mark only)
 //   syscache callback on pg_namespace       -> capture_plans.cpp (schema renames)
 //
 // Callbacks are registered once per process (in _PG_init, inherited from the postmaster):
-// cheaper than registering and removing one in every transaction, and the transaction
-// callback costs a few branches when nothing was captured.
+// cheaper than registering and removing one in every transaction, and the (sub)transaction
+// callbacks cost a few branches when nothing was captured.
 #include "pg/pg_prelude.hpp"
 
 #include "pg/capture.hpp"
@@ -61,15 +65,16 @@ void shmem_startup() {
     queue_counters_attach();
 }
 
-// The command itself, then the queue writer is closed, so that a later TRUNCATE or DROP of
-// the queue in the same transaction does not find it in use.
+// The command itself, then the end of the statement for the queue writer: the rows it captured
+// are written and the writer is closed, so that a later TRUNCATE or DROP of the queue in the
+// same transaction does not find it in use.
 void run_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
                  ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
     if (prev_process_utility)
         prev_process_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);
     else
         standard_ProcessUtility(pstmt, query, read_only_tree, context, params, env, dest, qc);
-    queue_writer_close();
+    queue_writer_end_statement();
 }
 
 void process_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
@@ -106,7 +111,7 @@ void executor_end(QueryDesc *query) {
     else
         standard_ExecutorEnd(query);
     if (!capture_trigger_active())
-        queue_writer_close();
+        queue_writer_end_statement();
 }
 
 void xact_callback(XactEvent event, void *) {
@@ -114,7 +119,7 @@ void xact_callback(XactEvent event, void *) {
     case XACT_EVENT_PRE_COMMIT:
     case XACT_EVENT_PARALLEL_PRE_COMMIT:
     case XACT_EVENT_PRE_PREPARE:
-        queue_writer_close();
+        queue_writer_pre_commit();   // writes the last captured rows (which count them) first
         queue_counters_pre_commit();
         break;
     case XACT_EVENT_COMMIT:
@@ -138,18 +143,29 @@ void xact_callback(XactEvent event, void *) {
     }
 }
 
+void subxact_callback(SubXactEvent event, SubTransactionId subxact, SubTransactionId parent, void *) {
+    switch (event) {
+    case SUBXACT_EVENT_PRE_COMMIT_SUB:
+        queue_writer_subxact_pre_commit(subxact); // its rows written (and counted) in it
+        break;
+    case SUBXACT_EVENT_COMMIT_SUB:
+        queue_counters_subxact_commit(subxact, parent);
+        break;
+    case SUBXACT_EVENT_ABORT_SUB:
+        queue_writer_subxact_abort(subxact);
+        queue_counters_subxact_abort(subxact);
+        break;
+    default:
+        break;
+    }
+}
+
 // Runs while invalidation messages are processed: the features only mark, never read catalogs.
 void relcache_callback(Datum, Oid relid) {
     queue_writer_relation_invalidated(relid);
     capture_plans_relation_invalidated(relid);
 }
 
-void subxact_callback(SubXactEvent event, SubTransactionId sub, SubTransactionId parent, void *) {
-    if (event == SUBXACT_EVENT_COMMIT_SUB)
-        queue_counters_subxact_commit(sub, parent);
-    else if (event == SUBXACT_EVENT_ABORT_SUB)
-        queue_counters_subxact_abort(sub);
-}
 
 void namespace_callback(Datum, int, uint32) { capture_plans_namespace_invalidated(); }
 

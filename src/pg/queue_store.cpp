@@ -134,7 +134,15 @@ bool columns_checked[S_COUNT];
 SPIPlanPtr plan(Statement s) {
     if (!plans[s]) {
         const StatementDef &d = statements[s];
-        SPIPlanPtr p = SPI_prepare(d.sql, d.nargs, const_cast<Oid *>(d.types));
+        // Generic plans (made once; the worker's reads have one good plan, an index scan on the
+        // queue's primary key), except for the writes of a list of ids: their generic plan, made
+        // while the queue was small, was an index scan on endpoint_id alone that filtered every
+        // queued row of the endpoint, every pass, through the next backlog
+        // (bench/results/sustained-diagnosis.md, A). Planned for their ids, they always look the
+        // ids up in the primary key.
+        const bool by_ids = s == S_DELETE_DELIVERED || s == S_SCHEDULE_RETRY || s == S_MOVE_TO_DEAD;
+        SPIPlanPtr p = SPI_prepare_cursor(d.sql, d.nargs, const_cast<Oid *>(d.types),
+                                          by_ids ? CURSOR_OPT_CUSTOM_PLAN : CURSOR_OPT_GENERIC_PLAN);
         if (!p)
             elog(ERROR, "pg_sync: SPI_prepare failed for statement %d: %s", int(s), SPI_result_code_string(SPI_result));
         SPI_keepplan(p);

@@ -1,8 +1,20 @@
-// The queue writer: one queue row per captured change, written with heap_insert plus
-// index_insert for each index of pg_sync._queue (plain column indexes; others are refused), not
-// through SPI: this is the hot path of every write to a tracked table, and writers have no
-// rights on pg_sync. lookup_queue() checks at first use that _queue has the columns this library
-// fills (by name and type), so an extension/library version mismatch is an error, not corruption.
+// The queue writer: the queue rows of captured changes go into pg_sync._queue with heap_insert /
+// heap_multi_insert plus index_insert for each index of the queue (plain column indexes; others
+// are refused), not through SPI: this is the hot path of every write to a tracked table, and
+// writers have no rights on pg_sync. lookup_queue() checks at first use that _queue has the
+// columns this library fills (by name and type), so an extension/library version mismatch is an
+// error, not corruption.
+//
+// Bulk capture: a row is formed when it is captured (its id is taken from the sequence then, so
+// ids follow capture order) and kept in a buffer that is written in one heap_multi_insert when
+// the statement ends (hooks.cpp: ExecutorEnd, ProcessUtility), when it holds
+// MAX_PENDING_ROWS rows or MAX_PENDING_BYTES, when its subtransaction commits, and before commit
+// or prepare. The buffered rows belong to the (sub)transaction that captured them: they are
+// written only inside it (or inside its parent once it has committed), and dropped when it
+// aborts. docs/capture.md, "Bulk capture".
+//
+// Two single places: queue_target() chooses the relation the rows go into, write_rows() is the
+// one path by which rows reach it.
 //
 // C-style: no object with a destructor lives in these frames (see guard.hpp).
 #include "pg/pg_prelude.hpp"
@@ -60,6 +72,21 @@ Oid own_relation(const char *name) {
 
 namespace {
 
+// The relation the queue rows of partition `part` go into: the one place that chooses it
+// (everything below, the column check, the indexes, the writer, follows its answer). The
+// partition (sql/src/queue.sql); before ALTER EXTENSION UPDATE from a version before 0.3.0, the
+// one unpartitioned queue, without the part column.
+Oid queue_target(int part, bool *partitioned) {
+    Oid relid = own_relation("_queue");
+    *partitioned = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE;
+    if (*partitioned) {
+        char name[NAMEDATALEN];
+        snprintf(name, sizeof name, "_queue_%d", part);
+        relid = own_relation(name);
+    }
+    return relid;
+}
+
 // Looks up the queue and checks that its columns are the ones this library fills; any other
 // column must be nullable (the trigger leaves it NULL, defaults are not applied). Takes and
 // keeps the locks the insert needs first, so that the metadata read here cannot change before
@@ -67,15 +94,8 @@ namespace {
 void lookup_queue(int part) {
     if (OidIsValid(queue_relid) && part == queue_part)
         return;
-    // The partition (sql/src/queue.sql); before ALTER EXTENSION UPDATE from a version before
-    // 0.3.0, the one unpartitioned queue, without the part column.
-    Oid relid = own_relation("_queue");
-    const bool partitioned = get_rel_relkind(relid) == RELKIND_PARTITIONED_TABLE;
-    if (partitioned) {
-        char name[NAMEDATALEN];
-        snprintf(name, sizeof name, "_queue_%d", part);
-        relid = own_relation(name);
-    }
+    bool partitioned;
+    Oid relid = queue_target(part, &partitioned);
     Oid seqid = own_relation("_queue_id_seq");
     Relation rel = table_open(relid, RowExclusiveLock);
     TupleDesc desc = RelationGetDescr(rel);
@@ -106,7 +126,7 @@ void lookup_queue(int part) {
                                    queue_columns[c].name),
                             errhint("Run ALTER EXTENSION pg_sync UPDATE, or install the matching library.")));
     queue_natts = desc->natts;
-    // Index maintenance is done by hand (see queue_insert): only plain column indexes qualify.
+    // Index maintenance is done by hand (see write_rows): only plain column indexes qualify.
     List *indexes = RelationGetIndexList(rel);
     MemoryContext old = MemoryContextSwitchTo(CacheMemoryContext);
     if (queue_index_oids) {
@@ -152,22 +172,43 @@ int target_part() {
     return part < 0 ? 0 : part;
 }
 
-const char *op_name(uint8 op) {
-    switch (op) {
-    case EV_INSERT: return "insert";
-    case EV_UPDATE: return "update";
-    case EV_DELETE: return "delete";
-    default: return "truncate";
+// The op column's four values, made once.
+Datum op_text(uint8 op) {
+    static Datum texts[4] = {0, 0, 0, 0};
+    const int i = op == EV_INSERT ? 0 : op == EV_UPDATE ? 1 : op == EV_DELETE ? 2 : 3;
+    if (!texts[i]) {
+        static const char *const names[4] = {"insert", "update", "delete", "truncate"};
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        texts[i] = CStringGetTextDatum(names[i]);
+        MemoryContextSwitchTo(old);
     }
+    return texts[i];
 }
+
+// The buffer of captured rows not written yet (docs/capture.md, "Bulk capture"). Bounded: it is
+// written when it holds MAX_PENDING_ROWS rows or MAX_PENDING_BYTES of tuples.
+constexpr int MAX_PENDING_ROWS = 1000;
+constexpr Size MAX_PENDING_BYTES = 1024 * 1024;
+struct PendingRows {
+    MemoryContext cxt;        // the tuples, and what writing them allocates; reset once written
+    SubTransactionId subxact; // the (sub)transaction that captured them
+    int natts;                // the queue's number of columns when they were formed
+    int part;                 // the queue partition they were formed for (their part column)
+    int n;
+    Size bytes;
+    HeapTuple tuples[MAX_PENDING_ROWS];
+    int32 endpoint_ids[MAX_PENDING_ROWS];
+};
+PendingRows pending = {nullptr, InvalidSubTransactionId, 0, 0, 0, 0, {}, {}};
 
 // The queue as one statement writes it: the table and its indexes opened once, and the page
 // being filled kept pinned (a BulkInsertState without a ring strategy), instead of opening,
 // locking and looking up the target page for every row. Everything is owned by the top
-// transaction's resource owner, so subtransactions neither release nor leak it, and is
-// released at the end of each executor run (after the statement's AFTER triggers) and of each
-// utility statement, before commit, or forgotten at abort (the resource owner has released it
-// then): hooks.cpp calls queue_writer_close() / queue_writer_forget() at those points.
+// transaction's resource owner, so subtransactions neither release nor leak it. It is released
+// at the end of each executor run (after the statement's AFTER triggers) and of each utility
+// statement once no buffered row waits for it, before commit, or forgotten at abort (the
+// resource owner has released it then): hooks.cpp calls the queue_writer_* functions below at
+// those points.
 struct QueueWriter {
     bool open;
     Relation rel;
@@ -195,7 +236,9 @@ void writer_close() {
 void writer_open() {
     if (writer.open && OidIsValid(queue_relid))
         return;
-    const int part = target_part();
+    // Rows waiting in the buffer were formed for their partition: it stays the one written
+    // (this transaction's lock on it keeps it from being truncated meanwhile).
+    const int part = pending.n > 0 ? pending.part : target_part();
     writer_close(); // the queue's definition changed under an open writer: start afresh
     if (!writer.indexes)
         writer.indexes = static_cast<Relation *>(MemoryContextAlloc(TopMemoryContext, sizeof(Relation) * INDEX_MAX_KEYS));
@@ -221,22 +264,118 @@ void writer_open() {
     }
 }
 
+// heap_multi_insert takes slots: heap-tuple slots over the buffered tuples, made once (with a
+// descriptor of their own, so that no relcache descriptor is pinned across transactions).
+TupleTableSlot *slots[MAX_PENDING_ROWS];
+int nslots = 0;
+MemoryContext slot_cxt = nullptr;
+
+void make_slots(int n, TupleDesc desc) {
+    if (n <= nslots)
+        return;
+    if (!slot_cxt)
+        slot_cxt = AllocSetContextCreate(TopMemoryContext, "pg_sync queue slots", ALLOCSET_DEFAULT_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(slot_cxt);
+    TupleDesc own = nslots > 0 ? slots[0]->tts_tupleDescriptor : CreateTupleDescCopy(desc);
+    for (; nslots < n; ++nslots)
+        slots[nslots] = MakeSingleTupleTableSlot(own, &TTSOpsHeapTuple);
+    MemoryContextSwitchTo(old);
+}
+
+// Writes rows into the queue: the heap (heap_insert for one row, heap_multi_insert for more,
+// into the writer's pinned page), then each index. The one path by which rows reach the queue.
+// endpoint_ids[i] is the endpoint of tuples[i].
+void write_rows(HeapTuple *tuples, const int32 *endpoint_ids, int n) {
+    Relation rel = writer.rel;
+    const CommandId cid = GetCurrentCommandId(true);
+    const ResourceOwner saved = CurrentResourceOwner;
+    volatile int stored = 0;
+    PG_TRY();
+    {
+        // The pinned page belongs to the top transaction's resource owner.
+        CurrentResourceOwner = TopTransactionResourceOwner;
+        if (n == 1) {
+            tuples[0]->t_tableOid = RelationGetRelid(rel);
+            heap_insert(rel, tuples[0], cid, 0, &writer.bistate);
+        } else {
+            make_slots(n, RelationGetDescr(rel));
+            // The slots own the tuples from here on (no copy); they free them when cleared.
+            for (; stored < n; stored = stored + 1)
+                ExecStoreHeapTuple(tuples[stored], slots[stored], true);
+            heap_multi_insert(rel, slots, n, cid, 0, &writer.bistate);
+            for (int i = 0; i < n; ++i)
+                tuples[i]->t_self = slots[i]->tts_tid;
+        }
+        CurrentResourceOwner = saved;
+
+        // Index maintenance by hand: the queue's indexes are plain column indexes (checked in
+        // lookup_queue), so their values come straight from the row.
+        TupleDesc desc = RelationGetDescr(rel);
+        for (int r = 0; r < n; ++r) {
+            for (int i = 0; i < writer.nindexes; ++i) {
+                IndexInfo *info = queue_index_info[i];
+                Datum ivalues[INDEX_MAX_KEYS];
+                bool inulls[INDEX_MAX_KEYS];
+                for (int k = 0; k < info->ii_NumIndexAttrs; ++k)
+                    ivalues[k] = heap_getattr(tuples[r], info->ii_IndexAttrNumbers[k], desc, &inulls[k]);
+                Relation irel = writer.indexes[i];
+                index_insert(irel, ivalues, inulls, &tuples[r]->t_self, rel,
+                             irel->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
+            }
+        }
+    }
+    PG_FINALLY();
+    {
+        CurrentResourceOwner = saved;
+        for (int i = 0; i < stored; ++i)
+            ExecClearTuple(slots[i]);
+    }
+    PG_END_TRY();
+    // Each endpoint's pending count (queue_counters.cpp): these rows, in the (sub)transaction that
+    // wrote them, published when the transaction commits.
+    for (int r = 0; r < n; ++r)
+        pg_sync::pg::queue_counters_add(endpoint_ids[r], 1);
+}
+
+void discard_pending() {
+    pending.n = 0;
+    pending.bytes = 0;
+    pending.subxact = InvalidSubTransactionId;
+    if (pending.cxt)
+        MemoryContextReset(pending.cxt);
+}
+
+// Writes the buffered rows; the caller is inside the (sub)transaction they belong to.
+void write_pending() {
+    if (pending.n == 0)
+        return;
+    writer_open(); // opened afresh if an invalidation (a new index) arrived meanwhile
+    if (queue_natts != pending.natts || queue_part != pending.part)
+        elog(ERROR, "pg_sync queue changed while captured rows were waiting to be written");
+    MemoryContext old = MemoryContextSwitchTo(pending.cxt);
+    write_rows(pending.tuples, pending.endpoint_ids, pending.n);
+    MemoryContextSwitchTo(old);
+    discard_pending();
+}
+
 } // namespace
 
 void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datum new_row, Datum old_row,
                   bool key_null, bool new_null, bool old_null) {
     writer_open();
     pg_sync::pg::wake_at_commit(false);
-    Datum *values = static_cast<Datum *>(palloc0(sizeof(Datum) * queue_natts));
-    bool *nulls = static_cast<bool *>(palloc(sizeof(bool) * queue_natts));
+    // Columns this library does not fill stay NULL. (No nesting: nothing below calls back here.)
+    static Datum values[MaxTupleAttributeNumber];
+    static bool nulls[MaxTupleAttributeNumber];
     memset(nulls, true, sizeof(bool) * queue_natts);
     auto set = [&](QueueCol c, Datum v, bool isnull) {
         values[queue_attnum[c] - 1] = v;
         nulls[queue_attnum[c] - 1] = isnull;
     };
+    // The id is taken now, so that ids follow capture order however the rows are written.
     set(Q_ID, Int64GetDatum(nextval_internal(queue_seqid, false)), false);
     set(Q_ENDPOINT, Int32GetDatum(endpoint_id), false);
-    set(Q_OP, CStringGetTextDatum(op_name(op)), false);
+    set(Q_OP, op_text(op), false);
     set(Q_TBL, PointerGetDatum(table_name), false);
     set(Q_KEY, key, key_null);
     set(Q_NEW, new_row, new_null);
@@ -246,39 +385,32 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
     set(Q_ATTEMPTS, Int32GetDatum(0), false);
     if (queue_attnum[Q_PART] != InvalidAttrNumber)
         set(Q_PART, Int16GetDatum(int16(queue_part)), false);
+    TupleDesc desc = RelationGetDescr(writer.rel);
 
-    Relation rel = writer.rel;
-    HeapTuple tup = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-    tup->t_tableOid = RelationGetRelid(rel);
-    // The pinned page belongs to the top transaction's resource owner.
-    ResourceOwner saved = CurrentResourceOwner;
-    CurrentResourceOwner = TopTransactionResourceOwner;
-    PG_TRY();
-    {
-        heap_insert(rel, tup, GetCurrentCommandId(true), 0, &writer.bistate);
+    const SubTransactionId subxact = GetCurrentSubTransactionId();
+    if (pending.n > 0 && pending.subxact != subxact) {
+        // The buffer holds rows of an enclosing (sub)transaction, which may only be written in
+        // it; this row, captured in a subtransaction of it, is written now, on its own.
+        HeapTuple tup = heap_form_tuple(desc, values, nulls);
+        write_rows(&tup, &endpoint_id, 1);
+        return;
     }
-    PG_FINALLY();
-    {
-        CurrentResourceOwner = saved;
+    if (!pending.cxt)
+        pending.cxt = AllocSetContextCreate(TopMemoryContext, "pg_sync captured rows", ALLOCSET_DEFAULT_SIZES);
+    MemoryContext old = MemoryContextSwitchTo(pending.cxt);
+    HeapTuple tup = heap_form_tuple(desc, values, nulls);
+    MemoryContextSwitchTo(old);
+    if (pending.n == 0) {
+        pending.subxact = subxact;
+        pending.natts = queue_natts;
+        pending.part = queue_part;
     }
-    PG_END_TRY();
-
-    // Index maintenance by hand: the queue's indexes are plain column indexes (checked in
-    // lookup_queue), so their values come straight from the row.
-    for (int i = 0; i < writer.nindexes; ++i) {
-        IndexInfo *info = queue_index_info[i];
-        Datum ivalues[INDEX_MAX_KEYS];
-        bool inulls[INDEX_MAX_KEYS];
-        for (int k = 0; k < info->ii_NumIndexAttrs; ++k) {
-            AttrNumber a = info->ii_IndexAttrNumbers[k];
-            ivalues[k] = values[a - 1];
-            inulls[k] = nulls[a - 1];
-        }
-        Relation irel = writer.indexes[i];
-        index_insert(irel, ivalues, inulls, &tup->t_self, rel,
-                     irel->rd_index->indisunique ? UNIQUE_CHECK_YES : UNIQUE_CHECK_NO, false, info);
-    }
-    pg_sync::pg::queue_counters_add(endpoint_id, 1); // the pending count, published at commit
+    pending.tuples[pending.n] = tup;
+    pending.endpoint_ids[pending.n] = endpoint_id;
+    pending.n++;
+    pending.bytes += HEAPTUPLESIZE + tup->t_len;
+    if (pending.n >= MAX_PENDING_ROWS || pending.bytes >= MAX_PENDING_BYTES)
+        write_pending();
 }
 
 } // namespace pg_sync::pg::capture
@@ -287,9 +419,34 @@ namespace pg_sync::pg {
 
 using namespace capture;
 
-void queue_writer_close() { writer_close(); }
+void queue_writer_end_statement() {
+    // (Not while the transaction is being aborted: its rows are dropped, never written.)
+    if (pending.n > 0 && pending.subxact == GetCurrentSubTransactionId() && IsTransactionState())
+        write_pending();
+    if (pending.n == 0)
+        writer_close();
+}
+
+void queue_writer_pre_commit() {
+    // Every subtransaction has ended by now: what is left belongs to the top transaction.
+    write_pending();
+    writer_close();
+}
+
+void queue_writer_subxact_pre_commit(SubTransactionId subxact) {
+    // Rows of this subtransaction, or of one inside it that committed into it.
+    if (pending.n > 0 && pending.subxact >= subxact)
+        write_pending();
+}
+
+void queue_writer_subxact_abort(SubTransactionId subxact) {
+    // Subtransaction ids grow: the rows of this one and of any inside it go with it.
+    if (pending.n > 0 && pending.subxact >= subxact)
+        discard_pending();
+}
 
 void queue_writer_forget() {
+    discard_pending();
     writer.open = false; // the resource owner released the pin and the relations
     writer.bistate.current_buf = InvalidBuffer;
 }

@@ -22,11 +22,21 @@ namespace {
 
 namespace json = pg_sync::json;
 
-// JSON output into a StringInfo.
+// JSON output into a StringInfo (inline: a row is a dozen small appends; the text is used as a
+// varlena, never as a C string, so no terminating NUL is kept up to date).
 struct StringInfoSink {
     StringInfo si;
-    void append(const char *p, std::size_t n) { appendBinaryStringInfo(si, p, static_cast<int>(n)); }
-    void push(char c) { appendStringInfoCharMacro(si, c); }
+    void append(const char *p, std::size_t n) {
+        if (static_cast<std::size_t>(si->maxlen - si->len) <= n)
+            enlargeStringInfo(si, static_cast<int>(n));
+        memcpy(si->data + si->len, p, n);
+        si->len += static_cast<int>(n);
+    }
+    void push(char c) {
+        if (si->len + 1 >= si->maxlen)
+            enlargeStringInfo(si, 1);
+        si->data[si->len++] = c;
+    }
 };
 
 void render_value(StringInfoSink &sink, const ColumnPlan *col, Datum value, bool isnull) {
@@ -78,11 +88,20 @@ void render_value(StringInfoSink &sink, const ColumnPlan *col, Datum value, bool
         break;
     }
     case RenderKind::DateTime: {
-        // A key's timestamptz in UTC ("+00:00"), not in the writer's TimeZone.
-        static const int utc = 0;
-        JsonEncodeDateTime(buf, value, col->base_type, col->canonical ? &utc : nullptr);
+        // A key's timestamptz in UTC ("+00:00"), not in the writer's TimeZone. The text depends
+        // on the value and, for other timestamptz, on the session's time zone only: the last
+        // one is kept.
+        const pg_tz *tz = col->base_type == TIMESTAMPTZOID && !col->canonical ? session_timezone : nullptr;
+        if (!col->has_last || col->last_value != value || col->last_tz != tz) {
+            static const int utc = 0;
+            JsonEncodeDateTime(col->last_text, value, col->base_type, col->canonical ? &utc : nullptr);
+            col->last_len = static_cast<int>(strlen(col->last_text));
+            col->last_value = value;
+            col->last_tz = tz;
+            col->has_last = true;
+        }
         sink.push('"');
-        sink.append(buf, strlen(buf));
+        sink.append(col->last_text, col->last_len);
         sink.push('"');
         break;
     }
