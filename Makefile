@@ -5,15 +5,15 @@ EXTVERSION  = 0.3.0
 
 MODULE_big  = pg_sync
 OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slots.o src/pg/wakeups.o \
-              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o \
+              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o src/pg/shown_data.o \
               src/pg/capture_trigger.o src/pg/capture_plans.o src/pg/capture_filter.o src/pg/value_render.o \
-              src/pg/session_settings.o src/pg/queue_writer.o \
+              src/pg/session_settings.o src/pg/queue_writer.o src/pg/queue_counters.o \
               src/pg/delivery_worker.o src/pg/delivery_loop.o src/pg/delivery_pass.o src/pg/queue_store.o \
               src/pg/delivery_rotation.o src/pg/queue_rotation.o \
               src/pg/backfill_worker.o src/pg/replicated_changes.o \
               src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o \
               src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o \
-              src/core/head_cache.o src/core/worker_policy.o src/core/queue_rotation.o
+              src/core/head_cache.o src/core/worker_policy.o src/core/queue_rotation.o src/core/pending_counts.o
 
 # SQL scripts, generated (build outputs, never committed or edited; see "SQL scripts" below):
 #   sql/pg_sync--$(EXTVERSION).sql       install: SQL_ONCE_FIRST + SQL_DEFINITIONS + SQL_ONCE_LAST
@@ -27,7 +27,8 @@ OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slo
 SQL_ONCE_FIRST  = sql/src/schema.sql sql/src/tables.sql
 SQL_DEFINITIONS = sql/src/library.sql sql/src/queue.sql sql/src/helpers.sql sql/src/endpoints.sql sql/src/tracking.sql \
                   sql/src/dead_letters.sql sql/src/backfill.sql sql/src/health.sql sql/src/emit.sql \
-                  sql/src/ddl.sql sql/src/replication.sql sql/src/views.sql sql/src/queue_migration.sql \
+                  sql/src/ddl.sql sql/src/replication.sql sql/src/counters.sql sql/src/views.sql \
+                  sql/src/queue_migration.sql \
                   sql/src/privileges.sql
 SQL_ONCE_LAST   = sql/src/event_triggers.sql sql/src/start.sql
 SQL_DELTAS      = $(wildcard sql/updates/*--*.sql)

@@ -56,7 +56,7 @@ rm -f "$dir/build/sql"/pg_sync--*.sql
 # with_llvm=no: no JIT bitcode (the normal install's is not used by these tests either).
 make -s -C "$dir/build" -j"$(nproc)" WERROR=1 SANITIZE=1 with_llvm=no PG_CONFIG=$PG_CONFIG >/dev/null
 make -s -C "$dir/build" install DESTDIR="$stage" with_llvm=no PG_CONFIG=$PG_CONFIG >/dev/null
-ldd "$stage$real_lib/pg_sync.so" | grep -q libasan || { echo "sanitize: pg_sync.so is not linked with libasan"; exit 1; }
+ldd "$stage$real_lib/pg_sync.so" | grep libasan >/dev/null || { echo "sanitize: pg_sync.so is not linked with libasan"; exit 1; }
 echo "sanitize: built in $((SECONDS - start))s"
 
 # --- The relocated installation -------------------------------------------------------------------

@@ -16,8 +16,10 @@ TITLES = {
     "b1x16": "pg_sync batch_size 1, max_in_flight 16",
     "b1x4": "pg_sync batch_size 1, max_in_flight 4",
     "b100x16": "pg_sync batch_size 100, max_in_flight 16",
+    "b100x16_nopoll": "pg_sync batch_size 100, max_in_flight 16, without the monitoring poller",
 }
-ORDER = ["classic", "b1x16", "b1x4", "b100x16"]
+ORDER = ["classic", "b1x16", "b1x4", "b100x16", "b100x16_nopoll"]
+POLLED = ["endpoint_status", "health", "workers", "recent_attempts"]
 RATIO_TARGET = 2.0          # batch_size 1 against the classic relay
 BATCH_TARGET = 100_000      # events/s at batch_size 100
 P50_TARGET_MS, P99_TARGET_MS = 5.0, 50.0
@@ -37,6 +39,50 @@ def read_lines(path):
         return []
     with open(path) as f:
         return [line.split() for line in f if line.strip()]
+
+
+def poller_section(runs, settings, w):
+    """The monitoring poller (bench/delivery.d/poller.py) during the drains: its query times per
+    variant, and what it costs: b100x16 (polled) against b100x16_nopoll, per round."""
+    polled = [r for r in runs if "poll" in r]
+    if not polled:
+        return
+    w(f"## Monitoring during the drains (a poller every {float(settings.get('poll_interval', 0.1)) * 1000:.0f} ms)")
+    w("")
+    w("| variant | polls | " + " | ".join(f"{q} ms (median / p99)" for q in POLLED)
+      + " | CPU ms/s: poller + its backend |")
+    w("|---|---:|" + "---:|" * (len(POLLED) + 1))
+    for v in ORDER:
+        rs = [r for r in polled if r["variant"] == v]
+        if not rs:
+            continue
+        cells = []
+        for q in POLLED:
+            if any(q not in r["poll"]["queries"] for r in rs):
+                cells.append("–")  # not polled (POLL_QUERIES)
+                continue
+            med = statistics.median(r["poll"]["queries"][q]["median_ms"] for r in rs)
+            p99 = max(r["poll"]["queries"][q]["p99_ms"] for r in rs)
+            cells.append(f"{med:.2f} / {p99:.2f}")
+        cpu = [r["poll"].get("cpu_ms_per_s") for r in rs]
+        cells.append(f"{statistics.median(c['poller'] for c in cpu):.0f} + "
+                     f"{statistics.median(c['backend'] for c in cpu):.0f}" if all(cpu) else "–")
+        w(f"| {v} | {sum(r['poll']['polls'] for r in rs):,} | " + " | ".join(cells) + " |")
+    w("")
+    pairs = []
+    for rnd in sorted({r["round"] for r in runs}):
+        a = [r for r in runs if r["round"] == rnd and r["variant"] == "b100x16" and "poll" in r]
+        b = [r for r in runs if r["round"] == rnd and r["variant"] == "b100x16_nopoll"]
+        if a and b:
+            pairs.append((a[0]["events"] / a[0]["seconds"]) / (b[0]["events"] / b[0]["seconds"]))
+    if pairs:
+        w(f"Drain throughput with the poller / without it (b100x16 / b100x16_nopoll, per round): "
+          + ", ".join(f"{x:.3f}" for x in pairs)
+          + f"; median {statistics.median(pairs):.3f} (range {min(pairs):.3f}–{max(pairs):.3f}). "
+          f"Each poll runs the four queries one after the other on one connection, as superuser; "
+          f"CPU ms/s: utime + stime of the poller process and of its server backend per second "
+          f"of polling (1000 = one core), median over the drains.")
+        w("")
 
 
 def main():
@@ -122,6 +168,8 @@ def main():
           "FOR UPDATE SKIP LOCKED) RETURNING, one POST per event with http.client over one "
           "keep-alive connection (TCP_NODELAY), COMMIT after each 100.")
         w("")
+
+    poller_section(runs, settings, w)
 
     # (b) latency
     lat_path = os.path.join(work, "latency.json")

@@ -16,22 +16,27 @@ BEGIN
             'pg_sync.max_workers, max_worker_processes and the server log'::text;
     END IF;
     RETURN QUERY
+    -- endpoint_status once (it reads shared memory and a few index entries per endpoint; nothing
+    -- here scans the queue), only the columns used here (the lag percentiles are not computed).
+    WITH st AS MATERIALIZED (SELECT s.endpoint, s.state, s.pending, s.dead, s.oldest_pending_age, s.last_error,
+                                    s.consecutive_failures, s.next_attempt_at, s.paused_reason
+                               FROM pg_sync.endpoint_status s)
     SELECT 'critical'::text, s.endpoint, 'circuit open'::text,
            format('%s consecutive failed request%s, last error: %s; next attempt at %s',
                   s.consecutive_failures, CASE WHEN s.consecutive_failures = 1 THEN '' ELSE 's' END,
                   coalesce(pg_sync._error_class(s.last_error), '?'), coalesce(s.next_attempt_at::text, '?'))
-      FROM pg_sync.endpoint_status s WHERE s.state = 'circuit_open'
+      FROM st s WHERE s.state = 'circuit_open'
     UNION ALL
     SELECT 'warning', s.endpoint, 'dead letters',
            format('%s dead letter%s (see pg_sync.dead_letters; then pg_sync.redeliver() or pg_sync.purge_dead())',
                   s.dead, CASE WHEN s.dead = 1 THEN '' ELSE 's' END)
-      FROM pg_sync.endpoint_status s WHERE s.dead > 0
+      FROM st s WHERE s.dead > 0
     UNION ALL
     SELECT 'warning', s.endpoint, 'lagging',
            format('oldest pending event is %s old (threshold %s); %s pending, state %s%s',
                   date_trunc('second', s.oldest_pending_age), max_age, s.pending, s.state,
                   CASE WHEN s.paused_reason IS NOT NULL THEN ' (' || s.paused_reason || ')' ELSE '' END)
-      FROM pg_sync.endpoint_status s WHERE s.oldest_pending_age > max_age
+      FROM st s WHERE s.oldest_pending_age > max_age
     UNION ALL
     SELECT 'warning', e.name, 'error rate',
            format('%s of the last %s requests failed (threshold %s%%), last error: %s',
@@ -57,7 +62,10 @@ BEGIN
                   'for it again (with its settings from pg_sync.tracked_tables) restores the trigger',
                   t.tbl, p.problem)
       FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id
-     CROSS JOIN LATERAL (SELECT pg_sync._capture_problem(t.tbl, t.events) AS problem) p
+      -- once per table and set of events, not per endpoint (a catalog query each)
+      JOIN (SELECT x.tbl, x.events, pg_sync._capture_problem(x.tbl, x.events) AS problem
+              FROM (SELECT DISTINCT y.tbl, y.events FROM pg_sync._tracked y) x) p
+        ON p.tbl = t.tbl AND p.events = t.events
      WHERE p.problem IS NOT NULL
     UNION ALL
     -- A filter runs with the rights of the role that wrote it: when that role is gone or may no

@@ -46,18 +46,16 @@ CREATE OR REPLACE FUNCTION pg_sync._url_origin(url text) RETURNS text
 
 -- Whether the calling role (current_user) may see row data and full URLs: members of
 -- pgsync_admin (and superusers). The views use it to show monitors metadata only.
+-- These three are C (src/pg/shown_data.cpp): the views call them once per row.
 CREATE OR REPLACE FUNCTION pg_sync._sees_data() RETURNS bool
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
-$$ SELECT pg_catalog.pg_has_role(current_user, 'pgsync_admin', 'MEMBER') $$;
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'pg_sync_sees_data';
 
 -- What monitors see of an error message: its class, the text before the first ': ' ("HTTP 500",
 -- "timeout", "invalid input syntax for type integer"); the rest can quote row data (a receiver's
 -- answer echoing the payload, a value that failed to convert).
 CREATE OR REPLACE FUNCTION pg_sync._error_class(message text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS
-$$ SELECT split_part(message, ': ', 1) $$;
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pg_sync_error_class';
 
 -- An error message as the caller may see it (views): whole for admins, its class for monitors.
 CREATE OR REPLACE FUNCTION pg_sync._shown_error(message text) RETURNS text
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS
-$$ SELECT CASE WHEN pg_sync._sees_data() THEN message ELSE pg_sync._error_class(message) END $$;
+    LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'pg_sync_shown_error';

@@ -42,7 +42,7 @@ GRANT EXECUTE ON FUNCTION
     TO pgsync_admin;
 GRANT EXECUTE ON FUNCTION pg_sync._workers(), pg_sync._worker_status() TO pgsync_monitor; -- pg_sync.workers and health() call them as the reader
 GRANT EXECUTE ON FUNCTION pg_sync._sees_data(), pg_sync._url_origin(text), pg_sync._error_class(text),
-    pg_sync._shown_error(text) TO pgsync_monitor; -- the views call them as the reader
+    pg_sync._shown_error(text), pg_sync._pending(int, bool) TO pgsync_monitor; -- the views call them as the reader
 GRANT EXECUTE ON FUNCTION pg_sync.health() TO pgsync_monitor;
 -- Admins may pass emit() on to application roles.
 GRANT EXECUTE ON FUNCTION pg_sync.emit(text, text, jsonb, text) TO pgsync_admin WITH GRANT OPTION;

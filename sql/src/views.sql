@@ -28,32 +28,38 @@ SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,
   FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id;
 
 -- pending = captured and not yet delivered nor dead (in flight and waiting to retry included).
--- Delivery figures come from the worker (pg_sync._endpoint_state).
+-- Nothing here scans the queue (docs/delivery.md, "Monitoring in constant time"):
+--   pending             exact, from shared memory (pg_sync._pending(), src/pg/queue_counters.cpp);
+--                       counted only while those counts are not exact (no worker yet, a recount
+--                       running or asked for)
+--   oldest_pending_age  captured_at of the endpoint's lowest id: one index lookup
+--   dead                counted in the dead letters (their primary key): O(dead letters)
+--   state, next_attempt_at, in_flight and the delivery figures come from the worker
+--                       (pg_sync._endpoint_state, written at most every 200 ms, failures at
+--                       once): 'retrying' is its view of its requests (the last one failed, or a
+--                       retry is due later), next_attempt_at its earliest retry or the circuit's
+--                       reopening
+--   lag_p50/p99         over the ring of recent attempts (bounded)
 CREATE OR REPLACE VIEW pg_sync.endpoint_status AS
 SELECT e.name AS endpoint,
        CASE WHEN e.paused THEN 'paused'
             WHEN s.circuit IN ('open', 'half_open') THEN 'circuit_open'
-            WHEN s.consecutive_failures > 0 OR q.retrying > 0 THEN 'retrying'
+            WHEN s.consecutive_failures > 0 OR s.next_attempt_at > now() THEN 'retrying'
             ELSE 'active' END AS state,
-       coalesce(q.pending, 0) AS pending,
+       pg_sync._pending(e.id) AS pending,
        coalesce(s.in_flight, 0) AS in_flight,
-       coalesce(d.dead, 0) AS dead,
-       now() - q.oldest AS oldest_pending_age,
+       (SELECT count(*) FROM pg_sync._dead_letters d WHERE d.endpoint_id = e.id) AS dead,
+       now() - (SELECT q.captured_at FROM pg_sync._queue q WHERE q.endpoint_id = e.id
+                 ORDER BY q.id LIMIT 1) AS oldest_pending_age,
        coalesce(s.delivered_total, 0) AS delivered_total,
        coalesce(s.failed_attempts_total, 0) AS failed_attempts_total,
        s.last_success_at, s.last_failure_at, pg_sync._shown_error(s.last_error) AS last_error, s.last_status,
        coalesce(s.consecutive_failures, 0) AS consecutive_failures,
-       CASE WHEN s.circuit = 'open' THEN s.next_attempt_at ELSE q.next_attempt_at END AS next_attempt_at,
+       CASE WHEN s.circuit = 'open' OR s.next_attempt_at > now() THEN s.next_attempt_at END AS next_attempt_at,
        e.paused_reason,
        l.lag_p50, l.lag_p99
   FROM pg_sync._endpoints e
   LEFT JOIN pg_sync._endpoint_state s ON s.endpoint_id = e.id
-  LEFT JOIN (SELECT endpoint_id, count(*) AS pending, min(captured_at) AS oldest,
-                    count(*) FILTER (WHERE attempts > 0) AS retrying,
-                    min(next_attempt_at) FILTER (WHERE next_attempt_at > now()) AS next_attempt_at
-               FROM pg_sync._queue GROUP BY endpoint_id) q ON q.endpoint_id = e.id
-  LEFT JOIN (SELECT endpoint_id, count(*) AS dead FROM pg_sync._dead_letters GROUP BY endpoint_id) d
-         ON d.endpoint_id = e.id
   -- Lag of recent deliveries (pg_sync.recent_attempts): capture of a request's oldest event to its 2xx.
   LEFT JOIN (SELECT endpoint_id,
                     make_interval(secs => percentile_cont(0.5) WITHIN GROUP (ORDER BY lag_ms) / 1000) AS lag_p50,

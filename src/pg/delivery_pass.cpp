@@ -28,6 +28,7 @@
 #include "core/signature.hpp"
 #include "pg/delivery.hpp"
 #include "pg/guard.hpp"
+#include "pg/queue_counters.hpp"
 #include "pg/queue_store.hpp"
 #include "pg/workers.hpp"
 
@@ -315,6 +316,9 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
     postgres_call([&] { present = qs::lock_extension(extension_oid); });
     if (!present)
         postgres_call([&] { qs::exit_extension_dropped(slot); });
+    // Pending counts (queue_counters.cpp): recounted at the worker's start and when asked for,
+    // before this pass changes the queue.
+    postgres_call([] { queue_counters_recount_if_due(); });
     if (request.worker_started)
         postgres_call([] { qs::reset_endpoint_state(); });
 

@@ -2,7 +2,8 @@
 // features get their turn, and how the previous hook is chained. The behaviour itself lives in
 // the feature's file; these functions only dispatch.
 //
-//   shmem_request_hook, shmem_startup_hook  -> shared_slots.cpp (pg_sync's shared memory)
+//   shmem_request_hook, shmem_startup_hook  -> shared_slots.cpp (pg_sync's shared memory),
+//                                              queue_counters.cpp (pending counts)
 //   ProcessUtility_hook                     -> utility_commands.cpp + shared_slots.cpp (stop a
 //                                              database's workers around DROP DATABASE & co.,
 //                                              lock tracked tables before DROP EXTENSION),
@@ -10,17 +11,23 @@
 //                                              command: write the captured rows, close the
 //                                              writer; COPY and TRUNCATE capture outside the
 //                                              executor), wakeups.cpp (DROP EXTENSION wakes the
-//                                              worker, which sees the extension gone and leaves)
+//                                              worker, which sees the extension gone and leaves),
+//                                              queue_counters.cpp (COMMIT PREPARED, trigger DDL
+//                                              on the queue: recount at commit)
 //   ExecutorEnd_hook                        -> queue_writer.cpp (end of statement after its
 //                                              AFTER triggers, unless a capture trigger frame is
 //                                              still on the stack)
 //   transaction callback                    -> queue_writer.cpp (write and close before
 //                                              commit/prepare, drop at abort),
 //                                              capture_trigger.cpp (forget its frames at abort),
-//                                              wakeups.cpp (wake workers at commit, forget at
-//                                              abort and prepare)
+//                                              queue_counters.cpp (publish the pending counts at
+//                                              commit, before the wake-up; forget at abort and
+//                                              prepare), wakeups.cpp (wake workers at commit,
+//                                              forget at abort and prepare)
 //   subtransaction callback                 -> queue_writer.cpp (write a subtransaction's rows
-//                                              before it commits, drop them when it aborts)
+//                                              before it commits, drop them when it aborts),
+//                                              queue_counters.cpp (a subtransaction's counts go
+//                                              to its parent or with it)
 //   relcache callback                       -> queue_writer.cpp, capture_plans.cpp (mark only)
 //   syscache callback on pg_namespace       -> capture_plans.cpp (schema renames)
 //
@@ -31,6 +38,7 @@
 
 #include "pg/capture.hpp"
 #include "pg/hooks.hpp"
+#include "pg/queue_counters.hpp"
 #include "pg/shared_slots.hpp"
 #include "pg/utility_commands.hpp"
 #include "pg/workers.hpp"
@@ -47,12 +55,14 @@ void shmem_request() {
     if (prev_shmem_request)
         prev_shmem_request();
     shared_slots_request();
+    queue_counters_request();
 }
 
 void shmem_startup() {
     if (prev_shmem_startup)
         prev_shmem_startup();
     shared_slots_attach();
+    queue_counters_attach();
 }
 
 // The command itself, then the end of the statement for the queue writer: the rows it captured
@@ -70,6 +80,7 @@ void run_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, Pro
 void process_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
                      ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc) {
     Node *tree = pstmt->utilityStmt;
+    queue_counters_utility(tree);
     if (const char *db = database_needing_exclusivity(tree)) {
         // Stop the database's worker first, or the command fails with "database is being
         // accessed by other users"; it may come back once the command is over.
@@ -108,19 +119,23 @@ void xact_callback(XactEvent event, void *) {
     case XACT_EVENT_PRE_COMMIT:
     case XACT_EVENT_PARALLEL_PRE_COMMIT:
     case XACT_EVENT_PRE_PREPARE:
-        queue_writer_pre_commit();
+        queue_writer_pre_commit();   // writes the last captured rows (which count them) first
+        queue_counters_pre_commit();
         break;
     case XACT_EVENT_COMMIT:
     case XACT_EVENT_PARALLEL_COMMIT:
+        queue_counters_at_commit(); // before the worker is woken: it may delete those events at once
         wakeups_at_commit();
         break;
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
         queue_writer_forget();
         capture_trigger_forget();
+        queue_counters_forget();
         wakeups_forget();
         break;
     case XACT_EVENT_PREPARE: // COMMIT PREPARED comes later, elsewhere: the worker's sweep finds it
+        queue_counters_forget(); // and COMMIT PREPARED asks for a recount
         wakeups_forget();
         break;
     default:
@@ -128,13 +143,17 @@ void xact_callback(XactEvent event, void *) {
     }
 }
 
-void subxact_callback(SubXactEvent event, SubTransactionId subxact, SubTransactionId, void *) {
+void subxact_callback(SubXactEvent event, SubTransactionId subxact, SubTransactionId parent, void *) {
     switch (event) {
     case SUBXACT_EVENT_PRE_COMMIT_SUB:
-        queue_writer_subxact_pre_commit(subxact);
+        queue_writer_subxact_pre_commit(subxact); // its rows written (and counted) in it
+        break;
+    case SUBXACT_EVENT_COMMIT_SUB:
+        queue_counters_subxact_commit(subxact, parent);
         break;
     case SUBXACT_EVENT_ABORT_SUB:
         queue_writer_subxact_abort(subxact);
+        queue_counters_subxact_abort(subxact);
         break;
     default:
         break;
@@ -146,6 +165,7 @@ void relcache_callback(Datum, Oid relid) {
     queue_writer_relation_invalidated(relid);
     capture_plans_relation_invalidated(relid);
 }
+
 
 void namespace_callback(Datum, int, uint32) { capture_plans_namespace_invalidated(); }
 

@@ -2,6 +2,7 @@
 // longjmp out of any function here.
 #include "pg/pg_prelude.hpp"
 
+#include "pg/queue_counters.hpp"
 #include "pg/queue_store.hpp"
 #include "pg/workers.hpp"
 
@@ -326,6 +327,7 @@ void reset_endpoint_state() { run(S_RESET_STATE, nullptr, nullptr); }
 void delete_delivered(int32 endpoint_id, const int64 *ids, int n) {
     Datum v[2] = {Int32GetDatum(endpoint_id), int8_array(ids, n)};
     run(S_DELETE_DELIVERED, v, nullptr);
+    queue_counters_add(endpoint_id, -int64(SPI_processed)); // published when the pass commits
 }
 
 void schedule_retry(int32 endpoint_id, const int64 *ids, int n, TimestampTz next_attempt_at, const char *reason,
@@ -346,6 +348,7 @@ void move_to_dead_letters(int32 endpoint_id, const int64 *ids, int n, int32 stat
     if (status == 0)
         nulls[2] = 'n';
     run(S_MOVE_TO_DEAD, v, nulls);
+    queue_counters_add(endpoint_id, -int64(SPI_processed)); // rows moved = rows deleted from the queue
 }
 
 void pause_gone(int32 endpoint_id, const char *reason) {

@@ -21,6 +21,7 @@
 
 #include "pg/capture.hpp"
 #include "pg/capture_internal.hpp"
+#include "pg/queue_counters.hpp"
 #include "pg/workers.hpp"
 
 namespace pg_sync::pg::capture {
@@ -285,7 +286,6 @@ void make_slots(int n, TupleDesc desc) {
 // into the writer's pinned page), then each index. The one path by which rows reach the queue.
 // endpoint_ids[i] is the endpoint of tuples[i].
 void write_rows(HeapTuple *tuples, const int32 *endpoint_ids, int n) {
-    (void)endpoint_ids;
     Relation rel = writer.rel;
     const CommandId cid = GetCurrentCommandId(true);
     const ResourceOwner saved = CurrentResourceOwner;
@@ -331,6 +331,10 @@ void write_rows(HeapTuple *tuples, const int32 *endpoint_ids, int n) {
             ExecClearTuple(slots[i]);
     }
     PG_END_TRY();
+    // Each endpoint's pending count (queue_counters.cpp): these rows, in the (sub)transaction that
+    // wrote them, published when the transaction commits.
+    for (int r = 0; r < n; ++r)
+        pg_sync::pg::queue_counters_add(endpoint_ids[r], 1);
 }
 
 void discard_pending() {

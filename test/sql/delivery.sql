@@ -32,9 +32,11 @@ SELECT endpoint, state, pending, in_flight, dead, delivered_total, failed_attemp
 -- What the worker does after a failed attempt and after max_attempts (by hand, as the worker).
 UPDATE pg_sync._queue SET attempts = 1, next_attempt_at = now() + interval '1 hour',
        last_error = 'HTTP 500', last_status = 500 WHERE id = :second_id;
+-- (The worker publishes its earliest retry in _endpoint_state.next_attempt_at: endpoint_status
+-- reads it there, not from the queue.)
 INSERT INTO pg_sync._endpoint_state (endpoint_id, failed_attempts_total, consecutive_failures,
-                                     last_error, last_status, circuit)
-SELECT id, 3, 3, 'HTTP 500', 500, 'closed' FROM pg_sync._endpoints WHERE name = 'd';
+                                     last_error, last_status, circuit, next_attempt_at)
+SELECT id, 3, 3, 'HTTP 500', 500, 'closed', now() + interval '1 hour' FROM pg_sync._endpoints WHERE name = 'd';
 SELECT endpoint, state, pending, dead, failed_attempts_total, consecutive_failures, last_error,
        next_attempt_at > now() AS retry_scheduled FROM pg_sync.endpoint_status;
 UPDATE pg_sync._endpoint_state SET circuit = 'open';
@@ -47,9 +49,11 @@ SELECT id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid, capture
 SELECT endpoint, pending, dead FROM pg_sync.endpoint_status;
 SELECT endpoint, "table", op, key, attempts, last_status, last_error, payload
   FROM pg_sync.dead_letters;
--- The monitor role reads both views.
+-- The monitor role reads the views; with no worker here, pending is counted (as the queue's
+-- owner: monitors may not read the queue).
 SET ROLE pgsync_monitor;
 SELECT count(*) FROM pg_sync.dead_letters;
+SELECT endpoint, pending, dead FROM pg_sync.endpoint_status;
 SELECT count(*) >= 0 AS readable FROM pg_sync.workers;
 RESET ROLE;
 

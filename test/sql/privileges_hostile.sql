@@ -112,7 +112,7 @@ SELECT rolname, object, kind, priv AS violation FROM ph_matrix m
    AND NOT (rolname IN ('regress_ph_monitor', 'regress_ph_admin') AND kind = 'function'
             AND object IN ('pg_sync.health()', 'pg_sync._workers()', 'pg_sync._worker_status()', 'pg_sync._sees_data()',
                            'pg_sync._url_origin(text)', 'pg_sync._error_class(text)',
-                           'pg_sync._shown_error(text)'))
+                           'pg_sync._shown_error(text)', 'pg_sync._pending(integer,boolean)'))
    AND NOT (rolname = 'regress_ph_admin' AND kind = 'function' AND object !~ '^pg_sync\._')
  ORDER BY rolname COLLATE "C", object COLLATE "C", priv COLLATE "C";
 -- What each role may do, as the policy allows it (the writer and PUBLIC: nothing).
