@@ -85,7 +85,10 @@ struct Sink::Producer {
     std::size_t requests = 0;              // Pending requests using it
     std::int64_t last_used_ms = 0;
     std::string last_error; // the last error librdkafka reported for the whole producer
-    bool fatal = false;     // an idempotence failure made the producer unusable: replace it
+    // Replace it for new requests: an idempotence failure made it unusable (fatal), or it keeps a
+    // topic-level refusal (unknown topic, not authorized) that a redelivery must not meet again
+    // before its metadata is refreshed.
+    bool replace = false;
 };
 
 struct Sink::Pending {
@@ -136,7 +139,7 @@ void on_error(rd_kafka_t *, int error, const char *reason, void *opaque) noexcep
     try {
         p->last_error = printable(reason);
         if (error == RD_KAFKA_RESP_ERR__FATAL)
-            p->fatal = true;
+            p->replace = true;
     } catch (...) {
         callback_failure = std::current_exception();
     }
@@ -229,7 +232,7 @@ Sink::Producer *Sink::producer_for(const sink::Request &request, std::string *er
         request.url + '\x1f' + request.settings + '\x1f' + std::to_string(request.timeout_ms);
     auto it = producers_.find(identity);
     if (it != producers_.end()) {
-        if (!it->second->fatal)
+        if (!it->second->replace)
             return it->second.get();
         retired_.push_back(std::move(it->second));
         producers_.erase(it);
@@ -386,7 +389,7 @@ void Sink::produce(Pending &p, std::uint32_t index) {
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__FATAL)
-        producer.fatal = true;
+        producer.replace = true;
     settle(p, index, err, nullptr);
 }
 
@@ -405,6 +408,18 @@ void Sink::settle(Pending &p, std::uint32_t index, int error, const char *detail
     }
     // Its dependents stay Waiting: they complete as NotWritten and go again, after it.
     slot.error = error;
+    switch (static_cast<rd_kafka_resp_err_t>(error)) {
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        if (p.producer)
+            p.producer->replace = true; // (librdkafka keeps the topic's error until it refreshes metadata)
+        break;
+    default:
+        break;
+    }
     const bool rejected = transport_of(error) == retry::Transport::Rejected;
     slot.state = rejected ? Slot::Rejected : Slot::Failed;
     // The detail names the most telling failure: a refusal over a transient one.
@@ -489,7 +504,7 @@ void Sink::serve() {
     }
     // Producers that failed for good are replaced for new requests.
     for (auto it = producers_.begin(); it != producers_.end();) {
-        if (it->second->fatal) {
+        if (it->second->replace) {
             retired_.push_back(std::move(it->second));
             it = producers_.erase(it);
         } else {
