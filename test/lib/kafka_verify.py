@@ -1,6 +1,6 @@
 """Checks what a Kafka topic holds against a tracked table (test/2xx_kafka*.sh).
 
-    kafka_verify.py RECORDS ROWS TABLE PARTITIONS [MAX_DUPLICATES]
+    kafka_verify.py RECORDS ROWS TABLE PARTITIONS [MAX_DUPLICATES [CRASH_MS]]
 
 RECORDS: the topic as kcat -J prints it (one envelope per line, partition by partition in offset
 order). ROWS: "id<TAB>v" per row of the table, where every change bumped v by one, so that a
@@ -10,7 +10,9 @@ key's committed versions are exactly 1..v. Checks, for the events of TABLE:
     definition and checked against Kafka's own test vectors);
   - nothing lost: versions 1..v of every key arrived; nothing else (uncommitted) did;
   - per-key order: in its partition, the first deliveries of a key's events are in id order;
-  - duplicates (the same event id twice) are identical and at most MAX_DUPLICATES (default 0).
+  - duplicates (the same event id twice) are identical and at most MAX_DUPLICATES (default 0);
+    with CRASH_MS (unix ms), each was first written before it (a record's timestamp is when the
+    worker handed it to librdkafka): only what was in flight at a crash arrives twice.
 """
 import json
 import sys
@@ -52,6 +54,8 @@ def main():
     records_file, rows_file, table, partitions = sys.argv[1:5]
     partitions = int(partitions)
     max_dups = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    crash_ms = int(sys.argv[6]) if len(sys.argv) > 6 else None
+    first_ts = {}
     rows = {}
     with open(rows_file) as f:
         for line in f:
@@ -84,6 +88,7 @@ def main():
                     problems.append(f"event {e['id']} differs between its deliveries")
                 continue
             first[e["id"]] = e
+            first_ts[e["id"]] = rec["ts"]
             order[(rec["partition"], e["key"]["id"])].append(e["id"])
     versions = defaultdict(list)
     for e in first.values():
@@ -110,6 +115,10 @@ def main():
     dups = {i: c for i, c in count.items() if c > 1}
     if len(dups) > max_dups:
         problems.append(f"{len(dups)} events delivered more than once (at most {max_dups} were in flight)")
+    if crash_ms is not None:
+        late = sorted(i for i in dups if first_ts[i] >= crash_ms)
+        if late:
+            problems.append(f"duplicates first written after the crash: {late[:20]}")
     used = {p for (p, _) in order}
     print(f"{table}: {len(rows)} keys, {sum(rows.values())} committed versions, {n_records} records, "
           f"{len(first)} events in {len(used)} partitions, {sum(c - 1 for c in dups.values())} duplicate records "
