@@ -47,7 +47,7 @@ EXTRA_CLEAN = pg_sync.control results regression.diffs regression.out tmp_check 
 # The temporary instance preloads the library; pg_regress must run as a non-root user
 # (scripts/test.sh arranges it). Results go to results/ and output_iso/ at the top.
 REGRESS      = endpoints track capture_types ddl privileges bad_input emit views delivery dead_letters health \
-               backfill recent_attempts hostile_input privileges_hostile security
+               backfill recent_attempts hostile_input privileges_hostile security kafka
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check --temp-config=test/regress.conf
 ISOLATION      = concurrent_capture concurrent_track concurrent_endpoint concurrent_pause concurrent_redeliver
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/regress.conf

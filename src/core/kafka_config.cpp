@@ -153,7 +153,15 @@ std::string Target::bootstrap() const {
     return out;
 }
 
-std::string Target::origin() const { return std::string(kScheme) + bootstrap(); }
+// The same brokers in another order are the same cluster: sorted.
+std::string Target::origin() const {
+    std::vector<std::string> sorted = brokers;
+    std::sort(sorted.begin(), sorted.end());
+    std::string out(kScheme);
+    for (std::size_t i = 0; i < sorted.size(); ++i)
+        out += (i ? "," : "") + sorted[i];
+    return out;
+}
 
 std::optional<Target> parse_url(std::string_view url, std::string *error, std::string *detail) {
     if (!is_kafka_url(url)) {

@@ -27,7 +27,7 @@ struct Target {
     std::vector<std::string> brokers; // "host:port" (IPv6 hosts in brackets), as librdkafka takes them
     std::string topic;
     std::string bootstrap() const; // brokers joined by ','
-    std::string origin() const;    // "kafka://" + bootstrap(), hosts in lower case
+    std::string origin() const;    // "kafka://" + the brokers, sorted (hosts are in lower case)
 };
 
 // kafka://HOST[:PORT][,HOST[:PORT]...]/TOPIC. HOST is a DNS name, an IPv4 address or an IPv6
