@@ -280,6 +280,8 @@ std::optional<Settings> parse_settings(std::string_view json_text, std::string *
     return out;
 }
 
+Settings default_settings(const std::string &client_id) { return {{"client.id", client_id}, {"linger.ms", "1"}}; }
+
 Settings fixed_settings(long timeout_ms) {
     const long timeout = std::max(1L, timeout_ms);
     return {

@@ -54,6 +54,11 @@ bool allowed_setting(std::string_view name);
 // the caller against librdkafka itself (validate.cpp). nullopt with a message in *error.
 std::optional<Settings> parse_settings(std::string_view json_text, std::string *error, std::string *hint = nullptr);
 
+// What pg_sync sets on every producer before the user's settings (kafka_settings may change
+// them): client.id, and linger.ms 1 instead of librdkafka's 5 (the worker hands librdkafka whole
+// requests at once, so waiting longer for more records adds latency and little batching).
+Settings default_settings(const std::string &client_id);
+
 // What pg_sync sets on every producer, after the user's settings: acks=all, idempotence,
 // murmur2_random partitioning (a key lands where a Java producer puts it), the endpoint's
 // timeout_ms as message.timeout.ms, and the limits the worker relies on.

@@ -259,7 +259,8 @@ Sink::Producer *Sink::producer_for(const sink::Request &request, std::string *er
     p->allow_private.store(options_.allow_private_targets);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     try {
-        set(conf, "client.id", options_.client_id);
+        for (const auto &kv : default_settings(options_.client_id))
+            set(conf, kv.first, kv.second);
         for (const auto &kv : settings)
             set(conf, kv.first, kv.second);
         set(conf, "bootstrap.servers", target->bootstrap());

@@ -19,7 +19,7 @@ _kafka_var() { local v="${1}_$2"; printf '%s' "${!v:-}"; }
 
 kafka_build() {
     if [ ! -x "$KAFKA_MOCK_BIN" ] || [ "$KAFKA_LIB/kafka_mock.c" -nt "$KAFKA_MOCK_BIN" ]; then
-        cc -O1 -Wall -Werror -o "$KAFKA_MOCK_BIN.tmp" "$KAFKA_LIB/kafka_mock.c" -lrdkafka || fail "kafka_mock does not build"
+        cc -O1 -Wall -Werror -o "$KAFKA_MOCK_BIN.tmp" "$KAFKA_LIB/kafka_mock.c" -lrdkafka -ldl || fail "kafka_mock does not build"
         mv "$KAFKA_MOCK_BIN.tmp" "$KAFKA_MOCK_BIN"
     fi
 }

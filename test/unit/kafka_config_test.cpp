@@ -107,6 +107,10 @@ TEST(KafkaSettings, FixedOnesComeLastAndCannotBeChosen) {
     EXPECT_EQ(value("topic.metadata.propagation.max.ms"), "1250");
     for (const auto &kv : fixed)
         EXPECT_FALSE(kafka::allowed_setting(kv.first)) << kv.first;
+    // The defaults are the user's to change.
+    for (const auto &kv : kafka::default_settings("pg_sync/x"))
+        EXPECT_TRUE(kafka::allowed_setting(kv.first)) << kv.first;
+    EXPECT_EQ(kafka::default_settings("pg_sync/x")[0], (std::pair<std::string, std::string>{"client.id", "pg_sync/x"}));
 }
 
 TEST(KafkaValidate, UrlsSettingsAndWhatGoesWithThem) {
