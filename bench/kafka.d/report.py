@@ -41,10 +41,16 @@ def main():
         cpu_key = "cpu_s" if v == "kcat" else "worker_cpu_s"
         cpu = [r[cpu_key] / r["events"] * 100000 for r in rs]
         rate = statistics.median(rates)
-        line = f"| {'kcat -P (one producer, records from a file)' if v == 'kcat' else 'pg_sync ' + v} | " \
+        name = {"kcat": "kcat -P (one producer, records from a file)",
+                "http": "reference: pg_sync b100x16 to nginx (webhooks)"}.get(v, "pg_sync " + v)
+        line = f"| {name} | " \
                f"{rs[0]['events']:,} | {fmt_int(rate)} ({fmt_int(min(rates))}–{fmt_int(max(rates))}) | "
         if v == "kcat":
             line += f"1.00x | {statistics.median(cpu):.2f} (kcat) | |"
+        elif v == "http":
+            ratios = [(r["events"] / r["seconds"]) / (kcat[r["round"]]["events"] / kcat[r["round"]]["seconds"])
+                      for r in rs if r["round"] in kcat]
+            line += f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f}) | {statistics.median(cpu):.2f} (worker) | |"
         else:
             ratios = [(r["events"] / r["seconds"]) / (kcat[r["round"]]["events"] / kcat[r["round"]]["seconds"])
                       for r in rs if r["round"] in kcat]
