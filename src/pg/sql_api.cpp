@@ -6,6 +6,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(pg_sync_check_endpoint);
 }
 
+#include "core/kafka_config.hpp"
 #include "pg/guard.hpp"
 
 #include <cstring>
@@ -210,7 +211,8 @@ PG_FUNCTION_INFO_V1(pg_sync_url_origin);
 extern "C" Datum pg_sync_url_origin(PG_FUNCTION_ARGS) {
     const char *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
     // The C++ result is copied into a fixed buffer before any PostgreSQL call (see guard.hpp).
-    char origin[pg_sync::validate::kMaxUrlLength + 16] = {0};
+    // Room for a Kafka origin too: every broker of the URL with an explicit port.
+    char origin[pg_sync::validate::kMaxUrlLength + 16 + pg_sync::kafka::kMaxBrokers * 6] = {0};
     bool failed = false;
     try {
         const std::string o = pg_sync::validate::url_origin(url);

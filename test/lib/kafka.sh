@@ -86,3 +86,81 @@ kafka_stop_all() {
     done
     _KAFKA_NAMES=()
 }
+
+# --- The items table of test/200 and test/205 --------------------------------------------------
+# For a test with a server (test/lib/pg.sh, status.sh) and a cluster NAME "kc".
+#
+# kafka_test_exit             the EXIT trap: the server log's errors when the test failed, then
+#                             stops the clusters and the server
+# kafka_items TIMEOUT_MS [KAFKA_SETTINGS_JSON]
+#   CREATE EXTENSION; endpoint "k" to kc's topic (retries from 100 ms to 1 s, max_attempts 1000);
+#   table items (id, v), every change bumps v by one, so a key's committed versions are 1..v;
+#   200 rows; writes the writers' scripts
+# kafka_writers SECONDS       4 pgbench clients in the background (updates of the 200 first rows,
+#                             inserts, a transaction that does both, rolled-back changes);
+#                             sets WRITERS_PID, logs to $PG_DIR/pgbench.log
+# kafka_writers_done          waits for them, fails if they failed
+# kafka_verify CASE [MAX_DUPLICATES [CRASH_MS]]   waits until the endpoint has nothing pending,
+#                             then checks the topic against the table (test/lib/kafka_verify.py)
+
+kafka_test_exit() {
+    local rc=$?
+    if [ $rc -ne 0 ] && [ -n "${PG_DIR:-}" ]; then
+        grep -E "ERROR|FATAL|PANIC|TRAP|terminated|pg_sync" "$PG_DIR/server.log" | tail -n 30 >&2 || true
+    fi
+    kafka_stop_all
+    pg_stop
+}
+
+kafka_items() {
+    local timeout_ms=$1 settings=${2:-'{}'}
+    q >/dev/null <<SQL
+CREATE EXTENSION pg_sync;
+SELECT pg_sync.create_endpoint('k', '$kc_URL', retry_base_ms => 100, retry_max_ms => 1000, timeout_ms => $timeout_ms,
+                               max_attempts => 1000, kafka_settings => '$settings');
+CREATE TABLE items (id bigint PRIMARY KEY, v int NOT NULL);
+CREATE SEQUENCE item_ids START 1001;
+SELECT pg_sync.track('items', 'k');
+INSERT INTO items SELECT g, 1 FROM generate_series(1, 200) g;
+SQL
+    cat >"$PG_DIR/update.sql" <<'SQL'
+\set k random(1, 200)
+UPDATE items SET v = v + 1 WHERE id = :k;
+SQL
+    cat >"$PG_DIR/insert.sql" <<'SQL'
+INSERT INTO items VALUES (nextval('item_ids'), 1);
+SQL
+    cat >"$PG_DIR/multi.sql" <<'SQL'
+\set k random(1, 200)
+BEGIN;
+UPDATE items SET v = v + 1 WHERE id = :k;
+INSERT INTO items VALUES (nextval('item_ids'), 1);
+UPDATE items SET v = v + 1 WHERE id = currval('item_ids');
+COMMIT;
+SQL
+    cat >"$PG_DIR/rollback.sql" <<'SQL'
+\set k random(1, 200)
+BEGIN;
+UPDATE items SET v = v + 1000000 WHERE id = :k;
+INSERT INTO items VALUES (nextval('item_ids') + 1000000, 1000000);
+ROLLBACK;
+SQL
+    chmod 644 "$PG_DIR"/*.sql
+}
+
+kafka_writers() {
+    pgbench -n -c 4 -j 2 -T "$1" -f "$PG_DIR/update.sql@5" -f "$PG_DIR/insert.sql@2" \
+        -f "$PG_DIR/multi.sql@2" -f "$PG_DIR/rollback.sql@1" >"$PG_DIR/pgbench.log" 2>&1 &
+    WRITERS_PID=$!
+}
+
+kafka_writers_done() { wait "$WRITERS_PID" || { cat "$PG_DIR/pgbench.log"; fail "writers failed"; }; }
+
+kafka_verify() {
+    wait_status k 90 "pending = 0 AND dead = 0" "$1: everything delivered"
+    kafka_read kc >"$PG_DIR/records.jsonl"
+    q -c "COPY (SELECT id, v FROM items ORDER BY id) TO STDOUT" >"$PG_DIR/items.rows"
+    /usr/bin/python3 "$KAFKA_LIB/kafka_verify.py" "$PG_DIR/records.jsonl" "$PG_DIR/items.rows" public.items \
+        "$(_kafka_var kc PARTITIONS)" "${2:-0}" ${3:+"$3"} || fail "$1: the topic does not match the table"
+    assert_eq "$(q -c "SELECT count(*) FROM items WHERE v >= 1000000 OR id > 1000000")" 0 "$1: rolled-back rows in the table"
+}
