@@ -62,7 +62,7 @@ CREATE ROLE watcher IN ROLE pgsync_monitor;
 SQL
 assert_eq "$(q -c "SELECT count(*) FROM pg_sync.endpoints e WHERE e::text LIKE '%hunter2%'")" 0 "a: a Kafka setting's value in the view"
 assert_eq "$(q -c "SET ROLE watcher; SELECT url, kafka_setting_names FROM pg_sync.endpoints WHERE name = 'secretive'")" \
-    "kafka://$kc_BOOTSTRAP/...|{sasl.password,sasl.username}" "a: what a monitor sees"
+    "$(q -c "SELECT pg_sync._url_origin('$kc_URL')")/...|{sasl.password,sasl.username}" "a: what a monitor sees"
 q -c "SELECT pg_sync.drop_endpoint('secretive')" >/dev/null
 # librdkafka's threads take no signal: every one but the worker's main thread blocks them all
 # (SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM: bits 1 2 3 10 12 14 15).
