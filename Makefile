@@ -13,7 +13,8 @@ OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slo
               src/pg/backfill_worker.o src/pg/replicated_changes.o \
               src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o \
               src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o \
-              src/core/head_cache.o src/core/worker_policy.o src/core/queue_rotation.o src/core/pending_counts.o
+              src/core/head_cache.o src/core/worker_policy.o src/core/queue_rotation.o src/core/pending_counts.o \
+              src/core/kafka_config.o src/core/kafka_records.o src/core/kafka_sink.o src/core/sink_router.o
 
 # SQL scripts, generated (build outputs, never committed or edited; see "SQL scripts" below):
 #   sql/pg_sync--$(EXTVERSION).sql       install: SQL_ONCE_FIRST + SQL_DEFINITIONS + SQL_ONCE_LAST
@@ -47,7 +48,7 @@ EXTRA_CLEAN = pg_sync.control results regression.diffs regression.out tmp_check 
 # The temporary instance preloads the library; pg_regress must run as a non-root user
 # (scripts/test.sh arranges it). Results go to results/ and output_iso/ at the top.
 REGRESS      = endpoints track bulk_capture capture_types ddl privileges bad_input emit views delivery dead_letters health \
-               backfill recent_attempts hostile_input privileges_hostile security
+               backfill recent_attempts hostile_input privileges_hostile security kafka
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check --temp-config=test/regress.conf
 ISOLATION      = concurrent_capture concurrent_track concurrent_endpoint concurrent_pause concurrent_redeliver
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/regress.conf
@@ -55,7 +56,7 @@ ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=tes
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -DPG_SYNC_VERSION='"$(EXTVERSION)"'
 PG_CXXFLAGS = -std=c++17 -Wno-register -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-SHLIB_LINK  = -lstdc++ -lcurl -lcrypto
+SHLIB_LINK  = -lstdc++ -lcurl -lcrypto -lrdkafka
 
 # CI and scripts/test.sh build with WERROR=1.
 ifdef WERROR

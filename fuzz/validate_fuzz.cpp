@@ -1,5 +1,5 @@
-// libFuzzer target for src/core/validate: endpoint_name, url, headers and secret on arbitrary
-// bytes. Besides "no crash, no sanitizer report", each accepted value is checked against the
+// libFuzzer target for src/core/validate: endpoint_name, url (also as a kafka:// URL), headers,
+// secret and kafka_settings on arbitrary bytes. Besides "no crash, no sanitizer report", each accepted value is checked against the
 // rules the header promises, with code written independently of validate.cpp, and every message
 // must be printable ASCII (they go straight into ereport and the server log).
 // Built and run by scripts/fuzz.sh.
@@ -66,7 +66,20 @@ void check_url(std::string_view s) {
     const std::string lower = ascii_lower(s.substr(0, 8));
     const bool http = lower.rfind("http://", 0) == 0;
     const bool https = lower.rfind("https://", 0) == 0;
-    FUZZ_CHECK(http || https, "accepted URL starts with http:// or https://");
+    if (lower == "kafka://") {
+        // kafka://brokers/topic: no credentials, query or fragment; a topic of Kafka's characters.
+        const std::string_view rest = s.substr(8);
+        const std::size_t slash = rest.find('/');
+        FUZZ_CHECK(slash != std::string_view::npos && slash > 0, "accepted kafka URL has brokers and a topic");
+        FUZZ_CHECK(rest.find_first_of("@?#") == std::string_view::npos, "accepted kafka URL: no credentials, query, fragment");
+        const std::string_view topic = rest.substr(slash + 1);
+        FUZZ_CHECK(!topic.empty() && topic.size() <= 249 && topic != "." && topic != "..", "accepted kafka topic length");
+        for (char c : topic)
+            FUZZ_CHECK(alnum(c) || c == '.' || c == '_' || c == '-', "accepted kafka topic characters");
+        FUZZ_CHECK(!v::url_origin(s).empty(), "an accepted kafka URL has an origin");
+        return;
+    }
+    FUZZ_CHECK(http || https, "accepted URL starts with http://, https:// or kafka://");
     const std::size_t host_at = http ? 7 : 8;
     FUZZ_CHECK(s.size() > host_at && s[host_at] != '/' && s[host_at] != '?', "accepted URL has an authority");
     FUZZ_CHECK(s.find('#') == std::string_view::npos, "accepted URL has no fragment");
@@ -124,6 +137,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size
     check_url(s);
     check_headers(s);
     check_secret(s);
+    check_messages(v::kafka_settings(s));
+    if (s.substr(0, 8) != "kafka://")
+        check_url("kafka://" + std::string(s));
     // A secret-looking variant, so that mutations of any input also reach the base64 rules.
     if (s.substr(0, 6) != "whsec_")
         check_secret("whsec_" + std::string(s));

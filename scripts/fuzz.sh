@@ -60,7 +60,7 @@ for src in "${CORE_SOURCES[@]}"; do
     echo "$CXX ${COMMON[*]} -fsanitize=fuzzer-no-link -c $src -o $obj"
 done | run_all || { echo "fuzz.sh: building src/core failed"; exit 1; }
 for t in $TARGETS; do
-    echo "$CXX ${COMMON[*]} -fsanitize=fuzzer -Wall -Wextra -Werror fuzz/$t.cpp $BUILD/obj/*.o -o $BUILD/bin/$t -lcurl -lcrypto"
+    echo "$CXX ${COMMON[*]} -fsanitize=fuzzer -Wall -Wextra -Werror fuzz/$t.cpp $BUILD/obj/*.o -o $BUILD/bin/$t -lcurl -lcrypto -lrdkafka"
 done | run_all || { echo "fuzz.sh: building the fuzz targets failed"; exit 1; }
 echo "fuzz.sh: built $(wc -w <<<"$TARGETS") targets in $((SECONDS - start))s"
 
@@ -76,6 +76,8 @@ seed validate_fuzz url 'https://example.com/hooks/orders?tenant=7'
 seed validate_fuzz url6 'http://[::1]:8080/h'
 seed validate_fuzz headers '{"Authorization":"Bearer abc","X-Tenant":"7"}'
 seed validate_fuzz secret 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw'
+seed validate_fuzz kafka 'kafka://b1.example.com:9092,[::1]:9093,10.0.0.7/orders.v1'
+seed validate_fuzz kafka_settings '{"compression.type":"lz4","linger.ms":5,"sasl.mechanism":"SCRAM-SHA-256","sasl.password":"x"}'
 seed validate_fuzz secret64 'whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODkrLw'
 
 seed json_render_fuzz escapes 'hello "world"\n\t\\ \x01\x1f\x7f'

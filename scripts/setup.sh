@@ -10,6 +10,9 @@ SUDO=""
 packages=(
     postgresql-15 postgresql-server-dev-15 postgresql-client-15 postgresql-contrib
     libcurl4-openssl-dev libssl-dev nlohmann-json3-dev googletest libgtest-dev
+    # the Kafka sink (librdkafka, with rdkafka_mock.h for the tests' mock cluster) and kcat,
+    # the tests' independent consumer
+    librdkafka-dev kcat pkg-config
     g++ make cmake clang-14 llvm-14 python3 ca-certificates nodejs
     # scripts/fuzz.sh: libFuzzer and clang's sanitizer runtimes (only recommended by clang-14,
     # which --no-install-recommends skips); llvm-14 has llvm-symbolizer-14 for the reports.

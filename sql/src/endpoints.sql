@@ -1,11 +1,15 @@
 -- ---------------------------------------------------------------------------------------------
 -- Endpoints
 
+-- A kafka:// URL delivers to a Kafka topic (README, "Kafka"): kafka_settings holds the
+-- librdkafka settings it allows (core/kafka_config.hpp); such an endpoint has no headers and no
+-- secret.
 CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
     name text, url text, headers jsonb DEFAULT '{}', secret text DEFAULT NULL,
     batch_size int DEFAULT @default:batch_size@, max_attempts int DEFAULT @default:max_attempts@,
     timeout_ms int DEFAULT @default:timeout_ms@, max_in_flight int DEFAULT @default:max_in_flight@,
-    retry_base_ms int DEFAULT @default:retry_base_ms@, retry_max_ms int DEFAULT @default:retry_max_ms@)
+    retry_base_ms int DEFAULT @default:retry_base_ms@, retry_max_ms int DEFAULT @default:retry_max_ms@,
+    kafka_settings jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -18,37 +22,42 @@ BEGIN
     PERFORM pg_sync._require(create_endpoint.max_in_flight, 'max_in_flight');
     PERFORM pg_sync._require(create_endpoint.retry_base_ms, 'retry_base_ms');
     PERFORM pg_sync._require(create_endpoint.retry_max_ms, 'retry_max_ms');
+    PERFORM pg_sync._require(create_endpoint.kafka_settings, 'kafka_settings');
     PERFORM pg_sync._check_endpoint(create_endpoint.name, create_endpoint.url,
         create_endpoint.headers, create_endpoint.secret, create_endpoint.batch_size,
         create_endpoint.max_attempts, create_endpoint.timeout_ms, create_endpoint.max_in_flight,
-        create_endpoint.retry_base_ms, create_endpoint.retry_max_ms);
+        create_endpoint.retry_base_ms, create_endpoint.retry_max_ms, create_endpoint.kafka_settings);
     IF EXISTS (SELECT FROM pg_sync._endpoints e WHERE e.name = create_endpoint.name) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', create_endpoint.name
             USING ERRCODE = 'duplicate_object',
                   HINT = 'Use pg_sync.alter_endpoint() to change it.';
     END IF;
     INSERT INTO pg_sync._endpoints (name, url, headers, secret, batch_size, max_attempts,
-                                    timeout_ms, max_in_flight, retry_base_ms, retry_max_ms)
+                                    timeout_ms, max_in_flight, retry_base_ms, retry_max_ms,
+                                    kafka_settings)
     VALUES (create_endpoint.name, create_endpoint.url, create_endpoint.headers,
             create_endpoint.secret, create_endpoint.batch_size, create_endpoint.max_attempts,
             create_endpoint.timeout_ms, create_endpoint.max_in_flight,
-            create_endpoint.retry_base_ms, create_endpoint.retry_max_ms);
+            create_endpoint.retry_base_ms, create_endpoint.retry_max_ms,
+            create_endpoint.kafka_settings);
     PERFORM pg_sync._wake(true);
 END
 $$;
 
 -- NULL leaves a setting unchanged; secret => '' removes the secret, headers => '{}' removes
--- all headers. Credentials never follow a URL to another origin: a url of another origin
--- (scheme, host, port) is refused unless the same call gives headers (when the endpoint has
--- any) and secret (when it has one) again, so that no admin can point another admin's endpoint
--- at a host of their choosing and receive its Authorization header or signed payloads.
+-- all headers, kafka_settings => '{}' all Kafka settings. Credentials never follow a URL to
+-- another origin: a url of another origin (scheme, host, port; for Kafka, the broker list) is
+-- refused unless the same call gives headers (when the endpoint has any), secret (when it has
+-- one) and kafka_settings (when it has any: they can hold SASL credentials) again, so that no
+-- admin can point another admin's endpoint at a host of their choosing and receive its
+-- Authorization header, signed payloads or SASL password.
 -- A url change sends the rows of every table tracked for the endpoint somewhere else: the caller
 -- must be able to read them all (the same right track() asks for).
 -- pg_sync.alter_endpoint() is C (pg_sync_with_caller, src/pg/sql_api.cpp): it runs this as the
 -- extension's owner with the real caller (current_user) as the last argument.
 CREATE OR REPLACE FUNCTION pg_sync._alter_endpoint(
     name text, url text, headers jsonb, secret text, batch_size int, max_attempts int, timeout_ms int,
-    max_in_flight int, retry_base_ms int, retry_max_ms int, caller regrole)
+    max_in_flight int, retry_base_ms int, retry_max_ms int, kafka_settings jsonb, caller regrole)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -57,11 +66,16 @@ DECLARE
 BEGIN
     SELECT * INTO ep FROM pg_sync._endpoints e
      WHERE e.id = pg_sync._endpoint_id(_alter_endpoint.name, 'no key update');
-    PERFORM pg_sync._check_endpoint(NULL, _alter_endpoint.url, _alter_endpoint.headers,
-        nullif(_alter_endpoint.secret, ''), _alter_endpoint.batch_size, _alter_endpoint.max_attempts,
+    -- The URL is checked with the headers, secret and Kafka settings the endpoint will have
+    -- (which go with which kind of URL).
+    PERFORM pg_sync._check_endpoint(NULL, coalesce(_alter_endpoint.url, ep.url),
+        coalesce(_alter_endpoint.headers, ep.headers),
+        CASE WHEN _alter_endpoint.secret IS NULL THEN ep.secret ELSE nullif(_alter_endpoint.secret, '') END,
+        _alter_endpoint.batch_size, _alter_endpoint.max_attempts,
         _alter_endpoint.timeout_ms, _alter_endpoint.max_in_flight,
         coalesce(_alter_endpoint.retry_base_ms, ep.retry_base_ms),
-        coalesce(_alter_endpoint.retry_max_ms, ep.retry_max_ms));
+        coalesce(_alter_endpoint.retry_max_ms, ep.retry_max_ms),
+        coalesce(_alter_endpoint.kafka_settings, ep.kafka_settings));
     IF _alter_endpoint.url IS NOT NULL AND _alter_endpoint.url IS DISTINCT FROM ep.url THEN
         SELECT t.tbl INTO unreadable FROM pg_sync._tracked t
          WHERE t.endpoint_id = ep.id AND NOT has_table_privilege(caller, t.tbl, 'SELECT')
@@ -77,17 +91,19 @@ BEGIN
     IF _alter_endpoint.url IS NOT NULL
        AND pg_sync._url_origin(_alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
        AND (ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
-            OR ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL) THEN
+            OR ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL
+            OR ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL) THEN
         RAISE EXCEPTION 'the new URL of endpoint % is on another origin: its % must be given again',
                         pg_sync._quote(_alter_endpoint.name),
-                        CASE WHEN ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
-                                  AND ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'headers and secret'
-                             WHEN ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'secret'
-                             ELSE 'headers' END
+                        array_to_string(ARRAY[
+                            CASE WHEN ep.headers <> '{}' AND _alter_endpoint.headers IS NULL THEN 'headers' END,
+                            CASE WHEN ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'secret' END,
+                            CASE WHEN ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL
+                                 THEN 'kafka_settings' END], ' and ')
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('The endpoint''s headers and secret were given for %s; they are not sent to %s unless the same call gives them.',
+                  DETAIL = format('The endpoint''s headers, secret and kafka_settings were given for %s; they are not sent to %s unless the same call gives them.',
                                   pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url)),
-                  HINT = 'Pass headers => ... and secret => ... with the new url (headers => ''{}'' and secret => '''' drop them).';
+                  HINT = 'Pass headers => ..., secret => ... and kafka_settings => ... with the new url (headers => ''{}'', secret => '''' and kafka_settings => ''{}'' drop them).';
     END IF;
     UPDATE pg_sync._endpoints e SET
         url           = coalesce(_alter_endpoint.url, e.url),
@@ -99,7 +115,8 @@ BEGIN
         timeout_ms    = coalesce(_alter_endpoint.timeout_ms, e.timeout_ms),
         max_in_flight = coalesce(_alter_endpoint.max_in_flight, e.max_in_flight),
         retry_base_ms = coalesce(_alter_endpoint.retry_base_ms, e.retry_base_ms),
-        retry_max_ms  = coalesce(_alter_endpoint.retry_max_ms, e.retry_max_ms)
+        retry_max_ms  = coalesce(_alter_endpoint.retry_max_ms, e.retry_max_ms),
+        kafka_settings = coalesce(_alter_endpoint.kafka_settings, e.kafka_settings)
      WHERE e.id = ep.id;
     PERFORM pg_sync._wake(true);
 END
@@ -108,7 +125,8 @@ $$;
 CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
     name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
     batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
-    max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL)
+    max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL,
+    kafka_settings jsonb DEFAULT NULL)
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
 
 CREATE OR REPLACE FUNCTION pg_sync.drop_endpoint(name text, force bool DEFAULT false) RETURNS void

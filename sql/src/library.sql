@@ -36,11 +36,13 @@ CREATE OR REPLACE FUNCTION pg_sync._session_settings() RETURNS text[]
 -- NULL arguments are "not being set" and are not checked.
 CREATE OR REPLACE FUNCTION pg_sync._check_endpoint(name text, url text, headers jsonb, secret text,
                                         batch_size int, max_attempts int, timeout_ms int,
-                                        max_in_flight int, retry_base_ms int, retry_max_ms int)
+                                        max_in_flight int, retry_base_ms int, retry_max_ms int,
+                                        kafka_settings jsonb)
     RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pg_sync_check_endpoint';
 
 -- The origin of an http(s) URL: lower-case scheme and host, and the port (the scheme's default
--- when none is given), e.g. 'https://example.com:443'. NULL for a URL that is not valid.
+-- when none is given), e.g. 'https://example.com:443'; of a kafka URL, every broker:
+-- 'kafka://b1:9092,b2:9092'. NULL for a URL that is not valid.
 CREATE OR REPLACE FUNCTION pg_sync._url_origin(url text) RETURNS text
     LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pg_sync_url_origin';
 

@@ -16,7 +16,8 @@ CREATE TABLE pg_sync._endpoints (
     retry_max_ms  int NOT NULL,
     paused        bool NOT NULL DEFAULT false,
     paused_reason text,
-    created_at    timestamptz NOT NULL DEFAULT now()
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    kafka_settings jsonb NOT NULL DEFAULT '{}' -- kafka:// endpoints: librdkafka settings
 );
 
 -- One row per (table, endpoint). Column lists are kept by name (what the capture trigger and

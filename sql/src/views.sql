@@ -1,6 +1,6 @@
 -- ---------------------------------------------------------------------------------------------
 -- Views. They run with the owner's rights, so monitors need no access to the tables; none
--- shows a secret or a header value.
+-- shows a secret, a header value or a Kafka setting's value.
 
 -- Monitors (pgsync_monitor without pgsync_admin) see metadata only (pg_sync._sees_data()):
 -- no row data (keys are data too), and of a URL only its origin, since a URL's path or query
@@ -12,7 +12,8 @@ SELECT e.name,
        ARRAY(SELECT k FROM jsonb_object_keys(e.headers) k ORDER BY k) AS header_names,
        e.secret IS NOT NULL AS has_secret,
        e.batch_size, e.max_attempts, e.timeout_ms, e.max_in_flight, e.retry_base_ms,
-       e.retry_max_ms, e.paused, e.paused_reason, e.created_at
+       e.retry_max_ms, e.paused, e.paused_reason, e.created_at,
+       ARRAY(SELECT k FROM jsonb_object_keys(e.kafka_settings) k ORDER BY k) AS kafka_setting_names
   FROM pg_sync._endpoints e;
 
 CREATE OR REPLACE VIEW pg_sync.tracked_tables AS

@@ -15,6 +15,14 @@
 -- again, which records the author.
 ALTER TABLE pg_sync._tracked ADD COLUMN filter_role regrole, ADD COLUMN filter_settings text[];
 
+-- Kafka endpoints (kafka:// URLs): their librdkafka settings, a new last parameter of
+-- create_endpoint, alter_endpoint and the functions behind them.
+ALTER TABLE pg_sync._endpoints ADD COLUMN kafka_settings jsonb NOT NULL DEFAULT '{}';
+DROP FUNCTION IF EXISTS pg_sync.create_endpoint(text, text, jsonb, text, int, int, int, int, int, int);
+DROP FUNCTION IF EXISTS pg_sync.alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int);
+DROP FUNCTION IF EXISTS pg_sync._alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, regrole);
+DROP FUNCTION IF EXISTS pg_sync._check_endpoint(text, text, jsonb, text, int, int, int, int, int, int);
+
 -- New signatures or OUT parameters (CREATE OR REPLACE cannot change them).
 DROP FUNCTION IF EXISTS pg_sync._check_filter(regclass, text);
 DROP FUNCTION IF EXISTS pg_sync._track(regclass, text, text[], text[], text[], text);

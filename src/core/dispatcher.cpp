@@ -1,6 +1,8 @@
 #include "core/dispatcher.hpp"
 
 #include "core/envelope.hpp"
+#include "core/kafka_config.hpp"
+#include "core/kafka_records.hpp"
 #include "core/scheduler.hpp"
 #include "core/signature.hpp"
 
@@ -255,15 +257,23 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const std::vector<Q
         r.url = c.url;
         r.timeout_ms = c.timeout_ms;
         r.group = id; // the HTTP client shares its connections fairly between endpoints
-        envelope::append_body(r.body, body_events);
         f.webhook_id = signature::webhook_id(f.ids, scope_);
-        r.headers = c.header_lines;
-        for (const signature::Header &h : signature::headers(f.webhook_id, now_s, r.body, c.key))
-            r.headers.push_back(h.line());
+        if (kafka::is_kafka_url(c.url)) {
+            // One Kafka record per event instead of a body (core/kafka_records.hpp).
+            kafka::build_records(body_events, r.records);
+            r.settings = c.kafka_settings;
+            for (const sink::Record &record : r.records)
+                f.body_bytes += record.value.size();
+        } else {
+            envelope::append_body(r.body, body_events);
+            r.headers = c.header_lines;
+            for (const signature::Header &h : signature::headers(f.webhook_id, now_s, r.body, c.key))
+                r.headers.push_back(h.line());
+            f.body_bytes = r.body.size();
+        }
         for (std::int64_t eid : f.ids)
             ep.in_flight_ids.insert(eid);
         ep.in_flight_requests++;
-        f.body_bytes = r.body.size();
         ep.in_flight_bytes += f.body_bytes;
         ep.dirty = true;
         requests_.emplace(r.token, std::move(f));
@@ -321,12 +331,19 @@ std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, 
     case retry::Verdict::Retry:
     case retry::Verdict::DeadLetter:
         // Per event: the ones that used up max_attempts become dead letters, the others wait.
+        // A record transport says per record what became of it (sink::Completion::records):
+        // written ones are delivered, refused ones dead letters at once.
         for (std::size_t k = 0; k < f.ids.size(); ++k) {
-            if (f.attempts[k] + 1 >= ep.config.policy.max_attempts)
+            const sink::RecordResult result =
+                k < completion.records.size() ? completion.records[k] : sink::RecordResult::NotWritten;
+            if (result == sink::RecordResult::Written)
+                o.delivered.push_back(f.ids[k]);
+            else if (result == sink::RecordResult::Rejected || f.attempts[k] + 1 >= ep.config.policy.max_attempts)
                 o.dead.push_back(f.ids[k]);
             else
                 o.retry.push_back(f.ids[k]);
         }
+        st.delivered += std::int64_t(o.delivered.size());
         if (!o.retry.empty() && o.verdict == retry::Verdict::DeadLetter) {
             // Some events of the request still have attempts left: they need a delay.
             o.delay_ms = retry::backoff_ms(ep.config.policy, attempt, random_);

@@ -5,7 +5,8 @@
 // and moves requests and completions between this class and a transport (core/sink.hpp).
 //
 // Nothing here decides that an event is gone: the worker deletes an event from the queue only
-// when an Outcome lists it as delivered, i.e. after a 2xx for the request that carried it.
+// when an Outcome lists it as delivered, i.e. after a 2xx for the request that carried it, or
+// (Kafka) after the acknowledgement of its record with acks=all.
 #pragma once
 
 #include "core/endpoint_defaults.hpp"
@@ -29,6 +30,7 @@ struct EndpointConfig {
     std::string url;
     std::vector<std::string> header_lines; // "Name: value", validated when configured
     std::optional<std::string> key;        // decoded webhook secret; none: unsigned
+    std::string kafka_settings;            // kafka:// endpoints: librdkafka settings (JSON object)
     std::size_t batch_size = endpoint_defaults::batch_size;
     std::size_t max_in_flight = endpoint_defaults::max_in_flight;
     long timeout_ms = endpoint_defaults::timeout_ms;
@@ -54,7 +56,7 @@ struct QueuedEvent {
 struct Outcome {
     std::int32_t endpoint_id = 0;
     retry::Verdict verdict = retry::Verdict::Success;
-    std::vector<std::int64_t> delivered; // 2xx: delete
+    std::vector<std::int64_t> delivered; // 2xx, or records written: delete
     std::vector<std::int64_t> retry;     // attempts + 1, next attempt after delay_ms
     std::vector<std::int64_t> dead;      // attempts + 1, move to dead letters
     std::uint64_t delay_ms = 0;

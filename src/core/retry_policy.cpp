@@ -102,6 +102,7 @@ void append_detail(std::string &reason, std::string_view detail) {
 const char *transport_reason(Transport t) {
     switch (t) {
     case Transport::Ok:
+    case Transport::Delivered:
         break;
     case Transport::Timeout:
         return "timeout";
@@ -115,6 +116,8 @@ const char *transport_reason(Transport t) {
         return "connection lost";
     case Transport::Blocked:
         return "target address not allowed (pg_sync.allow_private_targets is off)";
+    case Transport::Rejected:
+        return "rejected";
     case Transport::Other:
         break;
     }
@@ -230,6 +233,8 @@ Outcome classify(const Response &response, int attempt, const Policy &policy, st
                  const Random &random) {
     Outcome out;
     const int status = response.status;
+    if (response.transport == Transport::Delivered)
+        return out; // Success
     if (response.transport == Transport::Ok) {
         if (status >= 200 && status < 300)
             return out; // Success
@@ -248,7 +253,8 @@ Outcome classify(const Response &response, int attempt, const Policy &policy, st
     }
     append_detail(out.reason, response.detail);
 
-    if (attempt >= policy.max_attempts) {
+    // Refused for good: another attempt would get the same answer.
+    if (attempt >= policy.max_attempts || response.transport == Transport::Rejected) {
         out.verdict = Verdict::DeadLetter;
         return out;
     }

@@ -62,15 +62,17 @@ std::optional<std::uint64_t> parse_retry_after_ms(std::string_view value, std::i
 
 // --- Outcome of one attempt ----------------------------------------------------------------------
 
-// How a request ended below HTTP.
+// How a request ended below HTTP (or, for a record transport such as Kafka, how its records did).
 enum class Transport {
     Ok,             // a complete response arrived; its status decides
+    Delivered,      // record transports: every record acknowledged (no status)
     Timeout,        // connect or total timeout (timeout_ms)
     Connect,        // TCP connect failed: refused, unreachable
     Dns,            // the host name did not resolve
     Tls,            // TLS handshake or certificate verification failed
     ConnectionLost, // reset, or closed before a complete response
     Blocked,        // target address refused by pg_sync.allow_private_targets = off
+    Rejected,       // record transports: refused for good (too large, unknown topic, not authorized)
     Other,          // any other libcurl failure
 };
 
@@ -102,8 +104,9 @@ struct Outcome {
     bool is_failure() const { return verdict == Verdict::Retry || verdict == Verdict::DeadLetter; }
 };
 
-// The verdict on attempt number `attempt` (1-based, this one included) of a request. 2xx is
-// Success and 410 is Gone whatever the attempt; every other status (1xx, 3xx, 4xx, 5xx) and every
+// The verdict on attempt number `attempt` (1-based, this one included) of a request. 2xx (and
+// Transport::Delivered) is Success, 410 is Gone and Transport::Rejected is DeadLetter whatever the
+// attempt; every other status (1xx, 3xx, 4xx, 5xx) and every
 // transport failure is Retry, or DeadLetter once attempt >= max_attempts. The delay is
 // backoff_ms(policy, attempt, random); on 429 and 503 a valid Retry-After (clamped to max_ms) can
 // only lengthen it: delay_ms = max(Retry-After, backoff). A receiver answering "Retry-After: 0" or

@@ -8,10 +8,11 @@
 // The dispatcher (core/dispatcher.hpp) plans Requests and turns Completions into queue
 // outcomes; the loop (src/pg/delivery_loop.cpp) moves them between the dispatcher and a Sink and
 // knows nothing else about the transport. HTTP over libcurl (core/http_client.hpp) is one Sink;
-// another transport (Kafka, ...) implements the same interface: it maps a Request onto its own
-// protocol (url: where to, headers, body: what) and reports every submitted request exactly once
-// as a Completion, with a transport failure category and, when the protocol has one, a status
-// that core/retry_policy.hpp classifies (2xx: delivered).
+// Kafka over librdkafka (core/kafka_sink.hpp) is another: it takes the Request's records (one per
+// event) instead of its body. A transport maps a Request onto its own protocol (url: where to;
+// headers and body, or records: what) and reports every submitted request exactly once as a
+// Completion, with a transport failure category and, when the protocol has one, a status that
+// core/retry_policy.hpp classifies (2xx: delivered; Transport::Delivered: every record written).
 #pragma once
 
 #include "core/retry_policy.hpp"
@@ -21,16 +22,36 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pg_sync::sink {
+
+// One event as a record of a record transport (Kafka): core/kafka_records.hpp builds them.
+struct Record {
+    std::optional<std::string> key; // none: a record without key
+    std::string value;
+    std::vector<std::pair<std::string, std::string>> headers;
+    // Earlier records of the same request that must be written before this one is sent (its
+    // predecessors in per-key order, docs/design.md Guarantee 4), as indexes into records.
+    std::vector<std::uint32_t> after;
+};
+
+// What became of each record of a request that did not succeed as a whole.
+enum class RecordResult : std::uint8_t {
+    NotWritten, // not sent, or failed with an error that may pass: try again
+    Written,    // acknowledged by the target: delivered
+    Rejected,   // refused for good (too large, unknown topic, not authorized): a dead letter
+};
 
 // One request planned by the dispatcher: a batch of events of one endpoint.
 struct Request {
     std::uint64_t token = 0; // the caller's handle, returned in the Completion
     std::string url;
     std::vector<std::string> headers; // "Name: value" lines (HTTP adds Content-Type itself)
-    std::string body;
+    std::string body;                 // HTTP: {"events":[...]}; empty when records are given
+    std::vector<Record> records;      // record transports (kafka:// URLs): one per event, in id order
+    std::string settings;             // the transport's own settings (Kafka: a JSON object), or empty
     long timeout_ms = 10000; // connect and total, counted from the moment the transport starts it
     std::int64_t group = 0;  // fair-share unit (the worker: the endpoint id)
 };
@@ -43,6 +64,9 @@ struct Completion {
     std::optional<std::string> retry_after;
     std::string detail;            // the transport's error text, or the start of the response
     std::uint64_t duration_us = 0; // submit to completion (waiting for a connection included)
+    // Record transports, when the request did not succeed as a whole: one per record, in order.
+    // Empty: every event of the request shares the verdict.
+    std::vector<RecordResult> records;
 
     // The view retry::classify takes; valid while this Completion lives.
     retry::Response response() const;

@@ -1,6 +1,9 @@
 #include "core/validate.hpp"
 
+#include "core/kafka_config.hpp"
+
 #include <curl/curl.h>
+#include <librdkafka/rdkafka.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -98,8 +101,14 @@ Problem url(std::string_view text) {
         return problem("invalid endpoint URL \"" + shown(text) + "\"", "It does not start with a scheme and \"://\".",
                        "Give an absolute URL such as https://example.com/hook.");
     const std::string declared = lower(text.substr(0, sep));
+    if (declared == "kafka") {
+        std::string message, detail;
+        if (!kafka::parse_url(text, &message, &detail))
+            return problem(message, detail);
+        return {};
+    }
     if (declared != "http" && declared != "https")
-        return problem("endpoint URL scheme must be http or https", "The URL uses \"" + shown(declared) + "\".");
+        return problem("endpoint URL scheme must be http, https or kafka", "The URL uses \"" + shown(declared) + "\".");
     if (sep + 3 >= text.size() || text[sep + 3] == '/' || text[sep + 3] == '?' || text[sep + 3] == '#')
         return problem("endpoint URL has no host");
     if (text.find('#') != std::string_view::npos)
@@ -134,6 +143,8 @@ Problem url(std::string_view text) {
 std::string url_origin(std::string_view text) {
     if (!url(text).ok())
         return {};
+    if (kafka::is_kafka_url(text))
+        return kafka::parse_url(text, nullptr)->origin();
     const std::string s(text);
     std::unique_ptr<CURLU, CurlUrlDeleter> u(curl_url());
     if (!u)
@@ -242,6 +253,37 @@ Problem secret(std::string_view s) {
     if (n < 24 || n > 64)
         return problem("secret must encode 24 to 64 bytes",
                        "It encodes " + std::to_string(n) + " bytes.", std::string(hint_text));
+    return {};
+}
+
+Problem kafka_settings(std::string_view json_text) {
+    std::string message, hint;
+    const std::optional<kafka::Settings> settings = kafka::parse_settings(json_text, &message, &hint);
+    if (!settings)
+        return problem(message, {}, hint);
+    // librdkafka itself checks each value (names, enumerations, ranges), with its own words.
+    std::unique_ptr<rd_kafka_conf_t, void (*)(rd_kafka_conf_t *)> conf(rd_kafka_conf_new(), &rd_kafka_conf_destroy);
+    for (const auto &kv : *settings) {
+        char error[512] = {0};
+        if (rd_kafka_conf_set(conf.get(), kv.first.c_str(), kv.second.c_str(), error, sizeof error) != RD_KAFKA_CONF_OK)
+            return problem("invalid value for kafka setting \"" + shown(kv.first) + "\"", "librdkafka: " + shown(error) + ".");
+    }
+    return {};
+}
+
+Problem transport_options(std::string_view url, bool has_headers, bool has_secret, bool has_kafka_settings) {
+    if (kafka::is_kafka_url(url)) {
+        if (has_headers)
+            return problem("a kafka endpoint has no headers", "Kafka records carry the headers id, op and table.",
+                           "Pass headers => '{}'; SASL credentials go in kafka_settings.");
+        if (has_secret)
+            return problem("a kafka endpoint has no secret", "Kafka records are not signed.",
+                           "Pass secret => '' to drop it; SASL credentials go in kafka_settings.");
+        return {};
+    }
+    if (has_kafka_settings)
+        return problem("kafka_settings apply to kafka:// endpoints only", {},
+                       "Pass kafka_settings => '{}' to drop them.");
     return {};
 }
 

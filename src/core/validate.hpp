@@ -1,4 +1,5 @@
-// Validation of endpoint settings: names, URLs, headers, secrets and numeric limits.
+// Validation of endpoint settings: names, URLs, headers, secrets, Kafka settings and numeric
+// limits.
 // PostgreSQL-free; the SQL functions call it through src/pg/sql_api.cpp.
 #pragma once
 
@@ -37,12 +38,19 @@ inline constexpr std::size_t kMaxEndpointNameLength = 63;
 
 Problem endpoint_name(std::string_view name);
 // http or https, parses with libcurl's URL API, has a host, no credentials, no fragment,
-// printable ASCII only.
+// printable ASCII only; or kafka://brokers/topic (core/kafka_config.hpp).
 Problem url(std::string_view url);
 // The origin of a URL that url() accepts: "scheme://host:port" with scheme and host in lower
-// case and the port explicit (80 for http, 443 for https when none is given). Empty when url()
-// would refuse it. Credentials given for one origin must not follow the URL to another.
+// case and the port explicit (80 for http, 443 for https when none is given); for kafka, every
+// broker: "kafka://host1:9092,host2:9092". Empty when url() would refuse it. Credentials given
+// for one origin must not follow the URL to another.
 std::string url_origin(std::string_view url);
+// kafka_settings: a JSON object of allowed librdkafka settings (core/kafka_config.hpp) whose
+// values librdkafka accepts.
+Problem kafka_settings(std::string_view json_text);
+// What goes with which URL: a kafka:// endpoint has no headers and no secret (nothing signs a
+// Kafka record), an http(s) one no kafka_settings.
+Problem transport_options(std::string_view url, bool has_headers, bool has_secret, bool has_kafka_settings);
 // A JSON object (as text) of header name -> string value; names are HTTP tokens and not
 // reserved (Content-Type, Content-Length, Host, webhook-*, ...); values printable ASCII.
 Problem headers(std::string_view json_text);

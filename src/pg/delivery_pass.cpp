@@ -99,6 +99,7 @@ void load_endpoints(DeliveryWorker &w) {
         c.paused = int_or(r.paused, 0) != 0;
         if (!r.header_lines.null)
             c.header_lines = worker::split_header_lines(std::string_view(r.header_lines.data, std::size_t(r.header_lines.len)));
+        c.kafka_settings = text(r.kafka_settings).value_or("");
         endpoints.push_back(std::move(c));
     }
     postgres_call([&] { qs::release_rows(); });

@@ -1,7 +1,8 @@
 // The delivery worker of one database: the process's entry point. It claims its slot, connects,
-// builds the transport (HTTP over libcurl, core/http_client.hpp) and the worker's state
-// (delivery.hpp), and runs the loop (delivery_loop.cpp), which runs the passes
-// (delivery_pass.cpp) over the queue store (queue_store.cpp).
+// builds the transport (HTTP over libcurl, core/http_client.hpp, and Kafka over librdkafka,
+// core/kafka_sink.hpp, behind core/sink_router.hpp) and the worker's state (delivery.hpp), and
+// runs the loop (delivery_loop.cpp), which runs the passes (delivery_pass.cpp) over the queue
+// store (queue_store.cpp).
 //
 // Errors: this process installs no PostgreSQL error handler (PG_exception_stack is NULL), so an
 // ERROR outside a pass is promoted to FATAL and the process exits through proc_exit without
@@ -11,6 +12,8 @@
 #include "pg/pg_prelude.hpp"
 
 #include "core/http_client.hpp"
+#include "core/kafka_sink.hpp"
+#include "core/sink_router.hpp"
 #include "pg/delivery.hpp"
 #include "pg/workers.hpp"
 
@@ -27,6 +30,7 @@ namespace {
 
 WorkerSlot *slot = nullptr;
 http::Client *http_client = nullptr;
+kafka::Sink *kafka_sink = nullptr;
 
 void release_slot(int, Datum) {
     if (slot) {
@@ -44,9 +48,17 @@ http::Options http_options() {
     return o;
 }
 
+kafka::Options kafka_options() {
+    kafka::Options o;
+    o.allow_private_targets = settings.allow_private_targets;
+    o.client_id = "pg_sync/" PG_SYNC_VERSION;
+    return o;
+}
+
 // SIGHUP: settings the transport and the dispatcher hold.
 void settings_reloaded(DeliveryWorker &w) {
     http_client->set_options(http_options());
+    kafka_sink->set_options(kafka_options());
     w.dispatcher.set_failure_threshold(settings.circuit_failure_threshold);
 }
 
@@ -98,11 +110,14 @@ extern "C" void pg_sync_worker_main(Datum arg) {
     char failure[256] = {0};
     try {
         const std::string scope = std::to_string(GetSystemIdentifier()) + "/" + std::to_string(dboid);
-        // Both live as long as the process (proc_exit does not unwind this frame).
+        // All live as long as the process (proc_exit does not unwind this frame). The Kafka
+        // sink starts librdkafka only when a kafka:// endpoint has something to send.
         http_client = new pg_sync::http::Client(http_options());
+        kafka_sink = new pg_sync::kafka::Sink(kafka_options());
+        auto *transport = new pg_sync::sink::Router(*http_client, *kafka_sink);
         DeliveryWorker *worker =
             new DeliveryWorker(scope, std::uint64_t(MyProcPid) ^ std::uint64_t(GetCurrentTimestamp()),
-                               settings.circuit_failure_threshold, *http_client);
+                               settings.circuit_failure_threshold, *transport);
         run_delivery_loop(*worker, slot, extension_oid, settings_reloaded);
     } catch (const std::exception &e) {
         snprintf(failure, sizeof failure, "%s", e.what());

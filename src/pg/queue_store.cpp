@@ -44,11 +44,12 @@ struct StatementDef {
 
 // Result columns of the reads, in the order of the enums below.
 enum EndpointCol { E_ID, E_NAME, E_URL, E_SECRET, E_BATCH, E_ATTEMPTS, E_TIMEOUT, E_IN_FLIGHT, E_BASE, E_MAX,
-                   E_PAUSED, E_HEADERS, E_NCOLS };
+                   E_PAUSED, E_HEADERS, E_KAFKA, E_NCOLS };
 const Column endpoint_columns[E_NCOLS] = {
     {"id", INT4OID},           {"name", TEXTOID},          {"url", TEXTOID},          {"secret", TEXTOID},
     {"batch_size", INT4OID},   {"max_attempts", INT4OID},  {"timeout_ms", INT4OID},   {"max_in_flight", INT4OID},
-    {"retry_base_ms", INT4OID}, {"retry_max_ms", INT4OID}, {"paused", BOOLOID},       {"header_lines", TEXTOID}};
+    {"retry_base_ms", INT4OID}, {"retry_max_ms", INT4OID}, {"paused", BOOLOID},       {"header_lines", TEXTOID},
+    {"kafka_settings", TEXTOID}};
 
 enum EventCol { V_ID, V_OP, V_TBL, V_KEY, V_NEW, V_OLD, V_TYPE, V_TXID, V_CAPTURED, V_ATTEMPTS, V_NEXT, V_NCOLS };
 const Column event_columns[V_NCOLS] = {
@@ -63,7 +64,9 @@ const StatementDef statements[S_COUNT] = {
     {"SELECT e.id, e.name, e.url, e.secret, e.batch_size, e.max_attempts, e.timeout_ms, e.max_in_flight,"
      "       e.retry_base_ms, e.retry_max_ms, e.paused,"
      "       (SELECT string_agg(h.key || ': ' || h.value, E'\\n' ORDER BY h.key)"
-     "          FROM pg_catalog.jsonb_each_text(e.headers) h) AS header_lines"
+     "          FROM pg_catalog.jsonb_each_text(e.headers) h) AS header_lines,"
+     // (through to_jsonb: a database not yet updated to 0.3.0 has no such column)
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'kafka_settings' AS kafka_settings"
      "  FROM pg_sync._endpoints e ORDER BY e.id",
      0, {}, SPI_OK_SELECT, endpoint_columns, E_NCOLS},
     // json columns as they are: json is text inside (read the same way), and a cast to text
@@ -442,6 +445,7 @@ int read_endpoints(EndpointRow **rows) {
         e.retry_max_ms = int_at(row, s, E_MAX);
         e.paused = int_at(row, s, E_PAUSED);
         e.header_lines = text_at(row, s, E_HEADERS);
+        e.kafka_settings = text_at(row, s, E_KAFKA);
     }
     MemoryContextSwitchTo(old);
     held_table = SPI_tuptable;

@@ -46,7 +46,7 @@ struct EventRow {
 // A row of pg_sync._endpoints, headers joined as "Name: value" lines separated by '\n'.
 struct EndpointRow {
     Int id, batch_size, max_attempts, timeout_ms, max_in_flight, retry_base_ms, retry_max_ms, paused;
-    Text name, url, secret, header_lines;
+    Text name, url, secret, header_lines, kafka_settings;
 };
 
 // A row of the ring pg_sync._attempts.

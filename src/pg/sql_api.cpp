@@ -6,6 +6,7 @@ extern "C" {
 PG_FUNCTION_INFO_V1(pg_sync_check_endpoint);
 }
 
+#include "core/kafka_config.hpp"
 #include "pg/guard.hpp"
 
 #include <cstring>
@@ -24,17 +25,21 @@ const char *text_arg(FunctionCallInfo fcinfo, int n) {
 } // namespace
 
 // pg_sync._check_endpoint(name, url, headers jsonb, secret, batch_size, max_attempts,
-//                         timeout_ms, max_in_flight, retry_base_ms, retry_max_ms)
+//                         timeout_ms, max_in_flight, retry_base_ms, retry_max_ms,
+//                         kafka_settings jsonb)
 // NULL means "not being set" and is skipped (alter_endpoint passes only what changes, plus
-// the retry pair so that their relation is checked).
+// the retry pair so that their relation is checked, and the URL with the headers, secret and
+// kafka_settings it will have, so that what goes with which URL is checked).
 extern "C" Datum pg_sync_check_endpoint(PG_FUNCTION_ARGS) {
     // All PostgreSQL calls happen here, before any C++ object exists.
     const char *name = text_arg(fcinfo, 0);
     const char *url = text_arg(fcinfo, 1);
     const char *headers = nullptr;
+    bool has_headers = false;
     if (!PG_ARGISNULL(2)) {
         Jsonb *jb = PG_GETARG_JSONB_P(2);
         headers = JsonbToCString(nullptr, &jb->root, VARSIZE(jb));
+        has_headers = !JB_ROOT_IS_SCALAR(jb) && JB_ROOT_COUNT(jb) > 0;
     }
     const char *secret = text_arg(fcinfo, 3);
     long ints[6];
@@ -42,6 +47,13 @@ extern "C" Datum pg_sync_check_endpoint(PG_FUNCTION_ARGS) {
     for (int i = 0; i < 6; ++i) {
         have[i] = !PG_ARGISNULL(4 + i);
         ints[i] = have[i] ? PG_GETARG_INT32(4 + i) : 0;
+    }
+    const char *kafka_settings = nullptr;
+    bool has_kafka_settings = false;
+    if (PG_NARGS() > 10 && !PG_ARGISNULL(10)) {
+        Jsonb *jb = PG_GETARG_JSONB_P(10);
+        kafka_settings = JsonbToCString(nullptr, &jb->root, VARSIZE(jb));
+        has_kafka_settings = !JB_ROOT_IS_SCALAR(jb) && JB_ROOT_COUNT(jb) > 0;
     }
 
     pg_sync::pg::run_cxx(ERRCODE_INVALID_PARAMETER_VALUE, [&]() -> Problem {
@@ -56,6 +68,12 @@ extern "C" Datum pg_sync_check_endpoint(PG_FUNCTION_ARGS) {
                 return p;
         if (secret)
             if (Problem p = v::secret(secret); !p.ok())
+                return p;
+        if (kafka_settings)
+            if (Problem p = v::kafka_settings(kafka_settings); !p.ok())
+                return p;
+        if (url)
+            if (Problem p = v::transport_options(url, has_headers, secret != nullptr, has_kafka_settings); !p.ok())
                 return p;
         const v::Range *ranges[6] = {&v::kBatchSize,  &v::kMaxAttempts, &v::kTimeoutMs,
                                      &v::kMaxInFlight, &v::kRetryBaseMs, &v::kRetryMaxMs};
@@ -193,7 +211,8 @@ PG_FUNCTION_INFO_V1(pg_sync_url_origin);
 extern "C" Datum pg_sync_url_origin(PG_FUNCTION_ARGS) {
     const char *url = text_to_cstring(PG_GETARG_TEXT_PP(0));
     // The C++ result is copied into a fixed buffer before any PostgreSQL call (see guard.hpp).
-    char origin[pg_sync::validate::kMaxUrlLength + 16] = {0};
+    // Room for a Kafka origin too: every broker of the URL with an explicit port.
+    char origin[pg_sync::validate::kMaxUrlLength + 16 + pg_sync::kafka::kMaxBrokers * 6] = {0};
     bool failed = false;
     try {
         const std::string o = pg_sync::validate::url_origin(url);

@@ -120,7 +120,7 @@ TEST(ValidateUrl, RejectsOtherSchemes) {
     for (const char *u : {"file:///etc/passwd", "gopher://example.com/", "ftp://example.com/",
                           "ws://example.com/", "ldap://example.com/", "dict://example.com/"}) {
         const Problem p = validate::url(u);
-        EXPECT_EQ(p.message, "endpoint URL scheme must be http or https") << u;
+        EXPECT_EQ(p.message, "endpoint URL scheme must be http, https or kafka") << u;
     }
     EXPECT_EQ(validate::url("gopher://example.com/").detail, "The URL uses \"gopher\".");
     EXPECT_FALSE(validate::url("javascript:alert(1)").ok());
