@@ -224,7 +224,7 @@ SELECT pg_sync._quote('x');
 SELECT pg_sync._no_endpoint('x');
 SELECT pg_sync._reconcile('ph.orders');
 SELECT pg_sync._check_filter('ph.orders', 'true', current_user::regrole, '{}');
-SELECT pg_sync._check_endpoint('x', 'https://x.example/', '{}', NULL, 1, 1, 100, 1, 1, 1);
+SELECT pg_sync._check_endpoint('x', 'https://x.example/', '{}', NULL, 1, 1, 100, 1, 1, 1, NULL);
 SELECT pg_sync._require(1, 'x');
 SELECT pg_sync._primary_key('ph.orders');
 SELECT * FROM pg_sync._resolve_columns('ph.orders', '{id}', 'columns');
