@@ -33,9 +33,11 @@ struct DeliveryWorker {
     dispatch::Dispatcher dispatcher;
     sink::Sink &transport;
     std::vector<dispatch::Outcome> outcomes; // completed requests not yet recorded (kept until a pass commits them)
+    worker::AckGroup acks;                   // when `outcomes` must be recorded (pg_sync.ack_delay)
     std::set<std::int32_t> touched;          // endpoints with completions since the last pass
+    std::set<std::int32_t> replan;           // endpoints with completions since they were last planned
     dispatch::HeadCache heads;
-    std::vector<sink::Request> to_send; // planned in the pass, submitted after its commit
+    std::vector<sink::Request> to_send; // planned, not yet submitted
     std::uint32_t config_generation = 0;
     bool configured = false;
     TimestampTz next_backfill_check = 0;
@@ -59,6 +61,11 @@ struct PassRequest {
 // one, planned requests abandoned) and the error is copied into *error; returns false.
 bool run_pass(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, const PassRequest &request,
               struct ErrorReport *error);
+
+// Pipelining (no transaction): the endpoints with answers since they were last planned plan
+// from their cached heads and the requests go out at once. Returns whether an endpoint needs a
+// read of its queue (a pass) to plan more.
+bool plan_pipelined(DeliveryWorker &w, std::int64_t now_ms);
 
 // Hooks of the loop into the process (delivery_worker.cpp): settings were reloaded (SIGHUP).
 using SettingsReloaded = void (*)(DeliveryWorker &w);

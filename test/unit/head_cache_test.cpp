@@ -22,7 +22,7 @@ QueuedEvent ev(std::int64_t id, bool dead = false, bool payload = true) {
     return q;
 }
 
-std::vector<std::int64_t> ids(const std::vector<QueuedEvent> &v) {
+std::vector<std::int64_t> ids(const dispatch::Head &v) {
     std::vector<std::int64_t> out;
     for (const QueuedEvent &q : v)
         out.push_back(q.id);
@@ -159,4 +159,48 @@ TEST(HeadCache, RetainAndInvalidateAll) {
     c.invalidate_all();
     EXPECT_FALSE(c.valid(2));
     EXPECT_TRUE(c.events(2).empty());
+}
+
+namespace {
+QueuedEvent read_in_flight(std::int64_t id) {
+    QueuedEvent q = ev(id, false, false);
+    q.in_flight_at_read = true;
+    return q;
+}
+} // namespace
+
+TEST(HeadCache, EventsReadInFlightLeaveWithTheirRequest) {
+    // A read while requests are out keeps their events without payload; their 2xx removes them
+    // and the cache stays valid (planning goes on from it between reads: pipelining).
+    HeadCache c;
+    c.store(1, {read_in_flight(1), read_in_flight(2), ev(3), ev(4)}, {}, 64, false);
+    c.on_outcome(delivered(1, {2}));
+    EXPECT_TRUE(c.valid(1));
+    c.on_outcome(delivered(1, {1}));
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{3, 4}));
+}
+
+TEST(HeadCache, BlockedEventsWithoutPayloadMakeADeliveryInvalidate) {
+    // Read without payload while not in flight (behind a dead letter, a retry or an event in
+    // flight): it needs a read before it can go.
+    HeadCache c;
+    c.store(1, {read_in_flight(1), ev(2, false, false), ev(3)}, {}, 64, false);
+    c.on_outcome(delivered(1, {1}));
+    EXPECT_FALSE(c.valid(1));
+}
+
+TEST(HeadCache, DeliveredEventsLeaveInAnyOrderAndPattern) {
+    HeadCache c;
+    std::vector<QueuedEvent> head;
+    for (int i = 1; i <= 20; ++i)
+        head.push_back(ev(i * 10));
+    c.store(1, head, {}, 64, false);
+    c.on_outcome(delivered(1, {50, 60, 70, 150, 10, 11 /* not cached */, 200}));
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_EQ(ids(c.events(1)),
+              (std::vector<std::int64_t>{20, 30, 40, 80, 90, 100, 110, 120, 130, 140, 160, 170, 180, 190}));
+    c.on_outcome(delivered(1, {20, 30, 40}));
+    c.on_outcome(delivered(1, {190, 80}));
+    EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{90, 100, 110, 120, 130, 140, 160, 170, 180}));
 }
