@@ -512,12 +512,13 @@ SQL
     # Run by the server (as the postgres OS user) once the backfill worker is seen inside the page
     # transaction that waits for row 17001 (it has an xid and has locked the page's rows before
     # it; its lock wait began less than 0.5 s ago, so lock_timeout (1 s) does not end it first):
-    # kill -9 of it (w) or of it and the whole server (s), then note its PID and the job's
-    # committed progress. That page cannot commit before the kill: the writer keeps the row
-    # until the crash ends its session.
-    prog="read p x r; kill -9 \$p"
+    # note its PID and the job's committed progress, then kill -9 of it (w) or of the whole server
+    # and it (s, the postmaster first). (In that order: the postmaster's reaction to a kill may end
+    # this shell, a child of a backend, before it gets further.) That page cannot commit before
+    # the kill: the writer keeps the row until the crash ends its session.
+    prog="read p x r; echo \"\$p \$x \$r\" >'$PG_DIR/kill4$v'; kill -9"
     [ "$v" == w ] || prog="$prog $others"
-    prog="$prog; echo \"\$p \$x \$r\" >'$PG_DIR/kill4$v'"
+    prog="$prog \$p"
     q -v prog="$prog" >"$PG_DIR/do4$v.log" 2>&1 <<'SQL' || true # the server goes down under it
 SELECT set_config('crash_matrix.prog', :'prog', false);
 DO $$

@@ -28,14 +28,14 @@ Head merge_dead_letters(std::vector<QueuedEvent> head, std::vector<QueuedEvent> 
 }
 
 HeadCache::Action HeadCache::before_plan(std::int32_t id, bool full, bool held, std::size_t in_flight_events,
-                                         std::size_t refill, bool memory_full) {
+                                         std::size_t refill, bool memory_full, bool in_pass) {
     Cached &cached = heads_[id];
     if (held) {
         if (full)
             cached.valid = false;
         return Action::Skip;
     }
-    if (!full && cached.valid) {
+    if (!full && cached.valid && !(in_pass && cached.released)) {
         const std::size_t waiting = cached.events.size() > in_flight_events ? cached.events.size() - in_flight_events : 0;
         if (cached.whole || waiting >= refill)
             return Action::PlanCached;
@@ -57,6 +57,7 @@ void HeadCache::store(std::int32_t id, std::vector<QueuedEvent> head, std::vecto
     cached.whole = !cut && head.size() < window;
     cached.blocked = std::any_of(head.begin(), head.end(),
                                  [](const QueuedEvent &q) { return !q.payload_loaded && !q.in_flight_at_read; });
+    cached.released = false;
     cached.events = merge_dead_letters(std::move(head), std::move(dead));
 }
 
@@ -67,12 +68,13 @@ void HeadCache::on_outcome(const Outcome &o) {
     if (it == heads_.end() || !it->second.valid)
         return;
     Cached &cached = it->second;
-    // Events read without payload (blocked, or the memory share used up) can go only after a new
-    // read; those read in flight leave with their own request's outcome (2xx: below; else: here).
-    if (!o.retry.empty() || !o.dead.empty() || o.verdict == retry::Verdict::Gone || cached.blocked) {
+    if (!o.retry.empty() || !o.dead.empty() || o.verdict == retry::Verdict::Gone) {
         cached.valid = false;
         return;
     }
+    // Events read without payload because they were blocked can go only after a new read (by the
+    // next pass); those read in flight leave with their own request's outcome (2xx: below).
+    cached.released = cached.released || cached.blocked;
     // The request's events are in id order, so are their positions; runs of neighbours go with
     // one erase each, last run first (a run at the front moves nothing).
     Head &ev = cached.events;

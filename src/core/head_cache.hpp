@@ -39,13 +39,15 @@ class HeadCache {
     //   in_flight_events: the endpoint's events now in flight
     //   refill:          events that fill the request slots free now (batch_size * free slots)
     //   memory_full:     the endpoint's request bodies in flight alone take its memory share
+    //   in_pass:         a pass asks (it may read); false: planning between passes (pipelining)
     // A held or memory-full endpoint is skipped; when the pass is full, what it caches is then
     // stale (a commit may have brought events), so the next pass that plans it reads again. A
     // partial pass (and planning between passes) plans from a valid cache that has every pending
-    // event (whole) or enough to fill the free request slots. Read drops the cached events first, so that an old and a new head
-    // are never in memory together.
+    // event (whole) or enough to fill the free request slots; a pass also reads again when a 2xx
+    // may have released events the cache holds without payload (see on_outcome). Read drops the
+    // cached events first, so that an old and a new head are never in memory together.
     Action before_plan(std::int32_t id, bool full, bool held, std::size_t in_flight_events, std::size_t refill,
-                       bool memory_full);
+                       bool memory_full, bool in_pass = true);
 
     // A head just read: the lowest `window` queue rows (fewer: `head` has them all, unless `cut`,
     // the read stopped early at the memory share) and the endpoint's dead letters.
@@ -58,8 +60,11 @@ class HeadCache {
     // Keeps the cache in step with an answer, as soon as it comes (before it is recorded): the
     // delivered events leave it (O(log n) each: they are near its front), so that the next events
     // of their keys may be planned from it; any other outcome (retry, dead letter, 410) changes
-    // rows in ways the next read must see, and so does a delivery while events read without their
-    // payload (blocked) wait in it.
+    // rows in ways the next read must see. Events read without payload because they were blocked
+    // (behind an event in flight, a retry or a dead letter) stay blocked in the cache (planned as
+    // in flight, so their keys keep their order); once a 2xx may have released some, the next
+    // pass reads again (at most pg_sync.ack_delay later: that 2xx is an answer of its group),
+    // while planning between passes goes on with the events that have their payload.
     void on_outcome(const Outcome &o);
 
     // Forgets the endpoints not in `ids` (dropped endpoints).
@@ -76,6 +81,7 @@ class HeadCache {
         bool valid = false;
         bool whole = false;    // the read returned less than the window: nothing pending beyond it
         bool blocked = false;  // holds events read without payload that were not in flight
+        bool released = false; // blocked, and a 2xx came since the read
     };
     std::map<std::int32_t, Cached> heads_;
 };

@@ -4,8 +4,9 @@
 //   delivery_worker.cpp  entry point: connects, builds the state below and the transport, runs
 //                        the loop; settings (SIGHUP) -> transport options
 //   delivery_loop.cpp    waits on latch | transport fds | timer, drives the transport
-//                        (sink::Sink), turns completions into outcomes, decides when a pass runs
-//                        and when a failed one is tried again (core/worker_policy.hpp)
+//                        (sink::Sink), turns completions into outcomes, sends the next requests
+//                        from the cached heads (plan_pipelined), decides when a pass runs and when
+//                        a failed one is tried again (core/worker_policy.hpp)
 //   delivery_pass.cpp    one transaction: outcomes -> queue, configuration, heads of queue
 //                        (core/head_cache.hpp) -> planned requests (core/dispatcher.hpp);
 //                        reaches PostgreSQL only through postgres_call (guard.hpp) and the

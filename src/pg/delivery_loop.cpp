@@ -1,9 +1,12 @@
 // The delivery worker's loop: one wait over its latch, the transport's file descriptors and a
-// timer; transport progress; completions -> outcomes; passes (delivery_pass.cpp) when something
-// calls for one; planned requests -> the transport after the pass committed.
+// timer; transport progress; completions -> outcomes, waiting to be recorded; the next requests
+// planned from the cached heads and sent at once (pipelining, docs/delivery.md); passes
+// (delivery_pass.cpp) when something calls for one, among them the answers' group falling due
+// (pg_sync.ack_delay).
 //
 //   wait (latch | transport fds | timer)  ->  transport progress  ->  completions
-//   pass (one short transaction)  ->  submit the planned requests
+//   plan from cached heads -> submit       (no transaction)
+//   pass (one short transaction: record the answers, read, plan, submit, commit)
 //
 // The loop knows the transport only as a sink::Sink (core/sink.hpp): HTTP today, another
 // transport plugs in without a change here. Wake-ups: a commit that queued events sets this
@@ -154,6 +157,9 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
                 woken = false;
                 if (sweep)
                     next_sweep_ms = now_ms + settings.sweep_interval_ms;
+                // The connection budget keeps a connection for every endpoint that may send
+                // (http::next_group_to_start): a slow endpoint cannot take them all.
+                w.transport.set_groups(w.dispatcher.sending_endpoints());
                 set_worker_state(slot, w.dispatcher.in_flight_requests() ? "delivering" : "idle");
             }
         }

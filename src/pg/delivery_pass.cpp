@@ -4,14 +4,17 @@
 //   2. (re)loads the endpoints when their configuration changed,
 //   3. reads each endpoint's head of queue (or plans from the cached one, core/head_cache.hpp)
 //      and plans requests (core/dispatcher.hpp),
-//   4. writes the endpoints' state (throttled, core/worker_policy.hpp), commits.
-// The loop (delivery_loop.cpp) submits the planned requests after the commit.
+//   4. submits the planned requests (pg_sync.ack_delay > 0: before the commit),
+//   5. writes the endpoints' state (throttled, core/worker_policy.hpp), commits.
+// Between passes the loop plans from the cached heads alone (plan_pipelined, below).
 //
 // Why this is safe:
 //  * An event leaves the queue only in a pass that records a 2xx for the request that carried
-//    it, and requests go out only after the pass that planned them committed. A crash at any
-//    point leaves the events in the queue; the requests then in flight are sent again
-//    (at-least-once; the webhook-id stays the same for the same events).
+//    it. A crash at any point leaves the events in the queue; the requests then in flight, and
+//    those answered but not yet recorded, are sent again (at-least-once; the webhook-id stays
+//    the same for the same events; docs/design.md, Guarantee 3).
+//  * The pass records every answer waiting before it reads: a read never sees an answered event
+//    as pending.
 //  * Each pass reads the queue from its lowest id with a fresh snapshot, so a transaction that
 //    commits late is seen by the next pass: no cursor can skip it.
 //
@@ -19,9 +22,9 @@
 // functions of the queue store, so a PostgreSQL ERROR longjmps over no frame of this file: it
 // comes back as PostgresError with the transaction already aborted. run_pass() then puts the
 // worker's memory back as if the pass had not run: the outcomes stay for the next pass (the
-// requests in flight are neither lost nor sent again), the requests it planned are abandoned
-// (planned again by the next pass), taken statistics go back to the dispatcher, cached heads and
-// the ring position are read again.
+// requests in flight are neither lost nor sent again), the requests it planned and had not sent
+// yet are abandoned (planned again by the next pass; those it sent are in flight like any other),
+// taken statistics go back to the dispatcher, cached heads and the ring position are read again.
 #include "pg/pg_prelude.hpp"
 
 #include "core/payload_gate.hpp"
@@ -262,7 +265,8 @@ void plan_from_head(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms) {
 }
 
 // What an endpoint's planning does now (core/head_cache.hpp); Skip for an unknown or paused one.
-dispatch::HeadCache::Action head_action(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full) {
+dispatch::HeadCache::Action head_action(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full,
+                                        bool in_pass) {
     const dispatch::EndpointConfig *c = w.dispatcher.endpoint(id);
     if (!c || c->paused)
         return dispatch::HeadCache::Action::Skip;
@@ -271,7 +275,8 @@ dispatch::HeadCache::Action head_action(DeliveryWorker &w, std::int32_t id, std:
     // a second time (the requests it could plan wait for those anyway).
     const std::size_t free_slots = c->max_in_flight - std::min(c->max_in_flight, w.dispatcher.in_flight_requests(id));
     return w.heads.before_plan(id, full, w.dispatcher.held(id, now_ms), w.dispatcher.in_flight_events(id),
-                               c->batch_size * free_slots, w.dispatcher.in_flight_bytes(id) >= memory_share(w));
+                               c->batch_size * free_slots, w.dispatcher.in_flight_bytes(id) >= memory_share(w),
+                               in_pass);
 }
 
 // The planned requests go to the transport. The connection budget keeps a connection for every
@@ -287,8 +292,8 @@ void submit_planned(DeliveryWorker &w) {
 
 // Plans the endpoint from its cached head when that is what it needs now (or nothing, when it
 // is skipped); returns whether it needs a read of its queue instead (the cache is dropped).
-bool plan_cached(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full) {
-    switch (head_action(w, id, now_ms, full)) {
+bool plan_cached(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full, bool in_pass) {
+    switch (head_action(w, id, now_ms, full, in_pass)) {
     case dispatch::HeadCache::Action::Skip:
         return false;
     case dispatch::HeadCache::Action::PlanCached:
@@ -301,7 +306,7 @@ bool plan_cached(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool f
 }
 
 void plan_endpoint(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full) {
-    if (!plan_cached(w, id, now_ms, full))
+    if (!plan_cached(w, id, now_ms, full, true))
         return;
     const std::size_t share = memory_share(w);
     // The dead letters and the head are read under one snapshot: a redeliver() committing
@@ -455,7 +460,7 @@ void undo_pass(DeliveryWorker &w, PassEffects &effects) {
 bool plan_pipelined(DeliveryWorker &w, std::int64_t now_ms) {
     bool read_needed = false;
     for (std::int32_t id : w.replan) // (a read is for the pass: w.touched has the endpoint)
-        read_needed = plan_cached(w, id, now_ms, false) || read_needed;
+        read_needed = plan_cached(w, id, now_ms, false, false) || read_needed;
     w.replan.clear();
     submit_planned(w);
     return read_needed;
