@@ -22,14 +22,24 @@
 #   5  redelivery: a) kill while redeliver() has moved the dead letters but not committed: they
 #      stay dead; b) kill after the redeliver commit while the redelivered events are held by
 #      the receiver;
-#   6  pg_ctl stop -m immediate with 200,000 events pending and delivery running.
+#   6  pg_ctl stop -m immediate with 200,000 events pending and delivery running;
+#   7  answered but not yet recorded (pipelining, docs/delivery.md): with pg_sync.ack_delay = 5 s
+#      the worker records answers in groups and keeps sending meanwhile; a commit wakes it (its
+#      pass records every answer so far), then the receiver kills the worker (w) or the whole
+#      server (s) right after 60 more 2xx, with those answers not yet recorded.
+# Cases 3 and 4 run with pg_sync.ack_delay = 0 (every round of answers committed before the next
+# requests go out, as in 0.3.0): their windows are exact. The others run with the default (10 ms),
+# and case 7 with 5 s.
 # After each restart: every committed version delivered, none that was not committed; per key,
 # first deliveries in id order and in version order; an event id answered 2xx twice only if it
 # was in flight (or answered but not recorded) at the kill, checked exactly where the case allows
 # (1, 2, 5: no duplicate at all; 3: only the ids of the request whose 2xx preceded the kill, and
 # resent in the freeze round, which proves the kill hit the window; 4: only the last request of the
-# killed server, with max_in_flight 1; 6: at most max_in_flight requests' events, all first
-# delivered by the killed server).
+# killed server, with max_in_flight 1; 6: only events whose first request arrived within the
+# acknowledgement window before the kill; 7: only events first sent after the pass that recorded
+# the earlier answers, and more of them than the requests in flight could carry, which proves the
+# kill hit answers that were not recorded; 6 and 7: all first delivered by the killed server and,
+# per key, the last ones delivered before the kill, sent again in id order).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib/pg.sh
@@ -104,6 +114,17 @@ kill_worker_or_server() {
 # Unix time at which the current delivery worker started: every request the receiver logged
 # before it came from a killed worker.
 worker_started() { q -c "SELECT extract(epoch FROM started_at) FROM pg_sync.workers WHERE database = current_database()"; }
+# worker_settings 'NAME = VALUE, ...': the delivery worker's pg_sync settings for the next cases
+# (ALTER SYSTEM, so that they also hold after the crash restarts), read by a new worker: the old
+# one is terminated and the launcher starts another.
+worker_settings() {
+    local old setting; old=$(worker_pid)
+    while read -r setting; do
+        q -c "ALTER SYSTEM SET $setting" >/dev/null # (not in a transaction block: one at a time)
+    done < <(tr ',' '\n' <<<"$1")
+    q -c "SELECT pg_reload_conf()" -c "SELECT pg_terminate_backend($old)" >/dev/null
+    wait_for "a delivery worker with $1" 60 cond "(SELECT count(*) = 1 AND min(pid) <> $old FROM pg_sync.workers)"
+}
 rx_stat() { $PY -c "import json,sys; print(json.load(sys.stdin)$2)" <<<"$(receiver_stats "$1")"; }
 rx_held() { [ "$(rx_stat "$1" "['in_flight']")" -ge "$2" ]; }
 rx_none_held() { [ "$(rx_stat "$1" "['in_flight']")" -eq 0 ]; }
@@ -118,7 +139,14 @@ bg_done() { ! kill -0 "$bg_pid" 2>/dev/null; } # the background psql session has
 # identical to the first delivery. Duplicates (event ids answered 2xx more than once):
 #   --no-dups                 none at all
 #   --dups-in IDS             only these ids (comma-separated)
-#   --requests-before T M     events first delivered by at most M requests, all before T
+#   --requests-before T       events first delivered before T (by the killed server)
+#   --window T S              events first delivered by requests that arrived at most S seconds
+#                             before T (the kill, or the pass that recorded what came before):
+#                             answered within the acknowledgement group (pg_sync.ack_delay), or
+#                             in flight
+#   --resent-in-order T       the restart at T: per key, the events sent again are the last ones
+#                             first delivered before T (a suffix), and what came from T on is in
+#                             id order (never an earlier event after a later one)
 #   --need-cut                some request was cut off unanswered (the case had one in flight)
 check() {
     local label=$1 ep=$2 rx=$3; shift 3
@@ -131,7 +159,9 @@ ap = argparse.ArgumentParser()
 ap.add_argument("log"); ap.add_argument("rows"); ap.add_argument("table")
 ap.add_argument("--no-dups", action="store_true")
 ap.add_argument("--dups-in")
-ap.add_argument("--requests-before", nargs=2)
+ap.add_argument("--requests-before", type=float)
+ap.add_argument("--window", nargs=2, type=float)
+ap.add_argument("--resent-in-order", type=float)
 ap.add_argument("--need-cut", action="store_true")
 a = ap.parse_args()
 rows = {}
@@ -193,14 +223,41 @@ if a.dups_in is not None:
         problems.append(f"events delivered twice that were not in the request answered at the kill: {bad[:20]}")
     allowed_note = f"; {len(set(dups) & allowed)} of the {len(allowed)} events answered at the kills were sent again"
 if a.requests_before is not None:
-    t, most = float(a.requests_before[0]), int(a.requests_before[1])
     reqs = {first_req[i]["n"] for i in dups}
-    late = [i for i in dups if first_req[i]["t"] >= t]
+    late = [i for i in dups if first_req[i]["t"] >= a.requests_before]
     if late:
         problems.append(f"events first delivered by the restarted server and delivered twice: {late[:20]}")
-    if len(reqs) > most:
-        problems.append(f"duplicates from {len(reqs)} requests, at most {most} can be in flight")
     allowed_note = f"; the duplicates come from {len(reqs)} requests of the killed server"
+if a.window is not None:
+    t_kill, span = a.window
+    old = sorted({first_req[i]["n"] for i in dups if first_req[i]["t"] < t_kill - span})
+    if old:
+        problems.append(f"events sent again whose first request arrived more than {span:.2f} s before the "
+                        f"window's end (requests {old[:10]}): their answers were recorded")
+    if dups:
+        allowed_note += (f"; the earliest first send of a duplicate arrived "
+                         f"{min(first_req[i]['t'] for i in dups) - t_kill:+.3f} s from the window's end "
+                         f"(allowed from -{span:.2f} s)")
+if a.resent_in_order is not None:
+    t_restart = a.resent_in_order
+    before, after = defaultdict(list), defaultdict(list)
+    for r in recs:
+        if r["status"] is None or not 200 <= r["status"] < 300 or not r["events"]:
+            continue
+        for e in r["events"]:
+            if e.get("table") == a.table:
+                (before if r["t"] < t_restart else after)[e["key"]["id"]].append(e["id"])
+    for k, ids in after.items():
+        if ids != sorted(ids):
+            problems.append(f"key {k}: sent out of id order after the restart: {ids}")
+            break
+    for k, ids in before.items():
+        again = set(after.get(k, ())) & set(ids)
+        firsts = list(dict.fromkeys(ids))  # first deliveries before the restart, in order
+        if again and set(firsts[len(firsts) - len(again):]) != again:
+            problems.append(f"key {k}: the events sent again {sorted(again)} are not the last ones delivered "
+                            f"before the restart {firsts}")
+            break
 if a.need_cut and cut == 0:
     problems.append("no request was cut off at the kill: nothing was in flight")
 print(f"  {a.table}: {len(rows)} keys, {sum(rows.values())} committed versions, {len(first)} events delivered, "
@@ -349,6 +406,9 @@ case3() {
     [ "$hits" -ge 1 ] || fail "3$v: no round hit the window between the 2xx and the worker's commit"
     echo "ok 3$v: kill -9 of the $([ "$v" == w ] && echo worker || echo server) right after a 2xx: its events sent again, nothing else twice"
 }
+# Cases 3 and 4 check the window of 0.3.0 exactly: every round of answers recorded before the
+# next requests go out (pg_sync.ack_delay = 0).
+worker_settings "pg_sync.ack_delay = 0"
 case3 w
 case3 s
 echo "[cases 1-3: $((SECONDS - T0))s]"
@@ -452,12 +512,13 @@ SQL
     # Run by the server (as the postgres OS user) once the backfill worker is seen inside the page
     # transaction that waits for row 17001 (it has an xid and has locked the page's rows before
     # it; its lock wait began less than 0.5 s ago, so lock_timeout (1 s) does not end it first):
-    # kill -9 of it (w) or of it and the whole server (s), then note its PID and the job's
-    # committed progress. That page cannot commit before the kill: the writer keeps the row
-    # until the crash ends its session.
-    prog="read p x r; kill -9 \$p"
+    # note its PID and the job's committed progress, then kill -9 of it (w) or of the whole server
+    # and it (s, the postmaster first). (In that order: the postmaster's reaction to a kill may end
+    # this shell, a child of a backend, before it gets further.) That page cannot commit before
+    # the kill: the writer keeps the row until the crash ends its session.
+    prog="read p x r; echo \"\$p \$x \$r\" >'$PG_DIR/kill4$v'; kill -9"
     [ "$v" == w ] || prog="$prog $others"
-    prog="$prog; echo \"\$p \$x \$r\" >'$PG_DIR/kill4$v'"
+    prog="$prog \$p"
     q -v prog="$prog" >"$PG_DIR/do4$v.log" 2>&1 <<'SQL' || true # the server goes down under it
 SELECT set_config('crash_matrix.prog', :'prog', false);
 DO $$
@@ -511,6 +572,7 @@ SQL
 }
 case4 w
 case4 s
+worker_settings "pg_sync.ack_delay = default"
 echo "[cases 1-4: $((SECONDS - T0))s]"
 
 # --- 5) redelivery ------------------------------------------------------------------------------------
@@ -568,6 +630,7 @@ q -c "UPDATE t_c6 SET v = 2"
 assert_eq "$(q -c "SELECT pending FROM pg_sync.endpoint_status WHERE endpoint = 'c6'")" 200000 "6: backlog"
 q -c "SELECT pg_sync.resume_endpoint('c6')" >/dev/null
 receiver_wait_events r6 5000 60
+t_stop=$($PY -c 'import time; print(time.time())')
 pg_as_user "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -m immediate -w -t 60 stop >/dev/null"
 at_stop=$(rx_stat r6 "['events_2xx']")
 [ "$at_stop" -lt 150000 ] || fail "6: $at_stop of 200000 events delivered before the stop: the backlog was not large"
@@ -577,8 +640,72 @@ pg_restart_after_crash
 wait_for "6: a delivery worker after the restart" 60 cond "(SELECT count(*) = 1 FROM pg_sync.workers)"
 t_restart=$(worker_started)
 drained c6 "6: the backlog delivered after the restart"
-check 6 c6 r6 --requests-before "$t_restart" 4
+# The window: the default pg_sync.ack_delay (10 ms), plus the requests in flight (the receiver
+# takes a few hundred ms for 1,000 events under load) and the pass that records: 3 s.
+check 6 c6 r6 --requests-before "$t_restart" --window "$t_stop" 3 --resent-in-order "$t_restart"
 echo "ok 6: pg_ctl stop -m immediate with $((200000 - at_stop)) of 200000 events pending: nothing lost after the restart"
+
+# --- 7) answered, not yet recorded: kill inside a wide acknowledgement group --------------------------
+# pg_sync.ack_delay = 5 s: the worker keeps sending while answers wait up to 5 s to be recorded
+# (no sweep in between: sweep_interval 1 h). 200 keys, 5 versions each (1,000 events), batch_size
+# 2, max_in_flight 2; the receiver answers each request after 25 ms (at most about 80 a second).
+# Once 100 requests are answered, an emit() commit wakes the worker: that pass records every
+# answer so far, and a new group starts. The receiver then kills after 60 more 2xx (under a second
+# at full speed, well inside the 5 s): those answers are not recorded, the earlier ones are.
+ACK_S=5
+worker_settings "pg_sync.ack_delay = '${ACK_S}s', pg_sync.sweep_interval = '1h'"
+rx_answered() { [ "$(rx_stat "$1" "['by_status'].get('204', 0)")" -ge "$2" ]; }
+case7() {
+    local v=$1 ep=c7$1 rx=r7$1 url
+    receiver_start "$rx"
+    url="${rx}_URL"
+    new_case "$ep" "${!url}" "batch_size => 2, max_in_flight => 2, $EP_ARGS"
+    q -c "SELECT pg_sync.pause_endpoint('$ep')" >/dev/null
+    q -c "INSERT INTO t_$ep SELECT g, 1 FROM generate_series(1, 200) g"
+    for _ in 2 3 4 5; do q -c "UPDATE t_$ep SET v = v + 1"; done
+    local wpid pids before t_wake; wpid=$(worker_pid)
+    if [ "$v" == w ]; then pids="[$wpid]"; else pids=$(kill_list "$wpid"); fi
+    before=$(recoveries)
+    receiver_mode "$rx" '{"mode": "stall", "seconds": 0.025}'
+    q -c "SELECT pg_sync.resume_endpoint('$ep')" >/dev/null
+    wait_for "7$v: 100 requests answered" 60 rx_answered "$rx" 100
+    t_wake=$($PY -c 'import time; print(time.time())')
+    q -c "SELECT pg_sync.emit('$ep', 'wake', '{}')" >/dev/null
+    receiver_mode "$rx" "{\"mode\": \"stall\", \"seconds\": 0.025, \"kill_pids\": $pids, \"kill_after\": 60}"
+    wait_for "7$v: the receiver's kill" 60 rx_kills "$rx" 1
+    local errors t_kill
+    errors=$(rx_stat "$rx" "['kills'][-1]['errors']")
+    [[ "$errors" != *"'$wpid:"* && "$errors" != *"'$PG_PID:"* ]] || fail "7$v: the receiver could not kill: $errors"
+    t_kill=$(rx_stat "$rx" "['kills'][-1]['t']")
+    $PY -c "import sys; sys.exit(0 if $t_kill - $t_wake < $ACK_S - 1 else 1)" \
+        || fail "7$v: the kill came $($PY -c "print(round($t_kill - $t_wake, 3))") s after the wake-up, not well inside the ${ACK_S} s group"
+    if [ "$v" == w ]; then
+        wait_for "7$v: the killed worker gone" 30 bash -c "! kill -0 $wpid 2>/dev/null"
+    else
+        wait_for "7$v: every server process gone" 30 no_server_left
+    fi
+    wait_for "7$v: the receiver idle" 30 rx_idle "$rx"
+    receiver_mode "$rx" '{"mode": "ok"}'
+    if [ "$v" == w ]; then
+        await_crash_recovery "$wpid" "pg_sync worker" "$before"
+    else
+        finish_server_kill
+    fi
+    local t_restart; t_restart=$(worker_started)
+    drained "$ep" "7$v: everything delivered after the restart"
+    # Sent again: only events first sent after the wake-up's pass (0.2 s of slack for the request
+    # in flight then); none of the answers that pass recorded.
+    check "7$v" "$ep" "$rx" --requests-before "$t_restart" --window "$t_wake" 0.2 --resent-in-order "$t_restart"
+    # The kill hit answers that were not recorded: more events came again than the requests in
+    # flight at the kill (2 requests of 2 events) could carry.
+    local resent; resent=$(rq "$rx" "len({i for r in ok if r['t'] >= $t_restart for i in ids(r)} & {i for r in ok if r['t'] < $t_restart for i in ids(r)})")
+    [ "$resent" -gt 4 ] || fail "7$v: only $resent events sent again: the kill did not hit answers waiting to be recorded"
+    echo "ok 7$v: kill -9 of the $([ "$v" == w ] && echo worker || echo server) with $resent answered events not yet recorded: sent again in order, nothing lost, nothing recorded sent twice"
+}
+case7 w
+case7 s
+worker_settings "pg_sync.ack_delay = default, pg_sync.sweep_interval = default"
+echo "[cases 1-7: $((SECONDS - T0))s]"
 
 if grep -E "PANIC|TRAP:|delivery worker failed" "$PG_DIR/server.log"; then
     fail "worker trouble in the server log"

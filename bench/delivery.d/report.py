@@ -14,15 +14,17 @@ import sys
 TITLES = {
     "classic": "classic outbox relay (Python, 1 POST per event)",
     "b1x16": "pg_sync batch_size 1, max_in_flight 16",
-    "b1x4": "pg_sync batch_size 1, max_in_flight 4",
+    "b1x4": "pg_sync batch_size 1, max_in_flight 4 (default)",
+    "b100x4": "pg_sync batch_size 100, max_in_flight 4 (defaults)",
     "b100x16": "pg_sync batch_size 100, max_in_flight 16",
     "b100x16_nopoll": "pg_sync batch_size 100, max_in_flight 16, without the monitoring poller",
 }
-ORDER = ["classic", "b1x16", "b1x4", "b100x16", "b100x16_nopoll"]
+ORDER = ["classic", "b1x16", "b1x4", "b100x4", "b100x16", "b100x16_nopoll"]
 POLLED = ["endpoint_status", "health", "workers", "recent_attempts"]
-RATIO_TARGET = 2.0          # batch_size 1 against the classic relay
-BATCH_TARGET = 100_000      # events/s at batch_size 100
-P50_TARGET_MS, P99_TARGET_MS = 5.0, 50.0
+RATIO_TARGET = 2.0          # batch_size 1 against the classic relay, per round
+# events/s: batch_size 1 with a larger max_in_flight; batch_size 100 with the defaults, and 16
+RATE_TARGETS = {"b1x16": 20_000, "b100x4": 150_000, "b100x16": 100_000}
+P50_TARGET_MS, P99_TARGET_MS = 2.0, 20.0
 FLAT_MB = 2.0               # RssAnon peak after the warm-up rounds above its peak during them
 
 
@@ -119,49 +121,56 @@ def main():
         w(f"## Draining a preloaded queue into nginx (204), median of {rounds} interleaved "
           f"round{'s' if rounds != 1 else ''}")
         w("")
-        w("| variant | events | events/s | vs classic | CPU s per 100k events | requests (connections) "
-          "| target |")
+        w("| variant | events | events/s | vs classic, per round | CPU s per 100k events | "
+          "requests (connections) | target |")
         w("|---|---:|---:|---:|---:|---:|---|")
-        med = {}
+
+        def spread(values, fmt):
+            """median (min–max) of a list, formatted."""
+            text = fmt.format(statistics.median(values))
+            if len(values) > 1:
+                text += f" ({fmt.format(min(values))}–{fmt.format(max(values))})"
+            return text
+
+        classic = {r["round"]: r["events"] / r["seconds"] for r in runs if r["variant"] == "classic"}
         for v in variants:
             rs = [r for r in runs if r["variant"] == v]
-            med[v] = statistics.median(r["events"] / r["seconds"] for r in rs)
-        for v in variants:
-            rs = [r for r in runs if r["variant"] == v]
-            rate = med[v]
+            rates = [r["events"] / r["seconds"] for r in rs]
+            rate = statistics.median(rates)
             if v == "classic":
-                cpu = statistics.median(
-                    (r["consumer_cpu_s"] + r["backend_cpu_s"]) * 1e5 / r["events"] for r in rs)
+                cpus = [(r["consumer_cpu_s"] + r["backend_cpu_s"]) * 1e5 / r["events"] for r in rs]
                 relay = statistics.median(r["consumer_cpu_s"] * 1e5 / r["events"] for r in rs)
-                cpu_text = f"{cpu:.2f} (relay {relay:.2f} + its backend {cpu - relay:.2f})"
+                cpu_text = (f"{spread(cpus, '{:.2f}')} (relay {relay:.2f} + its backend "
+                            f"{statistics.median(cpus) - relay:.2f})")
             else:
-                cpu = statistics.median(r["worker_cpu_s"] * 1e5 / r["events"] for r in rs)
-                cpu_text = f"{cpu:.2f} (worker)"
+                cpus = [r["worker_cpu_s"] * 1e5 / r["events"] for r in rs]
+                cpu_text = f"{spread(cpus, '{:.2f}')} (worker)"
             requests = statistics.median(r["requests"] for r in rs)
             conns = max(r.get("connections", 0) for r in rs)
-            ratio = f"{rate / med['classic']:.2f}x" if "classic" in med else "–"
-            target = ""
-            if v in ("b1x16", "b1x4") and "classic" in med:
-                ok = rate >= RATIO_TARGET * med["classic"]
-                target = f"≥ {RATIO_TARGET:g}x classic: {'met' if ok else '**missed**'}"
+            # The relay and each variant ran in the same round: their ratio is what the noise of
+            # a shared machine affects least.
+            ratios = [r["events"] / r["seconds"] / classic[r["round"]] for r in rs if r["round"] in classic]
+            ratio = spread(ratios, "{:.2f}x") if ratios and v != "classic" else ("1.00x" if ratios else "–")
+            goals = []
+            if v in ("b1x16", "b1x4") and ratios:
+                ok = statistics.median(ratios) >= RATIO_TARGET
+                goals.append(f"≥ {RATIO_TARGET:g}x classic: {'met' if ok else '**missed**'}")
                 if not ok:
-                    misses.append(f"{TITLES[v]}: {rate / med['classic']:.2f}x the classic relay, "
-                                  f"target {RATIO_TARGET:g}x")
-            elif v == "b100x16":
-                ok = rate >= BATCH_TARGET
-                target = f"≥ {BATCH_TARGET:,} events/s: {'met' if ok else '**missed**'}"
+                    misses.append(f"{TITLES[v]}: {statistics.median(ratios):.2f}x the classic relay "
+                                  f"(median of the rounds), target {RATIO_TARGET:g}x")
+            if v in RATE_TARGETS:
+                ok = rate >= RATE_TARGETS[v]
+                goals.append(f"≥ {RATE_TARGETS[v]:,} events/s: {'met' if ok else '**missed**'}")
                 if not ok:
-                    misses.append(f"{TITLES[v]}: {rate:,.0f} events/s, target {BATCH_TARGET:,}")
-            rates = [r["events"] / r["seconds"] for r in rs]
-            rate_text = f"{rate:,.0f}" + (f" ({min(rates):,.0f}–{max(rates):,.0f})"
-                                          if len(rates) > 1 else "")
-            w(f"| {TITLES[v]} | {rs[0]['events']:,} | {rate_text} | {ratio} | {cpu_text} | "
-              f"{requests:,.0f} ({conns}) | {target} |")
+                    misses.append(f"{TITLES[v]}: {rate:,.0f} events/s, target {RATE_TARGETS[v]:,}")
+            w(f"| {TITLES[v]} | {rs[0]['events']:,} | {spread(rates, '{:,.0f}')} | {ratio} | {cpu_text} | "
+              f"{requests:,.0f} ({conns}) | {'; '.join(goals)} |")
         w("")
         w("events/s = events / (time from resume_endpoint, or from the relay's start, until the "
-          "queue is empty), median and in parentheses the range over the rounds; CPU = utime + "
-          "stime over the drain from /proc (the pg_sync worker; the relay process and its server "
-          "backend for the classic relay), median; requests (connections): what nginx counted, "
+          "queue is empty), median and in parentheses the range over the rounds; vs classic = "
+          "events/s over the classic relay's in the same round, median and range over the rounds; "
+          "CPU = utime + stime over the drain from /proc (the pg_sync worker; the relay process "
+          "and its server backend for the classic relay), median and range; requests (connections): what nginx counted, "
           "connections = new ones accepted during the drain (pg_sync keeps its connections open "
           "from one drain to the next). The classic relay (bench/delivery.d/outbox_consumer.py): "
           "one psycopg2 connection, DELETE ... WHERE id IN (SELECT id ... ORDER BY id LIMIT 100 "

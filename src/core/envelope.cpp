@@ -134,6 +134,55 @@ std::size_t append_body(std::string &out, const std::vector<EventView> &events) 
     return append_body(out, events.data(), events.size());
 }
 
+namespace {
+
+// Years 0000-9999 (every timestamptz a queue row can hold in practice): days since 1970-01-01 ->
+// civil date (H. Hinnant's days_from_civil inverse), digits written directly. The request body
+// has one per event: gmtime_r and snprintf took 5% of the worker at batch_size 100.
+bool append_timestamp_fast(std::string &out, std::int64_t seconds, std::int64_t micros) {
+    constexpr std::int64_t kMinSeconds = -62167219200LL; // 0000-01-01T00:00:00Z
+    constexpr std::int64_t kEndSeconds = 253402300800LL; // 10000-01-01T00:00:00Z
+    if (seconds < kMinSeconds || seconds >= kEndSeconds)
+        return false;
+    std::int64_t days = seconds / 86400, rest = seconds % 86400;
+    if (rest < 0) {
+        rest += 86400;
+        --days;
+    }
+    const std::int64_t z = days + 719468;
+    const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    const std::int64_t doe = z - era * 146097;
+    const std::int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    const std::int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    const std::int64_t mp = (5 * doy + 2) / 153;
+    const int day = int(doy - (153 * mp + 2) / 5 + 1);
+    const int month = int(mp < 10 ? mp + 3 : mp - 9);
+    const int year = int(yoe + era * 400 + (month <= 2 ? 1 : 0));
+    char buf[27];
+    auto put = [&](int at, std::int64_t v, int width) {
+        for (int i = width - 1; i >= 0; --i, v /= 10)
+            buf[at + i] = char('0' + v % 10);
+    };
+    put(0, year, 4);
+    buf[4] = '-';
+    put(5, month, 2);
+    buf[7] = '-';
+    put(8, day, 2);
+    buf[10] = 'T';
+    put(11, rest / 3600, 2);
+    buf[13] = ':';
+    put(14, rest / 60 % 60, 2);
+    buf[16] = ':';
+    put(17, rest % 60, 2);
+    buf[19] = '.';
+    put(20, micros, 6);
+    buf[26] = 'Z';
+    out.append(buf, sizeof buf);
+    return true;
+}
+
+} // namespace
+
 void append_timestamp(std::string &out, std::int64_t unix_micros) {
     // Floor division, so that times before 1970 keep a fraction in [0, 1e6).
     std::int64_t seconds = unix_micros / 1000000;
@@ -142,6 +191,8 @@ void append_timestamp(std::string &out, std::int64_t unix_micros) {
         micros += 1000000;
         --seconds;
     }
+    if (append_timestamp_fast(out, seconds, micros))
+        return;
     const std::time_t t = static_cast<std::time_t>(seconds);
     std::tm tm{};
     if (gmtime_r(&t, &tm) == nullptr)

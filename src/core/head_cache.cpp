@@ -5,18 +5,15 @@
 
 namespace pg_sync::dispatch {
 
-std::vector<QueuedEvent> merge_dead_letters(std::vector<QueuedEvent> head, std::vector<QueuedEvent> dead) {
+Head merge_dead_letters(std::vector<QueuedEvent> head, std::vector<QueuedEvent> dead) {
+    Head merged;
     if (head.empty())
-        return head;
+        return merged;
     // Only the dead letters inside the head's id range block anything in it.
     const std::int64_t last = head.back().id;
     dead.erase(std::remove_if(dead.begin(), dead.end(), [&](const QueuedEvent &d) { return d.id >= last; }),
                dead.end());
-    if (dead.empty())
-        return head;
     std::sort(dead.begin(), dead.end(), [](const QueuedEvent &a, const QueuedEvent &b) { return a.id < b.id; });
-    std::vector<QueuedEvent> merged;
-    merged.reserve(head.size() + dead.size());
     std::size_t h = 0;
     for (QueuedEvent &d : dead) {
         while (h < head.size() && head[h].id < d.id)
@@ -31,14 +28,14 @@ std::vector<QueuedEvent> merge_dead_letters(std::vector<QueuedEvent> head, std::
 }
 
 HeadCache::Action HeadCache::before_plan(std::int32_t id, bool full, bool held, std::size_t in_flight_events,
-                                         std::size_t refill, bool memory_full) {
-    Head &cached = heads_[id];
+                                         std::size_t refill, bool memory_full, bool in_pass) {
+    Cached &cached = heads_[id];
     if (held) {
         if (full)
             cached.valid = false;
         return Action::Skip;
     }
-    if (!full && cached.valid) {
+    if (!full && cached.valid && !(in_pass && cached.released)) {
         const std::size_t waiting = cached.events.size() > in_flight_events ? cached.events.size() - in_flight_events : 0;
         if (cached.whole || waiting >= refill)
             return Action::PlanCached;
@@ -48,36 +45,64 @@ HeadCache::Action HeadCache::before_plan(std::int32_t id, bool full, bool held, 
             cached.valid = false;
         return Action::Skip;
     }
-    std::vector<QueuedEvent>().swap(cached.events);
+    Head().swap(cached.events);
     cached.valid = false;
     return Action::Read;
 }
 
 void HeadCache::store(std::int32_t id, std::vector<QueuedEvent> head, std::vector<QueuedEvent> dead,
                       std::size_t window, bool cut) {
-    Head &cached = heads_[id];
+    Cached &cached = heads_[id];
     cached.valid = true;
     cached.whole = !cut && head.size() < window;
+    cached.blocked = std::any_of(head.begin(), head.end(),
+                                 [](const QueuedEvent &q) { return !q.payload_loaded && !q.in_flight_at_read; });
+    cached.released = false;
     cached.events = merge_dead_letters(std::move(head), std::move(dead));
 }
 
-const std::vector<QueuedEvent> &HeadCache::events(std::int32_t id) { return heads_[id].events; }
+const Head &HeadCache::events(std::int32_t id) { return heads_[id].events; }
 
 void HeadCache::on_outcome(const Outcome &o) {
     auto it = heads_.find(o.endpoint_id);
     if (it == heads_.end() || !it->second.valid)
         return;
+    Cached &cached = it->second;
     if (!o.retry.empty() || !o.dead.empty() || o.verdict == retry::Verdict::Gone) {
-        it->second.valid = false;
+        cached.valid = false;
         return;
     }
-    const std::unordered_set<std::int64_t> gone(o.delivered.begin(), o.delivered.end());
-    auto &ev = it->second.events;
-    ev.erase(std::remove_if(ev.begin(), ev.end(), [&](const QueuedEvent &q) { return gone.count(q.id) > 0; }),
-             ev.end());
-    // Events read without payload (memory share used up) can go only after a new read.
-    if (std::any_of(ev.begin(), ev.end(), [](const QueuedEvent &q) { return !q.payload_loaded; }))
-        it->second.valid = false;
+    // Events read without payload because they were blocked can go only after a new read (by the
+    // next pass); those read in flight leave with their own request's outcome (2xx: below).
+    cached.released = cached.released || cached.blocked;
+    // The request's events are in id order, so are their positions; runs of neighbours go with
+    // one erase each, last run first (a run at the front moves nothing).
+    Head &ev = cached.events;
+    std::vector<std::int64_t> sorted;
+    const std::vector<std::int64_t> *ids = &o.delivered;
+    if (!std::is_sorted(ids->begin(), ids->end())) {
+        sorted = o.delivered;
+        std::sort(sorted.begin(), sorted.end());
+        ids = &sorted;
+    }
+    std::vector<std::size_t> at;
+    at.reserve(ids->size());
+    auto from = ev.begin();
+    for (std::int64_t id : *ids) {
+        from = std::lower_bound(from, ev.end(), id, [](const QueuedEvent &q, std::int64_t v) { return q.id < v; });
+        if (from == ev.end())
+            break;
+        if (from->id == id)
+            at.push_back(std::size_t(from - ev.begin()));
+    }
+    std::size_t end = at.size();
+    while (end > 0) {
+        std::size_t begin = end - 1;
+        while (begin > 0 && at[begin - 1] + 1 == at[begin])
+            --begin;
+        ev.erase(ev.begin() + std::ptrdiff_t(at[begin]), ev.begin() + std::ptrdiff_t(at[end - 1] + 1));
+        end = begin;
+    }
 }
 
 void HeadCache::retain(const std::vector<std::int32_t> &ids) {
@@ -88,7 +113,7 @@ void HeadCache::retain(const std::vector<std::int32_t> &ids) {
 
 void HeadCache::invalidate_all() {
     for (auto &kv : heads_) {
-        std::vector<QueuedEvent>().swap(kv.second.events);
+        Head().swap(kv.second.events);
         kv.second.valid = false;
     }
 }

@@ -23,7 +23,7 @@ namespace pg_sync::dispatch {
 // key and each dead truncate), any order. Returns the head with the dead letters below its last id
 // merged in id order; a dead letter with the id of a queue row is dropped (redelivered and dead
 // again in between: the queue row wins). An empty head stays empty (no dead letter matters).
-std::vector<QueuedEvent> merge_dead_letters(std::vector<QueuedEvent> head, std::vector<QueuedEvent> dead);
+Head merge_dead_letters(std::vector<QueuedEvent> head, std::vector<QueuedEvent> dead);
 
 class HeadCache {
   public:
@@ -37,15 +37,17 @@ class HeadCache {
     //   full:            a commit, a sweep, a due retry or a configuration change woke the pass
     //   held:            Dispatcher::held(): nothing could be sent now whatever the queue holds
     //   in_flight_events: the endpoint's events now in flight
-    //   refill:          events that fill every request slot (batch_size * max_in_flight)
+    //   refill:          events that fill the request slots free now (batch_size * free slots)
     //   memory_full:     the endpoint's request bodies in flight alone take its memory share
+    //   in_pass:         a pass asks (it may read); false: planning between passes (pipelining)
     // A held or memory-full endpoint is skipped; when the pass is full, what it caches is then
     // stale (a commit may have brought events), so the next pass that plans it reads again. A
-    // partial pass plans from a valid cache that has every pending event (whole) or enough to
-    // fill the request slots. Read drops the cached events first, so that an old and a new head
-    // are never in memory together.
+    // partial pass (and planning between passes) plans from a valid cache that has every pending
+    // event (whole) or enough to fill the free request slots; a pass also reads again when a 2xx
+    // may have released events the cache holds without payload (see on_outcome). Read drops the
+    // cached events first, so that an old and a new head are never in memory together.
     Action before_plan(std::int32_t id, bool full, bool held, std::size_t in_flight_events, std::size_t refill,
-                       bool memory_full);
+                       bool memory_full, bool in_pass = true);
 
     // A head just read: the lowest `window` queue rows (fewer: `head` has them all, unless `cut`,
     // the read stopped early at the memory share) and the endpoint's dead letters.
@@ -53,10 +55,16 @@ class HeadCache {
                bool cut);
 
     // The cached events of an endpoint (empty when none).
-    const std::vector<QueuedEvent> &events(std::int32_t id);
+    const Head &events(std::int32_t id);
 
-    // Keeps the cache in step with an outcome just recorded: delivered events leave it; any other
-    // outcome (retry, dead letter, 410) changed rows in ways the next read must see.
+    // Keeps the cache in step with an answer, as soon as it comes (before it is recorded): the
+    // delivered events leave it (O(log n) each: they are near its front), so that the next events
+    // of their keys may be planned from it; any other outcome (retry, dead letter, 410) changes
+    // rows in ways the next read must see. Events read without payload because they were blocked
+    // (behind an event in flight, a retry or a dead letter) stay blocked in the cache (planned as
+    // in flight, so their keys keep their order); once a 2xx may have released some, the next
+    // pass reads again (at most pg_sync.ack_delay later: that 2xx is an answer of its group),
+    // while planning between passes goes on with the events that have their payload.
     void on_outcome(const Outcome &o);
 
     // Forgets the endpoints not in `ids` (dropped endpoints).
@@ -68,12 +76,14 @@ class HeadCache {
     bool whole(std::int32_t id) const;
 
   private:
-    struct Head {
-        std::vector<QueuedEvent> events;
+    struct Cached {
+        Head events;
         bool valid = false;
-        bool whole = false; // the read returned less than the window: nothing pending beyond it
+        bool whole = false;    // the read returned less than the window: nothing pending beyond it
+        bool blocked = false;  // holds events read without payload that were not in flight
+        bool released = false; // blocked, and a 2xx came since the read
     };
-    std::map<std::int32_t, Head> heads_;
+    std::map<std::int32_t, Cached> heads_;
 };
 
 } // namespace pg_sync::dispatch

@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace pg_sync::scheduler {
@@ -57,6 +58,17 @@ struct Candidate {
     std::size_t bytes = 0;               // rendered size of the event in the request body
 };
 
+// A Candidate as views: what Planner::add reads (the caller keeps the strings in place).
+struct CandidateView {
+    std::int64_t id = 0;
+    OrderKind kind = OrderKind::Row;
+    std::string_view table;
+    std::string_view key;
+    State state = State::Queued;
+    std::int64_t next_attempt_at_ms = 0;
+    std::size_t bytes = 0;
+};
+
 // Ordering keys. Rows and emits live in separate namespaces (first byte 'r' / 'e'); the table is
 // separated from the key by a NUL byte, which PostgreSQL text cannot contain, so different (table,
 // key) pairs never collide. key_json must be rendered the same way for the same key every time
@@ -85,6 +97,48 @@ Limits probe_only(Limits limits, std::size_t probe_events = 1);
 struct Batch {
     std::vector<std::size_t> events; // indexes into the input, increasing (so ids increase)
     std::size_t bytes = 0;           // sum of Candidate::bytes
+};
+
+// plan(), fed one event at a time in increasing id order, so that a caller can build candidates
+// only as far as the plan goes and stop when it is full (the delivery worker's cached head may
+// hold 100,000 events; a plan of a few requests needs the first few). Every event up to the last
+// one fed is taken into account exactly as plan() would.
+class Planner {
+  public:
+    explicit Planner(const Limits &limits);
+    // Whether another event could still be placed.
+    bool open() const;
+    // The next pending event; `index` is what Batch::events reports for it. The candidate's
+    // strings must stay in place (not moved) as long as the planner lives. Throws
+    // std::invalid_argument when ids do not strictly increase. Returns open().
+    bool add(const CandidateView &e, std::size_t index, std::int64_t now_ms);
+    bool add(const Candidate &e, std::size_t index, std::int64_t now_ms) {
+        return add(CandidateView{e.id, e.kind, e.table, e.key, e.state, e.next_attempt_at_ms, e.bytes}, index, now_ms);
+    }
+    std::vector<Batch> take() { return std::move(batches_); }
+
+    // Where the pending events of one domain seen so far stand: none seen (Free), all of them in
+    // request b (b >= 0), or at least one held back or spread over several requests (Blocked).
+    using Slot = std::int64_t;
+    static constexpr Slot kFree = -1;
+    static constexpr Slot kBlocked = -2;
+
+  private:
+    struct TableDomain {
+        Slot all = kFree;     // every pending event of the table seen so far (what a truncate waits for)
+        Slot barrier = kFree; // the latest truncate seen so far (what later rows wait for)
+    };
+    bool fits(std::size_t b, const CandidateView &e) const;
+
+    Limits limits_;
+    std::size_t slots_ = 0;
+    std::vector<Batch> batches_;
+    std::size_t open_ = 0; // requests with room for another event by count
+    bool any_ = false;
+    std::int64_t last_id_ = 0;
+    // Views into the caller's strings, which outlive the plan.
+    std::unordered_map<std::string_view, Slot> keys_;
+    std::unordered_map<std::string_view, TableDomain> tables_;
 };
 
 // Requests to send now, at most min(max_requests, max_in_flight - in_flight_requests) of them,

@@ -46,7 +46,7 @@ long wait_timeout_ms(const Deadlines &d) {
     };
     auto until = [&](std::int64_t at) { return long(std::max<std::int64_t>(1, at - d.now_ms)); };
     long timeout = until(pass_at(d.sweep_ms));
-    for (std::int64_t at : {d.retry_due_ms, d.stats_ms, d.pass_retry_ms})
+    for (std::int64_t at : {d.retry_due_ms, d.stats_ms, d.pass_retry_ms, d.ack_ms})
         if (at >= 0)
             timeout = std::min(timeout, until(pass_at(at)));
     if (d.transport_ms >= 0)

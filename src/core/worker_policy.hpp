@@ -40,6 +40,56 @@ class StatsThrottle {
     bool urgent_ = false;
 };
 
+// Answers not yet recorded (docs/delivery.md, "Pipelining"): the worker sends the next requests
+// as soon as answers come, and records the answers (one transaction, a synchronous commit) in
+// groups. A group is due when its oldest answer has waited `delay_ms` (pg_sync.ack_delay), when
+// it holds kMaxAnswers answers, or at once when one of them is not a success (a retry, a dead
+// letter, a 410 change what the queue must say before the endpoint's next read). A crash loses
+// the answers of the group in progress: their events are sent again (docs/design.md, Guarantee 3).
+class AckGroup {
+  public:
+    static constexpr std::size_t kMaxAnswers = 1024;
+
+    // An answer arrived at now_ms; success: a 2xx.
+    void add(std::int64_t now_ms, bool success) {
+        if (count_++ == 0)
+            oldest_ms_ = now_ms;
+        urgent_ = urgent_ || !success;
+    }
+    // When the group must be recorded (unix ms); -1: no answer waits.
+    std::int64_t due_ms(std::int64_t delay_ms) const {
+        if (count_ == 0)
+            return -1;
+        if (urgent_ || count_ >= kMaxAnswers)
+            return oldest_ms_;
+        return oldest_ms_ + delay_ms;
+    }
+    bool due(std::int64_t now_ms, std::int64_t delay_ms) const {
+        const std::int64_t at = due_ms(delay_ms);
+        return at >= 0 && at <= now_ms;
+    }
+    bool empty() const { return count_ == 0; }
+    // A pass committed every answer of the group.
+    void recorded() {
+        count_ = 0;
+        oldest_ms_ = -1;
+        urgent_ = false;
+    }
+
+  private:
+    std::size_t count_ = 0;
+    std::int64_t oldest_ms_ = -1;
+    bool urgent_ = false;
+};
+
+// When statistics alone start a pass: while answers wait to be recorded, not before their group is
+// due (that pass writes the statistics too), so that statistics do not cut a group short. -1: never.
+inline std::int64_t stats_pass_ms(std::int64_t stats_ms, std::int64_t ack_due_ms) {
+    if (stats_ms < 0 || ack_due_ms < 0)
+        return stats_ms;
+    return stats_ms > ack_due_ms ? stats_ms : ack_due_ms;
+}
+
 // The ring of recent attempts (pg_sync.recent_attempts, pg_sync.recent_attempts_size slots):
 // where the next rows go. The position is read from the table once (after the newest row), then
 // kept here; a pass that fails forgets it (reset()), so the next one reads it again.
@@ -76,6 +126,7 @@ struct Deadlines {
     std::int64_t retry_due_ms = -1;   // earliest retry the dispatcher waits for
     std::int64_t stats_ms = -1;       // statistics to write
     std::int64_t pass_retry_ms = -1;  // a failed pass is tried again
+    std::int64_t ack_ms = -1;         // answers to record (AckGroup::due_ms)
     long transport_ms = -1;           // the transport's own timer (sink::Sink::timeout_ms)
 };
 

@@ -4,8 +4,9 @@
 //   delivery_worker.cpp  entry point: connects, builds the state below and the transport, runs
 //                        the loop; settings (SIGHUP) -> transport options
 //   delivery_loop.cpp    waits on latch | transport fds | timer, drives the transport
-//                        (sink::Sink), turns completions into outcomes, decides when a pass runs
-//                        and when a failed one is tried again (core/worker_policy.hpp)
+//                        (sink::Sink), turns completions into outcomes, sends the next requests
+//                        from the cached heads (plan_pipelined), decides when a pass runs and when
+//                        a failed one is tried again (core/worker_policy.hpp)
 //   delivery_pass.cpp    one transaction: outcomes -> queue, configuration, heads of queue
 //                        (core/head_cache.hpp) -> planned requests (core/dispatcher.hpp);
 //                        reaches PostgreSQL only through postgres_call (guard.hpp) and the
@@ -36,9 +37,11 @@ struct DeliveryWorker {
     dispatch::Dispatcher dispatcher;
     sink::Sink &transport;
     std::vector<dispatch::Outcome> outcomes; // completed requests not yet recorded (kept until a pass commits them)
+    worker::AckGroup acks;                   // when `outcomes` must be recorded (pg_sync.ack_delay)
     std::set<std::int32_t> touched;          // endpoints with completions since the last pass
+    std::set<std::int32_t> replan;           // endpoints with completions since they were last planned
     dispatch::HeadCache heads;
-    std::vector<sink::Request> to_send; // planned in the pass, submitted after its commit
+    std::vector<sink::Request> to_send; // planned, not yet submitted
     std::uint32_t config_generation = 0;
     bool configured = false;
     TimestampTz next_backfill_check = 0;
@@ -69,6 +72,11 @@ bool run_pass(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, const Pass
 
 // Queue rotation, inside a pass (delivery_rotation.cpp).
 void rotate_queue(DeliveryWorker &w, std::int64_t now_ms);
+
+// Pipelining (no transaction): the endpoints with answers since they were last planned plan
+// from their cached heads and the requests go out at once. Returns whether an endpoint needs a
+// read of its queue (a pass) to plan more.
+bool plan_pipelined(DeliveryWorker &w, std::int64_t now_ms);
 
 // Hooks of the loop into the process (delivery_worker.cpp): settings were reloaded (SIGHUP).
 using SettingsReloaded = void (*)(DeliveryWorker &w);

@@ -1,9 +1,12 @@
 // The delivery worker's loop: one wait over its latch, the transport's file descriptors and a
-// timer; transport progress; completions -> outcomes; passes (delivery_pass.cpp) when something
-// calls for one; planned requests -> the transport after the pass committed.
+// timer; transport progress; completions -> outcomes, waiting to be recorded; the next requests
+// planned from the cached heads and sent at once (pipelining, docs/delivery.md); passes
+// (delivery_pass.cpp) when something calls for one, among them the answers' group falling due
+// (pg_sync.ack_delay).
 //
 //   wait (latch | transport fds | timer)  ->  transport progress  ->  completions
-//   pass (one short transaction)  ->  submit the planned requests
+//   plan from cached heads -> submit       (no transaction)
+//   pass (one short transaction: record the answers, read, plan, submit, commit)
 //
 // The loop knows the transport only as a sink::Sink (core/sink.hpp): HTTP today, another
 // transport plugs in without a change here. Wake-ups: a commit that queued events sets this
@@ -29,20 +32,28 @@ namespace {
 
 std::int64_t now_unix_ms() { return unix_ms(GetCurrentTimestamp()); }
 
-void collect_completions(DeliveryWorker &w) {
+// Answers -> outcomes, waiting to be recorded (w.acks); the cached heads drop the delivered
+// events at once, so that the next events of their keys may be planned before the outcome is
+// committed (pipelining, docs/delivery.md). Returns whether any came.
+bool collect_completions(DeliveryWorker &w) {
     std::vector<sink::Completion> done = w.transport.take_completions();
     if (done.empty())
-        return;
+        return false;
     const std::int64_t now_ms = now_unix_ms();
     for (const sink::Completion &c : done) {
         std::optional<dispatch::Outcome> o = w.dispatcher.complete(c, now_ms);
         if (!o)
             continue;
+        const bool success = o->verdict == retry::Verdict::Success;
         w.touched.insert(o->endpoint_id);
-        if (o->verdict != retry::Verdict::Success)
+        w.replan.insert(o->endpoint_id);
+        if (!success)
             w.stats.mark_urgent();
+        w.heads.on_outcome(*o);
+        w.acks.add(now_ms, success);
         w.outcomes.push_back(std::move(*o));
     }
+    return true;
 }
 
 uint32 wait_events(int want) {
@@ -113,19 +124,28 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
             ProcessConfigFile(PGC_SIGHUP);
             on_reload(w);
         }
-        collect_completions(w);
+        const bool answers = collect_completions(w);
         const std::int64_t now_ms = now_unix_ms();
         const std::int64_t due = w.dispatcher.next_due_ms();
         const bool retry_due = due >= 0 && due <= now_ms;
         const bool sweep = now_ms >= next_sweep_ms;
         const bool config = w.configured && slot->config_generation != w.config_generation;
-        const std::int64_t stats_due_ms = w.stats.next_ms(w.dispatcher.has_stats());
+        const std::int64_t ack_delay = settings.ack_delay_ms;
+        const std::int64_t stats_due_ms =
+            worker::stats_pass_ms(w.stats.next_ms(w.dispatcher.has_stats()), w.acks.due_ms(ack_delay));
         const bool stats = stats_due_ms >= 0 && stats_due_ms <= now_ms;
         const bool retry_pass = w.pass_retry.failing();
-        if ((woken || sweep || retry_due || config || stats || retry_pass || !w.outcomes.empty()) &&
-            w.pass_retry.may_run(now_ms)) {
+        const bool full = woken || sweep || retry_due || config || first || retry_pass;
+        // Pipelining: the endpoints with answers plan their next requests from their cached heads
+        // and send them now; the answers wait to be recorded in a group. An endpoint whose cache
+        // cannot fill its request slots needs a read of the queue, which only a pass does (after
+        // recording every answer: a read never sees an answered event as pending).
+        bool read_needed = false;
+        if (answers && !full && ack_delay > 0)
+            read_needed = plan_pipelined(w, now_ms);
+        if ((full || stats || read_needed || w.acks.due(now_ms, ack_delay)) && w.pass_retry.may_run(now_ms)) {
             // After a failure the pass looks at every endpoint: what woke the failed one is gone.
-            const PassRequest request{woken || sweep || retry_due || config || first || retry_pass, first};
+            const PassRequest request{full, first};
             ErrorReport error;
             if (!run_pass(w, slot, extension_oid, request, &error)) {
                 pass_failed(w, slot, error);
@@ -140,9 +160,6 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
                 // The connection budget keeps a connection for every endpoint that may send
                 // (http::next_group_to_start): a slow endpoint cannot take them all.
                 w.transport.set_groups(w.dispatcher.sending_endpoints());
-                for (sink::Request &r : w.to_send)
-                    w.transport.submit(std::move(r));
-                w.to_send.clear();
                 set_worker_state(slot, w.dispatcher.in_flight_requests() ? "delivering" : "idle");
             }
         }
@@ -151,8 +168,9 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
         deadlines.now_ms = now_unix_ms();
         deadlines.sweep_ms = next_sweep_ms;
         deadlines.retry_due_ms = w.dispatcher.next_due_ms();
-        deadlines.stats_ms = w.stats.next_ms(w.dispatcher.has_stats());
+        deadlines.stats_ms = worker::stats_pass_ms(w.stats.next_ms(w.dispatcher.has_stats()), w.acks.due_ms(ack_delay));
         deadlines.pass_retry_ms = w.pass_retry.retry_at_ms();
+        deadlines.ack_ms = w.acks.due_ms(ack_delay);
         deadlines.transport_ms = w.transport.timeout_ms();
         const long timeout = worker::wait_timeout_ms(deadlines);
         if (timeout <= 0) {

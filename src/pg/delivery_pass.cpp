@@ -4,14 +4,17 @@
 //   2. (re)loads the endpoints when their configuration changed,
 //   3. reads each endpoint's head of queue (or plans from the cached one, core/head_cache.hpp)
 //      and plans requests (core/dispatcher.hpp),
-//   4. writes the endpoints' state (throttled, core/worker_policy.hpp), commits.
-// The loop (delivery_loop.cpp) submits the planned requests after the commit.
+//   4. submits the planned requests (pg_sync.ack_delay > 0: before the commit),
+//   5. writes the endpoints' state (throttled, core/worker_policy.hpp), commits.
+// Between passes the loop plans from the cached heads alone (plan_pipelined, below).
 //
 // Why this is safe:
 //  * An event leaves the queue only in a pass that records a 2xx for the request that carried
-//    it, and requests go out only after the pass that planned them committed. A crash at any
-//    point leaves the events in the queue; the requests then in flight are sent again
-//    (at-least-once; the webhook-id stays the same for the same events).
+//    it. A crash at any point leaves the events in the queue; the requests then in flight, and
+//    those answered but not yet recorded, are sent again (at-least-once; the webhook-id stays
+//    the same for the same events; docs/design.md, Guarantee 3).
+//  * The pass records every answer waiting before it reads: a read never sees an answered event
+//    as pending.
 //  * Each pass reads the queue from its lowest id with a fresh snapshot, so a transaction that
 //    commits late is seen by the next pass: no cursor can skip it.
 //
@@ -19,9 +22,9 @@
 // functions of the queue store, so a PostgreSQL ERROR longjmps over no frame of this file: it
 // comes back as PostgresError with the transaction already aborted. run_pass() then puts the
 // worker's memory back as if the pass had not run: the outcomes stay for the next pass (the
-// requests in flight are neither lost nor sent again), the requests it planned are abandoned
-// (planned again by the next pass), taken statistics go back to the dispatcher, cached heads and
-// the ring position are read again.
+// requests in flight are neither lost nor sent again), the requests it planned and had not sent
+// yet are abandoned (planned again by the next pass; those it sent are in flight like any other),
+// taken statistics go back to the dispatcher, cached heads and the ring position are read again.
 #include "pg/pg_prelude.hpp"
 
 #include "core/payload_gate.hpp"
@@ -65,6 +68,9 @@ dispatch::QueuedEvent event_of(const qs::EventRow &r) {
     q.captured_at_us = int_or(r.captured_at, 0) + kUnixEpochShiftUs;
     q.attempts = int(int_or(r.attempts, 0));
     q.next_attempt_ms = r.next_attempt_at.null ? 0 : unix_ms(r.next_attempt_at.value);
+    if (OidIsValid(r.table) && ItemPointerIsValid(&r.tid))
+        q.row = dispatch::RowRef{std::uint32_t(r.table), (std::uint64_t(ItemPointerGetBlockNumberNoCheck(&r.tid)) << 16) |
+                                                            ItemPointerGetOffsetNumberNoCheck(&r.tid)};
     return q;
 }
 
@@ -105,6 +111,23 @@ void load_endpoints(DeliveryWorker &w) {
     postgres_call([&] { qs::release_rows(); });
     w.dispatcher.configure(std::move(endpoints));
 }
+
+// The delivered events of an endpoint, for one delete (queue_store::delete_delivered).
+struct Delivered {
+    std::vector<std::int64_t> ids;
+    std::vector<Oid> tables;
+    std::vector<ItemPointerData> tids;
+
+    void add(std::int64_t id, const dispatch::RowRef &row) {
+        ItemPointerData tid;
+        ItemPointerSetInvalid(&tid);
+        if (row.table != 0)
+            ItemPointerSet(&tid, BlockNumber(row.tid >> 16), OffsetNumber(row.tid & 0xFFFF));
+        ids.push_back(id);
+        tables.push_back(Oid(row.table));
+        tids.push_back(tid);
+    }
+};
 
 // Everything but the deletes of delivered events, which the pass merges per endpoint.
 void record_outcome(const dispatch::Outcome &o, TimestampTz now) {
@@ -215,8 +238,10 @@ std::vector<dispatch::QueuedEvent> read_head(DeliveryWorker &w, std::int32_t id,
             break;
         for (int r = 0; r < n && !*cut; ++r) {
             dispatch::QueuedEvent q = event_of(rows[r]);
-            if (!gate.sendable(q, w.dispatcher.in_flight(id, q.id), now_ms)) {
+            const bool in_flight = w.dispatcher.in_flight(id, q.id);
+            if (!gate.sendable(q, in_flight, now_ms)) {
                 q.payload_loaded = false;
+                q.in_flight_at_read = in_flight;
             } else if (bytes < share || (loaded == 0 && in_flight_bytes == 0)) {
                 qs::EventRow *row = &rows[r];
                 postgres_call([&] { qs::payload(row); });
@@ -241,24 +266,51 @@ void plan_from_head(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms) {
         w.to_send.push_back(std::move(r));
 }
 
-void plan_endpoint(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full) {
+// What an endpoint's planning does now (core/head_cache.hpp); Skip for an unknown or paused one.
+dispatch::HeadCache::Action head_action(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full,
+                                        bool in_pass) {
     const dispatch::EndpointConfig *c = w.dispatcher.endpoint(id);
     if (!c || c->paused)
-        return;
+        return dispatch::HeadCache::Action::Skip;
     // pg_sync.max_worker_memory: the events of a head read again are mostly the ones in flight;
     // while this endpoint's request bodies alone take its share, a new read would only hold them
     // a second time (the requests it could plan wait for those anyway).
-    const std::size_t share = memory_share(w);
-    switch (w.heads.before_plan(id, full, w.dispatcher.held(id, now_ms), w.dispatcher.in_flight_events(id),
-                                c->batch_size * c->max_in_flight, w.dispatcher.in_flight_bytes(id) >= share)) {
-    case dispatch::HeadCache::Action::Skip:
+    const std::size_t free_slots = c->max_in_flight - std::min(c->max_in_flight, w.dispatcher.in_flight_requests(id));
+    return w.heads.before_plan(id, full, w.dispatcher.held(id, now_ms), w.dispatcher.in_flight_events(id),
+                               c->batch_size * free_slots, w.dispatcher.in_flight_bytes(id) >= memory_share(w),
+                               in_pass);
+}
+
+// The planned requests go to the transport. The connection budget keeps a connection for every
+// endpoint that may send (http::next_group_to_start): a slow endpoint cannot take them all.
+void submit_planned(DeliveryWorker &w) {
+    if (w.to_send.empty())
         return;
+    w.transport.set_groups(w.dispatcher.sending_endpoints());
+    for (sink::Request &r : w.to_send)
+        w.transport.submit(std::move(r));
+    w.to_send.clear();
+}
+
+// Plans the endpoint from its cached head when that is what it needs now (or nothing, when it
+// is skipped); returns whether it needs a read of its queue instead (the cache is dropped).
+bool plan_cached(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full, bool in_pass) {
+    switch (head_action(w, id, now_ms, full, in_pass)) {
+    case dispatch::HeadCache::Action::Skip:
+        return false;
     case dispatch::HeadCache::Action::PlanCached:
         plan_from_head(w, id, now_ms);
-        return;
+        return false;
     case dispatch::HeadCache::Action::Read:
-        break;
+        return true;
     }
+    return false;
+}
+
+void plan_endpoint(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full) {
+    if (!plan_cached(w, id, now_ms, full, true))
+        return;
+    const std::size_t share = memory_share(w);
     // The dead letters and the head are read under one snapshot: a redeliver() committing
     // between two reads would otherwise put its events in neither, and later events of their keys
     // would go first. (The snapshot is taken after this pass's own writes.) Dead letters keep
@@ -323,20 +375,25 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
     if (request.worker_started)
         postgres_call([] { qs::reset_endpoint_state(); });
 
-    // Outcomes first: a 410 recorded here must be what the configuration read below sees.
+    // Outcomes first: a 410 recorded here must be what the configuration read below sees, and
+    // the reads below must not see an answered event as pending. (The cached heads dropped the
+    // delivered events when their answers came: delivery_loop.cpp.)
     const TimestampTz now = GetCurrentTimestamp();
-    std::map<std::int32_t, std::vector<std::int64_t>> delivered;
+    std::map<std::int32_t, Delivered> delivered;
     for (const dispatch::Outcome &o : w.outcomes) {
-        if (!o.delivered.empty()) {
-            std::vector<std::int64_t> &ids = delivered[o.endpoint_id];
-            ids.insert(ids.end(), o.delivered.begin(), o.delivered.end());
-        }
+        Delivered &d = delivered[o.endpoint_id];
+        for (std::size_t i = 0; i < o.delivered.size(); ++i)
+            d.add(o.delivered[i], i < o.delivered_rows.size() ? o.delivered_rows[i] : dispatch::RowRef{});
         record_outcome(o, now);
-        w.heads.on_outcome(o);
     }
     record_attempts(w);
-    for (const auto &kv : delivered)
-        postgres_call([&] { qs::delete_delivered(kv.first, kv.second.data(), int(kv.second.size())); });
+    for (const auto &kv : delivered) {
+        const Delivered &d = kv.second;
+        if (!d.ids.empty())
+            postgres_call([&] {
+                qs::delete_delivered(kv.first, d.ids.data(), d.tables.data(), d.tids.data(), int(d.ids.size()));
+            });
+    }
     // Queue rotation sees this pass's deletes; the heads read below see its truncations.
     rotate_queue(w, unix_ms(now));
 
@@ -358,6 +415,14 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
         for (std::int32_t id : w.touched)
             plan_endpoint(w, id, now_ms, false);
     }
+    w.replan.clear();
+    // Pipelining (pg_sync.ack_delay > 0): sent before the commit. Nothing below changes what they
+    // carry, and the commit only makes the recorded answers durable; if the pass fails from here
+    // on, these requests are in flight like any other (undo_pass abandons only unsent ones) and
+    // the answers stay for the next pass. With ack_delay = 0 they wait for the commit, as in
+    // 0.3.0: a crash then resends only requests in flight or whose answer was being recorded.
+    if (settings.ack_delay_ms > 0)
+        submit_planned(w);
     if (w.stats.due(now_ms)) {
         write_stats(w, now_ms, &effects.stats_taken);
         effects.stats_written = true;
@@ -373,7 +438,9 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
     postgres_call([] { qs::commit_pass(); });
     // Committed: what the pass recorded is true now, whatever happens next.
     w.outcomes.clear();
+    w.acks.recorded();
     w.touched.clear();
+    submit_planned(w);
     if (effects.stats_written)
         w.stats.written(now_ms);
     // Writers take the current partition from shared memory (after the commit: a rolled-back
@@ -410,6 +477,15 @@ void undo_pass(DeliveryWorker &w, PassEffects &effects) {
 }
 
 } // namespace
+
+bool plan_pipelined(DeliveryWorker &w, std::int64_t now_ms) {
+    bool read_needed = false;
+    for (std::int32_t id : w.replan) // (a read is for the pass: w.touched has the endpoint)
+        read_needed = plan_cached(w, id, now_ms, false, false) || read_needed;
+    w.replan.clear();
+    submit_planned(w);
+    return read_needed;
+}
 
 bool run_pass(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, const PassRequest &request,
               ErrorReport *error) {

@@ -51,11 +51,13 @@ const Column endpoint_columns[E_NCOLS] = {
     {"retry_base_ms", INT4OID}, {"retry_max_ms", INT4OID}, {"paused", BOOLOID},       {"header_lines", TEXTOID},
     {"kafka_settings", TEXTOID}};
 
-enum EventCol { V_ID, V_OP, V_TBL, V_KEY, V_NEW, V_OLD, V_TYPE, V_TXID, V_CAPTURED, V_ATTEMPTS, V_NEXT, V_NCOLS };
+enum EventCol { V_ID, V_OP, V_TBL, V_KEY, V_NEW, V_OLD, V_TYPE, V_TXID, V_CAPTURED, V_ATTEMPTS, V_NEXT, V_TABLEOID,
+                V_CTID, V_NCOLS };
 const Column event_columns[V_NCOLS] = {
     {"id", INT8OID},       {"op", TEXTOID},          {"tbl", TEXTOID},      {"key", JSONOID},
     {"new_row", JSONOID},  {"old_row", JSONOID},     {"emit_type", TEXTOID}, {"txid", XID8OID},
-    {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}, {"next_attempt_at", TIMESTAMPTZOID}};
+    {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}, {"next_attempt_at", TIMESTAMPTZOID},
+    {"tableoid", OIDOID},  {"ctid", TIDOID}};
 constexpr int kDeadColumns = V_KEY + 1; // the dead-letter read has the first four
 
 const Column next_slot_columns[1] = {{"next_slot", INT4OID}};
@@ -72,8 +74,9 @@ const StatementDef statements[S_COUNT] = {
     // json columns as they are: json is text inside (read the same way), and a cast to text
     // would be an I/O conversion that detoasts every payload in the query, also of the events
     // the worker drops (in flight, blocked); these stay in TOAST until payload().
+    // tableoid and ctid: where the row is, for the delete of delivered events (delete_delivered).
     {"SELECT id, op, tbl, key, new_row, old_row, emit_type, txid,"
-     "       captured_at, attempts, next_attempt_at"
+     "       captured_at, attempts, next_attempt_at, tableoid, ctid"
      "  FROM pg_sync._queue WHERE endpoint_id = $1 ORDER BY id LIMIT $2",
      2, {INT4OID, INT8OID}, SPI_OK_SELECT, event_columns, V_NCOLS},
     // The first dead letter of each key (and each dead truncate) is enough to block what follows.
@@ -242,6 +245,15 @@ void read_event(HeapTuple tuple, TupleDesc desc, Statement s, int ncolumns, Even
     out->captured_at = ncolumns > V_CAPTURED ? int_at(row, s, V_CAPTURED) : null_int;
     out->attempts = ncolumns > V_ATTEMPTS ? int_at(row, s, V_ATTEMPTS) : null_int;
     out->next_attempt_at = ncolumns > V_NEXT ? int_at(row, s, V_NEXT) : null_int;
+    out->table = InvalidOid;
+    ItemPointerSetInvalid(&out->tid);
+    if (s == S_READ_HEAD) {
+        const int itab = attnums[s][V_TABLEOID] - 1, itid = attnums[s][V_CTID] - 1;
+        if (!row.nulls[itab] && !row.nulls[itid]) {
+            out->table = DatumGetObjectId(row.values[itab]);
+            ItemPointerCopy(reinterpret_cast<ItemPointer>(DatumGetPointer(row.values[itid])), &out->tid);
+        }
+    }
 }
 
 // The rows handed out point into the result tuples (held_table) and into detoasted copies
@@ -327,10 +339,94 @@ void report_idle() {
 
 void reset_endpoint_state() { run(S_RESET_STATE, nullptr, nullptr); }
 
-void delete_delivered(int32 endpoint_id, const int64 *ids, int n) {
-    Datum v[2] = {Int32GetDatum(endpoint_id), int8_array(ids, n)};
-    run(S_DELETE_DELIVERED, v, nullptr);
-    queue_counters_add(endpoint_id, -int64(SPI_processed)); // published when the pass commits
+namespace {
+
+// The queue table (or one of its partitions), open for deletes, with the attribute numbers of
+// endpoint_id and id; rel is NULL when `table` is not one (then the caller deletes by id).
+struct QueuePart {
+    Relation rel;
+    AttrNumber endpoint_att, id_att;
+};
+
+QueuePart open_queue_part(Oid table) {
+    QueuePart part{nullptr, InvalidAttrNumber, InvalidAttrNumber};
+    const Oid queue = get_relname_relid("_queue", get_namespace_oid("pg_sync", false));
+    if (!OidIsValid(queue) || (table != queue && !get_rel_relispartition(table)))
+        return part;
+    if (table != queue && get_partition_parent(table, true) != queue)
+        return part; // (a partition of a partition: the DELETE by id finds it)
+    Relation rel = table_open(table, RowExclusiveLock);
+    const TupleDesc desc = RelationGetDescr(rel);
+    const AttrNumber ep = get_attnum(table, "endpoint_id"), id = get_attnum(table, "id");
+    if (rel->rd_rel->relkind != RELKIND_RELATION || ep <= 0 || id <= 0 || TupleDescAttr(desc, ep - 1)->atttypid != INT4OID ||
+        TupleDescAttr(desc, id - 1)->atttypid != INT8OID) {
+        table_close(rel, RowExclusiveLock);
+        return part;
+    }
+    part.rel = rel;
+    part.endpoint_att = ep;
+    part.id_att = id;
+    return part;
+}
+
+// Deletes the row at tid if it is still the event (endpoint_id, id), visible to the pass's
+// snapshot and not changed since; false: not done (the caller deletes by id).
+bool delete_at(const QueuePart &part, ItemPointer tid, int32 endpoint_id, int64 id, bool *deleted) {
+    HeapTupleData tuple;
+    tuple.t_self = *tid;
+    Buffer buffer = InvalidBuffer;
+    if (!heap_fetch(part.rel, GetActiveSnapshot(), &tuple, &buffer, false))
+        return false;
+    bool ep_null = true, id_null = true;
+    const Datum ep = heap_getattr(&tuple, part.endpoint_att, RelationGetDescr(part.rel), &ep_null);
+    const Datum row_id = heap_getattr(&tuple, part.id_att, RelationGetDescr(part.rel), &id_null);
+    const bool same = !ep_null && !id_null && DatumGetInt32(ep) == endpoint_id && DatumGetInt64(row_id) == id;
+    ReleaseBuffer(buffer);
+    if (!same)
+        return false;
+    TM_FailureData failure;
+    switch (heap_delete(part.rel, tid, GetCurrentCommandId(true), InvalidSnapshot, true, &failure, false)) {
+    case TM_Ok:
+        *deleted = true;
+        return true;
+    case TM_Deleted: // deleted by a transaction that committed meanwhile (drop_endpoint): gone
+        return true;
+    default: // updated meanwhile (it moved), or anything else: by id
+        return false;
+    }
+}
+
+} // namespace
+
+void delete_delivered(int32 endpoint_id, const int64 *ids, const Oid *tables, const ItemPointerData *tids, int n) {
+    int64 *by_id = static_cast<int64 *>(palloc(sizeof(int64) * (n + 1)));
+    int left = 0;
+    int64 removed = 0; // by this pass: the pending counts (queue_counters) go down by as much
+    Oid open_table = InvalidOid;
+    QueuePart part{nullptr, InvalidAttrNumber, InvalidAttrNumber};
+    for (int i = 0; i < n; ++i) {
+        if (OidIsValid(tables[i]) && tables[i] != open_table) {
+            if (part.rel)
+                table_close(part.rel, NoLock);
+            part = open_queue_part(tables[i]);
+            open_table = tables[i];
+        }
+        ItemPointerData tid = tids[i];
+        bool deleted = false;
+        if (!OidIsValid(tables[i]) || !part.rel || !ItemPointerIsValid(&tid) ||
+            !delete_at(part, &tid, endpoint_id, ids[i], &deleted))
+            by_id[left++] = ids[i];
+        removed += deleted ? 1 : 0;
+    }
+    if (part.rel)
+        table_close(part.rel, NoLock);
+    if (left > 0) {
+        Datum v[2] = {Int32GetDatum(endpoint_id), int8_array(by_id, left)};
+        run(S_DELETE_DELIVERED, v, nullptr);
+        removed += int64(SPI_processed);
+    }
+    pfree(by_id);
+    queue_counters_add(endpoint_id, -removed); // published when the pass commits
 }
 
 void schedule_retry(int32 endpoint_id, const int64 *ids, int n, TimestampTz next_attempt_at, const char *reason,

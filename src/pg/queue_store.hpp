@@ -41,6 +41,8 @@ struct EventRow {
     Int captured_at;     // TimestampTz
     Int attempts;
     Int next_attempt_at; // TimestampTz
+    Oid table;           // head reads: the table (or partition) the row is in, and its TID
+    ItemPointerData tid;
 };
 
 // A row of pg_sync._endpoints, headers joined as "Name: value" lines separated by '\n'.
@@ -91,7 +93,11 @@ void report_idle();
 
 // At start: nothing is in flight, circuits closed; the state of dropped endpoints goes.
 void reset_endpoint_state();
-void delete_delivered(int32 endpoint_id, const int64 *ids, int n);
+// The delivered events: each by its TID in `tables` (read with the head) when the row there is
+// still the event (no index search, no row lock: the DELETE statement locked every row first for
+// the replica-only BEFORE ROW trigger, and searched the index per id), the others (no TID, moved,
+// or a table that is not the queue) by id with a DELETE statement.
+void delete_delivered(int32 endpoint_id, const int64 *ids, const Oid *tables, const ItemPointerData *tids, int n);
 void schedule_retry(int32 endpoint_id, const int64 *ids, int n, TimestampTz next_attempt_at, const char *reason,
                     int32 status, TimestampTz attempt_started_at);
 void move_to_dead_letters(int32 endpoint_id, const int64 *ids, int n, int32 status, const char *reason,

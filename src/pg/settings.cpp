@@ -13,7 +13,7 @@ Settings settings = {defaults::kMaxWorkers,          defaults::kSweepIntervalMs,
                      nullptr /* http_proxy: the GUC machinery owns the string */,
                      defaults::kMaxConnections,      defaults::kCircuitFailureThreshold,
                      defaults::kRecentAttemptsSize,  defaults::kMaxWorkerMemoryKb,
-                     defaults::kDebugPassPauseMs};
+                     defaults::kAckDelayMs,          defaults::kDebugPassPauseMs};
 
 namespace {
 int health_max_pending_age_ms = defaults::kHealthMaxPendingAgeMs; // read from SQL (pg_sync.health) through current_setting
@@ -69,6 +69,13 @@ void settings_init() {
                             "partition; longer: fewer truncations.",
                             &settings.queue_rotation_interval_ms, defaults::kQueueRotationIntervalMs, 100, 86400000,
                             PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("pg_sync.ack_delay",
+                            "How long a delivery worker may wait before it records the answers of finished requests.",
+                            "The next requests go out at once; answers are committed in groups, one transaction per "
+                            "group. After a crash, the events of requests answered within this time before it are "
+                            "sent again. 0: every round of answers is committed before the next requests go out.",
+                            &settings.ack_delay_ms, defaults::kAckDelayMs, 0, 60000, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
     // For tests only (superuser): makes a delivery pass wait between its read of an endpoint's
     // head of queue and its read of the dead letters, until the worker's latch is set or this
     // time has passed, so that a test can commit something in between (test/097).

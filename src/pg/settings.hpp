@@ -19,6 +19,7 @@ constexpr int kMaxConnections = int(http::kDefaultMaxConnections);
 constexpr int kCircuitFailureThreshold = retry::kDefaultFailureThreshold; // the circuit breaker's own default
 constexpr int kRecentAttemptsSize = 1000;
 constexpr int kMaxWorkerMemoryKb = 128 * 1024;
+constexpr int kAckDelayMs = 10;
 constexpr int kDebugPassPauseMs = 0;
 constexpr int kQueueRotationIntervalMs = 10000;
 constexpr int kHealthMaxPendingAgeMs = 300000;
@@ -35,6 +36,7 @@ struct Settings {
     int circuit_failure_threshold; // sighup
     int recent_attempts_size;      // sighup: rows kept in pg_sync.recent_attempts
     int max_worker_memory_kb;      // sighup: event payloads a delivery worker reads into memory
+    int ack_delay_ms;              // sighup: how long a 2xx may wait to be recorded (a crash resends its events)
     int debug_pass_pause_ms;       // superuser, tests only: pause between a pass's two queue reads
     int queue_rotation_interval_ms; // sighup: how long a queue partition stays current
 };

@@ -11,6 +11,7 @@ using namespace pg_sync;
 using dispatch::Dispatcher;
 using dispatch::EndpointConfig;
 using dispatch::QueuedEvent;
+using dispatch::Head;
 
 namespace {
 
@@ -68,7 +69,7 @@ bool has_header(const http::Request &r, const std::string &prefix) {
 TEST(Dispatcher, BatchesUpToBatchSizeAndMaxInFlight) {
     Dispatcher d("scope", 1, 5);
     d.configure({endpoint(1, 2, 2)});
-    std::vector<QueuedEvent> head;
+    Head head;
     for (int i = 1; i <= 7; ++i)
         head.push_back(row(i, std::to_string(i)));
     auto reqs = d.plan(1, head, kNow);
@@ -88,7 +89,7 @@ TEST(Dispatcher, BatchesUpToBatchSizeAndMaxInFlight) {
 TEST(Dispatcher, InFlightEventsAreNotSentAgainAndSuccessFreesTheSlot) {
     Dispatcher d("scope", 1, 5);
     d.configure({endpoint(1, 2, 1)});
-    std::vector<QueuedEvent> head = {row(1, "1"), row(2, "2"), row(3, "3")};
+    Head head = {row(1, "1"), row(2, "2"), row(3, "3")};
     auto first = d.plan(1, head, kNow);
     ASSERT_EQ(first.size(), 1u);
     auto o = d.complete(answer(first[0], 204), kNow + 5);
@@ -106,7 +107,7 @@ TEST(Dispatcher, InFlightEventsAreNotSentAgainAndSuccessFreesTheSlot) {
 TEST(Dispatcher, InFlightBytesCountBodiesUntilTheyComplete) {
     Dispatcher d("scope", 1, 5);
     d.configure({endpoint(1, 2, 2)});
-    std::vector<QueuedEvent> head = {row(1, "1"), row(2, "2"), row(3, "3")};
+    Head head = {row(1, "1"), row(2, "2"), row(3, "3")};
     EXPECT_EQ(d.in_flight_bytes(1), 0u);
     auto reqs = d.plan(1, head, kNow);
     ASSERT_EQ(reqs.size(), 2u);
@@ -124,7 +125,7 @@ TEST(Dispatcher, EventsReadWithoutPayloadAreNeverSentAndHoldTheirKey) {
     QueuedEvent held = row(1, "1");
     held.new_row.reset();
     held.payload_loaded = false;
-    std::vector<QueuedEvent> head = {held, row(2, "1"), row(3, "2")};
+    Head head = {held, row(2, "1"), row(3, "2")};
     auto reqs = d.plan(1, head, kNow);
     ASSERT_EQ(reqs.size(), 1u);
     EXPECT_EQ(ids_of(reqs[0]), (std::vector<std::int64_t>{3}));
@@ -135,7 +136,7 @@ TEST(Dispatcher, EventsReadWithoutPayloadAreNeverSentAndHoldTheirKey) {
 TEST(Dispatcher, SameKeyWaitsWhileAnEarlierEventIsInFlight) {
     Dispatcher d("scope", 1, 5);
     d.configure({endpoint(1, 1, 4)});
-    std::vector<QueuedEvent> head = {row(1, "7"), row(2, "7"), row(3, "8")};
+    Head head = {row(1, "7"), row(2, "7"), row(3, "8")};
     auto reqs = d.plan(1, head, kNow);
     ASSERT_EQ(reqs.size(), 2u); // 1 (key 7) and 3 (key 8); 2 waits behind 1
     EXPECT_EQ(ids_of(reqs[0]), (std::vector<std::int64_t>{1}));
@@ -194,7 +195,7 @@ TEST(Dispatcher, CircuitOpensAfterConsecutiveFailuresThenProbesOneAtATime) {
     Dispatcher d("scope", 1, 2);
     EndpointConfig c = endpoint(1, 1, 4, 100);
     d.configure({c});
-    std::vector<QueuedEvent> head = {row(1, "1"), row(2, "2"), row(3, "3"), row(4, "4")};
+    Head head = {row(1, "1"), row(2, "2"), row(3, "3"), row(4, "4")};
     auto reqs = d.plan(1, head, kNow);
     ASSERT_EQ(reqs.size(), 4u);
     d.complete(answer(reqs[0], 500), kNow + 1);
@@ -227,7 +228,7 @@ TEST(Dispatcher, HeldWhileNothingCouldGo) {
     d.configure({endpoint(1, 1, 2, 100)});
     EXPECT_FALSE(d.held(1, kNow));
     EXPECT_FALSE(d.held(99, kNow)); // unknown endpoint: not held (plan decides)
-    const std::vector<QueuedEvent> head = {row(1, "1"), row(2, "2"), row(3, "3")};
+    const Head head = {row(1, "1"), row(2, "2"), row(3, "3")};
     auto reqs = d.plan(1, head, kNow);
     ASSERT_EQ(reqs.size(), 2u);
     EXPECT_TRUE(d.held(1, kNow)); // max_in_flight requests out
@@ -369,4 +370,33 @@ TEST(Dispatcher, RequestsCarryTheirEndpointAsTheirConnectionGroup) {
     paused.paused = true;
     d.configure({endpoint(3, 1, 2), endpoint(8, 1, 2), paused});
     EXPECT_EQ(d.sending_endpoints(), 2u);
+}
+
+TEST(Dispatcher, ACachedHeadPlansAgainAsAFreshCopyWould) {
+    // plan() keeps what it derives from an event with the event (QueuedEvent::memo): planning
+    // the same head again, as the worker does between reads, must give what a fresh copy gives.
+    Dispatcher cached("scope", 1, 5), fresh("scope", 1, 5);
+    cached.configure({endpoint(1, 2, 1)});
+    fresh.configure({endpoint(1, 2, 1)});
+    Head head = {row(1, "1"), row(2, "1"), row(3, "2"), row(4, "3"), row(5, "3")};
+    for (int round = 0; round < 3; ++round) {
+        const Head copy(head.begin(), head.end()); // memos copied too: strip them
+        Head stripped;
+        for (QueuedEvent q : copy) {
+            q.memo = {};
+            stripped.push_back(std::move(q));
+        }
+        auto a = cached.plan(1, head, kNow);
+        auto b = fresh.plan(1, stripped, kNow);
+        ASSERT_EQ(a.size(), 1u);
+        ASSERT_EQ(b.size(), 1u);
+        EXPECT_EQ(a[0].body, b[0].body);
+        EXPECT_EQ(ids_of(a[0]), ids_of(b[0]));
+        const auto done = cached.complete(answer(a[0], 204), kNow);
+        ASSERT_TRUE(fresh.complete(answer(b[0], 204), kNow));
+        ASSERT_TRUE(done);
+        for (std::int64_t id : done->delivered)
+            head.erase(std::find_if(head.begin(), head.end(), [&](const QueuedEvent &q) { return q.id == id; }));
+    }
+    EXPECT_TRUE(head.empty()); // {1, 2}, {3, 4}, {5}
 }

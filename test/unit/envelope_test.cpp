@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <cstdio>
+#include <ctime>
+#include <random>
 #include <limits>
 #include <string>
 #include <vector>
@@ -391,6 +394,37 @@ TEST(EnvelopeTimestamp, FormatsUtcWithSixFractionalDigits) {
 TEST(EnvelopeTimestamp, PostgresEpochOffset) {
     // PostgreSQL's timestamptz 0 is 2000-01-01 00:00:00 UTC.
     EXPECT_EQ(envelope::format_timestamp(0 + 946684800000000LL), "2000-01-01T00:00:00.000000Z");
+}
+
+} // namespace
+
+namespace {
+
+// The fast path (years 0-9999) against the C library, over random instants and the edges of
+// days, months, leap years and centuries.
+TEST(EnvelopeTimestamp, MatchesGmtimeEverywhere) {
+    auto reference = [](std::int64_t us) {
+        std::int64_t s = us / 1000000, f = us % 1000000;
+        if (f < 0)
+            f += 1000000, --s;
+        const std::time_t t = static_cast<std::time_t>(s);
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%04lld-%02d-%02dT%02d:%02d:%02d.%06dZ", static_cast<long long>(tm.tm_year) + 1900,
+                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(f));
+        return std::string(buf);
+    };
+    std::mt19937_64 rng(7);
+    std::uniform_int_distribution<std::int64_t> any(-62167219200000000LL, 253402300799999999LL);
+    std::vector<std::int64_t> cases;
+    for (int i = 0; i < 200000; ++i)
+        cases.push_back(any(rng));
+    for (std::int64_t day : {0LL, -1LL, 11016LL, 11017LL, 10957LL, 47482LL, -25567LL, 2932896LL, -719528LL})
+        for (std::int64_t d : {-86400000000LL, -1LL, 0LL, 1LL, 86399999999LL})
+            cases.push_back(day * 86400000000LL + d);
+    for (std::int64_t us : cases)
+        ASSERT_EQ(envelope::format_timestamp(us), reference(us)) << us;
 }
 
 } // namespace

@@ -22,7 +22,7 @@ QueuedEvent ev(std::int64_t id, bool dead = false, bool payload = true) {
     return q;
 }
 
-std::vector<std::int64_t> ids(const std::vector<QueuedEvent> &v) {
+std::vector<std::int64_t> ids(const dispatch::Head &v) {
     std::vector<std::int64_t> out;
     for (const QueuedEvent &q : v)
         out.push_back(q.id);
@@ -140,7 +140,7 @@ TEST(HeadCache, EventsWithoutPayloadNeedANewRead) {
     HeadCache c;
     c.store(1, {ev(1), ev(2, false, false)}, {}, 64, false);
     c.on_outcome(delivered(1, {1}));
-    EXPECT_FALSE(c.valid(1));
+    EXPECT_EQ(c.before_plan(1, false, false, 0, 1, false), Action::Read); // by the next pass
 }
 
 TEST(HeadCache, StoreMergesDeadLetters) {
@@ -159,4 +159,101 @@ TEST(HeadCache, RetainAndInvalidateAll) {
     c.invalidate_all();
     EXPECT_FALSE(c.valid(2));
     EXPECT_TRUE(c.events(2).empty());
+}
+
+namespace {
+QueuedEvent read_in_flight(std::int64_t id) {
+    QueuedEvent q = ev(id, false, false);
+    q.in_flight_at_read = true;
+    return q;
+}
+} // namespace
+
+TEST(HeadCache, EventsReadInFlightLeaveWithTheirRequest) {
+    // A read while requests are out keeps their events without payload; their 2xx removes them
+    // and the cache stays valid (planning goes on from it between reads: pipelining).
+    HeadCache c;
+    c.store(1, {read_in_flight(1), read_in_flight(2), ev(3), ev(4)}, {}, 64, false);
+    c.on_outcome(delivered(1, {2}));
+    EXPECT_TRUE(c.valid(1));
+    c.on_outcome(delivered(1, {1}));
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{3, 4}));
+}
+
+TEST(HeadCache, AfterADeliveryBlockedEventsWaitForTheNextPassToRead) {
+    // Read without payload while not in flight (behind a dead letter, a retry or an event in
+    // flight): it needs a read before it can go. Planning between passes goes on with the events
+    // that have their payload; the next pass reads.
+    HeadCache c;
+    c.store(1, {read_in_flight(1), ev(2, false, false), ev(3)}, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, false, false, 1, 1, false, true), Action::PlanCached); // nothing released yet
+    c.on_outcome(delivered(1, {1}));
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{2, 3}));
+    EXPECT_EQ(c.before_plan(1, false, false, 0, 1, false, false), Action::PlanCached); // between passes
+    EXPECT_EQ(c.before_plan(1, false, false, 0, 1, false, true), Action::Read);        // a pass
+    c.store(1, {ev(2), ev(3)}, {}, 64, false);
+    c.on_outcome(delivered(1, {2}));
+    EXPECT_EQ(c.before_plan(1, false, false, 0, 1, false, true), Action::PlanCached); // nothing blocked
+}
+
+TEST(HeadCache, DeliveredEventsLeaveInAnyOrderAndPattern) {
+    HeadCache c;
+    std::vector<QueuedEvent> head;
+    for (int i = 1; i <= 20; ++i)
+        head.push_back(ev(i * 10));
+    c.store(1, head, {}, 64, false);
+    c.on_outcome(delivered(1, {50, 60, 70, 150, 10, 11 /* not cached */, 200}));
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_EQ(ids(c.events(1)),
+              (std::vector<std::int64_t>{20, 30, 40, 80, 90, 100, 110, 120, 130, 140, 160, 170, 180, 190}));
+    c.on_outcome(delivered(1, {20, 30, 40}));
+    c.on_outcome(delivered(1, {190, 80}));
+    EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{90, 100, 110, 120, 130, 140, 160, 170, 180}));
+}
+
+// Pipelining as the worker does it between passes (src/pg/delivery_loop.cpp): a 2xx drops its
+// events from the cached head at once, and the next event of the key is planned from the cache,
+// before any outcome is recorded; never two requests of a key in flight.
+TEST(HeadCache, PipeliningPlansTheNextEventOfAKeyOnlyAfterItsPredecessorsAnswer) {
+    dispatch::Dispatcher d("scope", 1, 5);
+    dispatch::EndpointConfig c;
+    c.id = 1;
+    c.url = "http://127.0.0.1:1/hook";
+    c.batch_size = 1;
+    c.max_in_flight = 4;
+    d.configure({c});
+    HeadCache cache;
+    auto key_event = [](std::int64_t id, int key) {
+        QueuedEvent q = ev(id);
+        q.key = "{\"id\":" + std::to_string(key) + "}";
+        return q;
+    };
+    // Key 1: ids 1, 3, 5; key 2: ids 2, 4.
+    cache.store(1, {key_event(1, 1), key_event(2, 2), key_event(3, 1), key_event(4, 2), key_event(5, 1)}, {}, 1000,
+                false);
+    std::vector<sink::Request> first = d.plan(1, cache.events(1), 1000);
+    ASSERT_EQ(first.size(), 2u); // 1 and 2; 3, 4, 5 wait for their keys
+    std::vector<std::int64_t> answered;
+    for (int round = 0; round < 3 && !first.empty(); ++round) {
+        // Every request answered 2xx; nothing recorded (no read), the next ones come from the cache.
+        std::vector<sink::Request> next;
+        for (const sink::Request &r : first) {
+            sink::Completion done;
+            done.token = r.token;
+            done.status = 204;
+            const auto o = d.complete(done, 1001);
+            ASSERT_TRUE(o);
+            cache.on_outcome(*o);
+            ASSERT_TRUE(cache.valid(1));
+            answered.insert(answered.end(), o->delivered.begin(), o->delivered.end());
+            EXPECT_EQ(d.in_flight_requests(1), d.in_flight_requests()); // one endpoint
+            for (sink::Request &n : d.plan(1, cache.events(1), 1001 + round))
+                next.push_back(std::move(n));
+        }
+        first = std::move(next);
+    }
+    EXPECT_EQ(answered, (std::vector<std::int64_t>{1, 2, 3, 4, 5}));
+    EXPECT_TRUE(cache.events(1).empty());
 }

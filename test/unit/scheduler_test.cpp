@@ -776,3 +776,49 @@ TEST(SchedulerProperty, RandomRoundsKeepPerKeyOrderAndDrain) {
 }
 
 } // namespace
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Planner: plan() one event at a time
+
+TEST(SchedulerPlanner, StopsWhenFullAndPlansWhatPlanPlans) {
+    // Two keys hot, then many free events: the planner closes once the slots are full, so a
+    // caller building candidates lazily never needs the rest, and the result is plan()'s.
+    std::vector<Event> events = {row_k(1, 1, State::InFlight), row_k(2, 1), row_k(3, 2)};
+    for (int i = 4; i <= 1000; ++i)
+        events.push_back(row_k(i, i));
+    const Limits l = limits(2, 3, 1); // two free slots of two events
+    scheduler::Planner planner(l);
+    std::size_t fed = 0;
+    while (fed < events.size() && planner.open())
+        planner.add(events[fed], fed, kNow), ++fed;
+    EXPECT_EQ(fed, 6u); // 1 (in flight), 2 (held by 1), then 3, 4 and 5, 6 fill both requests
+    const std::vector<Batch> streamed = planner.take();
+    EXPECT_EQ(ids_of(streamed, events), (Ids{{3, 4}, {5, 6}}));
+    EXPECT_EQ(ids_of(streamed, events), plan_ids(events, l));
+}
+
+TEST(SchedulerPlanner, ViewsPlanLikeCandidates) {
+    const std::vector<Event> events = {row_k(1, 7), truncate(2, "public.t"), row_k(3, 7), emit(4, "k"), emit(5, "k")};
+    scheduler::Planner planner(limits(10, 4));
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        const Event &e = events[i];
+        planner.add(scheduler::CandidateView{e.id, e.kind, e.table, e.key, e.state, e.next_attempt_at_ms, e.bytes}, i,
+                    kNow);
+    }
+    EXPECT_EQ(ids_of(planner.take(), events), plan_ids(events, limits(10, 4)));
+}
+
+TEST(SchedulerPlanner, RefusesIdsOutOfOrderAndClosedLimits) {
+    scheduler::Planner planner(limits(10));
+    planner.add(row_k(5, 1), 0, kNow);
+    EXPECT_THROW(planner.add(row_k(5, 2), 1, kNow), std::invalid_argument);
+    Limits paused = limits(10);
+    paused.paused = true;
+    EXPECT_FALSE(scheduler::Planner(paused).open());
+    EXPECT_FALSE(scheduler::Planner(limits(0)).open());
+    EXPECT_FALSE(scheduler::Planner(limits(10, 2, 2)).open());
+}
+
+} // namespace

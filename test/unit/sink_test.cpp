@@ -101,7 +101,7 @@ TEST(Sink, AnotherTransportCarriesTheDispatchersRequests) {
     dispatch::Dispatcher d("scope", 1, 5);
     d.configure({endpoint(1)});
     ScriptedSink s({200, 503});
-    const std::vector<dispatch::QueuedEvent> head = {row(1, 1), row(2, 2), row(3, 3), row(4, 4)};
+    const dispatch::Head head = {row(1, 1), row(2, 2), row(3, 3), row(4, 4)};
     std::vector<dispatch::Outcome> outcomes = drive(d, s, d.plan(1, head, kNow));
     EXPECT_EQ(s.groups, 1u);
     ASSERT_EQ(s.submitted.size(), 2u);

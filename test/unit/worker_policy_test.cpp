@@ -115,3 +115,50 @@ TEST(RestartDelay, LauncherScheduleUnchanged) {
     for (int f = 1; f <= 7; ++f)
         EXPECT_EQ(restart_delay_ms(f), std::min<std::uint64_t>(60000, 1000ull << (f - 1))) << f;
 }
+
+TEST(AckGroup, DueAfterTheDelayOfItsOldestAnswer) {
+    AckGroup g;
+    EXPECT_TRUE(g.empty());
+    EXPECT_EQ(g.due_ms(10), -1);
+    EXPECT_FALSE(g.due(5000, 10));
+    g.add(1000, true);
+    g.add(1007, true); // a later answer does not move the deadline
+    EXPECT_EQ(g.due_ms(10), 1010);
+    EXPECT_FALSE(g.due(1009, 10));
+    EXPECT_TRUE(g.due(1010, 10));
+    EXPECT_TRUE(g.due(1000, 0)); // ack_delay 0: at once
+    g.recorded();
+    EXPECT_TRUE(g.empty());
+    EXPECT_EQ(g.due_ms(10), -1);
+}
+
+TEST(AckGroup, AFailureOrAFullGroupIsDueAtOnce) {
+    AckGroup g;
+    g.add(1000, true);
+    g.add(1003, false); // a retry, dead letter or 410 changes what the next read must see
+    EXPECT_EQ(g.due_ms(60000), 1000);
+    EXPECT_TRUE(g.due(1003, 60000));
+    g.recorded();
+    for (std::size_t i = 0; i < AckGroup::kMaxAnswers - 1; ++i)
+        g.add(2000, true);
+    EXPECT_FALSE(g.due(2000, 60000));
+    g.add(2001, true);
+    EXPECT_TRUE(g.due(2001, 60000));
+}
+
+TEST(AckGroup, StatisticsAloneDoNotCutAGroupShort) {
+    EXPECT_EQ(stats_pass_ms(-1, 1500), -1);   // nothing to write
+    EXPECT_EQ(stats_pass_ms(1200, -1), 1200); // no answer waits
+    EXPECT_EQ(stats_pass_ms(1200, 1500), 1500);
+    EXPECT_EQ(stats_pass_ms(1800, 1500), 1800);
+}
+
+TEST(WaitTimeout, WakesForTheAnswersToRecord) {
+    Deadlines d;
+    d.now_ms = 1000;
+    d.sweep_ms = 6000;
+    d.ack_ms = 1010;
+    EXPECT_EQ(wait_timeout_ms(d), 10);
+    d.pass_retry_ms = 1200; // a failed pass waits: the group with it
+    EXPECT_EQ(wait_timeout_ms(d), 200);
+}
