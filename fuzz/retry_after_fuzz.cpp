@@ -179,7 +179,8 @@ void check_classify(std::string_view value, const std::uint8_t *data, std::size_
     for (const retry::Policy &policy : policies) {
         for (const int status : statuses) {
             const retry::Transport transport =
-                status == 500 ? static_cast<retry::Transport>(b % 8) : retry::Transport::Ok;
+                status == 500 ? static_cast<retry::Transport>(b % (int(retry::Transport::Other) + 1))
+                              : retry::Transport::Ok;
             const retry::Response response{transport, status, value, value};
             const retry::Outcome o =
                 retry::classify(response, attempt, policy, 1700000000, (b & 1) ? random : retry::Random());
@@ -187,7 +188,11 @@ void check_classify(std::string_view value, const std::uint8_t *data, std::size_
             FUZZ_CHECK(o.reason.size() <= 400, "reason is bounded");
             FUZZ_CHECK(o.delay_ms <= policy.max_ms, "delay within max_ms");
             const bool ok = transport == retry::Transport::Ok;
-            if (ok && status >= 200 && status < 300)
+            if (transport == retry::Transport::Delivered)
+                FUZZ_CHECK(o.verdict == retry::Verdict::Success, "records delivered are success");
+            else if (transport == retry::Transport::Rejected)
+                FUZZ_CHECK(o.verdict == retry::Verdict::DeadLetter, "records refused for good are dead letters");
+            else if (ok && status >= 200 && status < 300)
                 FUZZ_CHECK(o.verdict == retry::Verdict::Success && o.reason.empty(), "2xx is success");
             else if (ok && status == 410)
                 FUZZ_CHECK(o.verdict == retry::Verdict::Gone, "410 is gone");

@@ -55,14 +55,19 @@ class Rotation {
     // The partition was truncated (done) or could not be (lock taken by someone, rows left):
     // looked at again after kCheckMs, or after the interval when more rows are left than could be
     // carried over (counting them each second would be wasted work while a receiver is down).
-    void checked(int part, bool truncated, std::int64_t now_ms);
+    // rows_left: what the look found (-1: not counted).
+    void checked(int part, bool truncated, std::int64_t now_ms, std::int64_t rows_left = -1);
+    // Rows were carried into the current partition: it is rotated out at the next interval even
+    // if no event comes, so that it is truncated too.
+    void carried_over() { carried_ = true; }
     void checked_many_left(const Config &c, int part, std::int64_t now_ms);
 
     // Whether rotate_to() may rotate now (the interval has passed, the next partition is clean),
     // so that the caller reads the sequence only then.
     bool may_rotate(const Config &c, std::int64_t now_ms) const;
     // The partition to make current now, if any: the interval has passed, events were added since
-    // the last rotation (the queue's sequence moved), and the next partition is clean.
+    // the last rotation (the queue's sequence moved) or carried into the current partition, and
+    // the next partition is clean.
     std::optional<int> rotate_to(const Config &c, std::int64_t now_ms, std::int64_t seq) const;
     void rotated(int to, std::int64_t now_ms, std::int64_t seq);
 
@@ -73,6 +78,8 @@ class Rotation {
     std::array<bool, kParts> clean_{};
     std::array<std::int64_t, kParts> retired_ms_{};   // when it stopped being current
     std::array<std::int64_t, kParts> next_check_ms_{};
+    std::array<std::int64_t, kParts> last_rows_{};      // rows left at the last look (-1: none)
+    bool carried_ = false;                              // rows carried into the current partition
 };
 
 } // namespace pg_sync::rotation

@@ -45,7 +45,7 @@ void rotate_queue(DeliveryWorker &w, std::int64_t now_ms) {
             if (rows > config.carry_limit)
                 w.rotation.checked_many_left(config, part, now_ms);
             else
-                w.rotation.checked(part, false, now_ms);
+                w.rotation.checked(part, false, now_ms, rows);
             continue;
         }
         bool locked = false;
@@ -63,6 +63,7 @@ void rotate_queue(DeliveryWorker &w, std::int64_t now_ms) {
             int64 moved = 0;
             postgres_call([&] { moved = qr::carry_over(part, to); });
             w.rotation_carried += moved;
+            w.rotation.carried_over();
         }
         postgres_call([&] { qr::truncate_part(part); });
         w.rotation.checked(part, true, now_ms);

@@ -60,10 +60,18 @@ TEST(QueueRotation, EmptyPartitionsAreTruncatedStragglersCarriedOverOnlyLateAndF
     const Config c = config(1000); // carry over 2 s after a partition stopped being current
     r.rotated(1, 10000, 5);        // partition 0 stops being current at 10 s
     EXPECT_EQ(r.decide(c, 0, 0, 10000), Cleanup::Truncate);
-    EXPECT_EQ(r.decide(c, 0, 3, 11999), Cleanup::Wait);      // too early to move them
-    EXPECT_EQ(r.decide(c, 0, 3, 12000), Cleanup::CarryOver);  // late and few
-    EXPECT_EQ(r.decide(c, 0, 100, 12000), Cleanup::CarryOver);
+    // Never carried over at the first look: it may still be draining.
+    EXPECT_EQ(r.decide(c, 0, 3, 12000), Cleanup::Wait);
+    r.checked(0, false, 12000, 50);
+    EXPECT_EQ(r.decide(c, 0, 3, 13000), Cleanup::Wait);      // fewer than before: draining
+    r.checked(0, false, 13000, 3);
+    EXPECT_EQ(r.decide(c, 0, 3, 14000), Cleanup::CarryOver);  // late, few, and stuck
     EXPECT_EQ(r.decide(c, 0, 101, 50000), Cleanup::Wait);    // too many to move: vacuum's job
+    Rotation early;
+    early.start(0, 0, 0, 0);
+    early.rotated(1, 10000, 5);
+    early.checked(0, false, 10000, 3);
+    EXPECT_EQ(early.decide(c, 0, 3, 11999), Cleanup::Wait);  // stuck, but too early to move them
 }
 
 TEST(QueueRotation, APartitionNotEmptiedIsLookedAtAgainAfterTheCheckInterval) {
@@ -93,4 +101,18 @@ TEST(QueueRotation, APartitionWithMoreRowsThanCanBeCarriedIsLookedAtOncePerInter
     r.checked_many_left(c, 1, 0);
     EXPECT_TRUE(r.due(4999).empty());
     EXPECT_EQ(r.due(5000), (std::vector<int>{1}));
+}
+
+TEST(QueueRotation, RowsCarriedIntoTheCurrentPartitionRotateItOutWithoutNewEvents) {
+    Rotation r;
+    r.start(0, 0, 7, 0);
+    r.checked(1, true, 0);
+    r.checked(2, true, 0);
+    const Config c = config(1000);
+    EXPECT_FALSE(r.rotate_to(c, 5000, 7).has_value()); // no event since: stays
+    r.carried_over();
+    EXPECT_EQ(r.rotate_to(c, 5000, 7), 1);             // the carried rows' partition goes too
+    r.rotated(1, 5000, 7);
+    r.checked(2, true, 5000);
+    EXPECT_FALSE(r.rotate_to(c, 9000, 7).has_value()); // and then nothing more
 }
