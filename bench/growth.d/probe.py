@@ -1,24 +1,27 @@
 #!/usr/bin/python3
 """Measurements and load for bench/growth (PG* environment variables pick the database; run as
-superuser, with the pgstattuple extension in that database).
+superuser, with the pgstattuple extension in that database). bench/scale loads its backlogs with
+`backlog` too.
 
 Usage:
   probe.py snapshot LABEL OUT.jsonl
-      appends one JSON object: sizes (bytes, per fork) of pg_sync._queue, each of its indexes, its
-      TOAST table and TOAST index, and of _attempts, _endpoint_state, _dead_letters (heap,
-      indexes); pg_stat_user_tables counters of those tables; pgstatindex() of the queue's
-      indexes; pgstattuple_approx() of the queue's heap.
+      appends one JSON object: the size (bytes, per fork) of every relation of schema pg_sync with
+      storage (each table and sequence, each index, each TOAST table and its index; the queue's
+      partitions _queue_0.._queue_2 one by one); pg_stat_user_tables counters of pg_sync's tables;
+      pgstatindex() of each queue partition's indexes; pgstattuple_approx() of each partition's
+      heap; the current partition (pg_sync._queue_rotation).
   probe.py backlog ROWS CHUNK
       inserts ROWS rows into orders (ids 1..ROWS), CHUNK rows per transaction; prints JSON.
   probe.py drain ENDPOINT EVENTS TIMEOUT_S TIMELINE.jsonl
       resumes ENDPOINT (paused, EVENTS pending) and polls until nothing is pending (max(id) of the
       endpoint every 20 ms, a timeline sample every second); prints JSON.
-  probe.py wait-autovacuum SINCE_EPOCH MAX_WAIT_S POLL_S TIMELINE.jsonl
-      polls until an autovacuum of pg_sync._queue that ended after SINCE_EPOCH has left fewer than
-      1,000 dead tuples (or MAX_WAIT_S passes), a timeline sample each POLL_S; prints JSON.
-  probe.py xacts INTERVAL_S
-      other write traffic: one tiny transaction (INSERT INTO growth_other) every INTERVAL_S until
-      SIGTERM, so that transaction ids advance as they do in a database used for anything else.
+  probe.py wait-idle DRAIN.json MAX_WAIT_S TIMELINE.jsonl
+      started with the drain (or once the writer stopped): polls every 0.2 s (a timeline sample
+      every second) until DRAIN.json exists (the drain's result: its end_epoch) and every queue
+      partition is back to its empty size (heap 0, each index and the TOAST index one page, TOAST
+      table 0), or MAX_WAIT_S passed since the drain ended; prints JSON: how long after the drain
+      each partition (negative: while the drain was still going; null: empty throughout), and the
+      whole queue, got there and stayed.
   probe.py steady RATE SECONDS ROWS_PER_COMMIT SAMPLE_S OUT.jsonl
       one writer inserts RATE rows/s into orders for SECONDS (ROWS_PER_COMMIT rows per INSERT and
       commit, open loop: INSERT i is due at start + i * ROWS_PER_COMMIT / RATE) while the main
@@ -31,22 +34,24 @@ import time
 
 import psycopg2
 
-TABLES = ["pg_sync._queue", "pg_sync._attempts", "pg_sync._endpoint_state", "pg_sync._dead_letters"]
+PAGE = 8192
 
-# Every relation of the pg_sync tables above: (table, role, relation oid, relation name).
+# Every relation of schema pg_sync with storage: (table, role, name, size of each fork).
 RELATIONS_SQL = """
-SELECT t.relname, 'heap', t.oid, t.oid::regclass::text FROM pg_class t
- WHERE t.oid = ANY (%(tables)s::regclass[])
-UNION ALL
-SELECT t.relname, 'index', i.indexrelid, i.indexrelid::regclass::text
-  FROM pg_class t JOIN pg_index i ON i.indrelid = t.oid WHERE t.oid = ANY (%(tables)s::regclass[])
-UNION ALL
-SELECT t.relname, 'toast', t.reltoastrelid, t.reltoastrelid::regclass::text FROM pg_class t
- WHERE t.oid = ANY (%(tables)s::regclass[]) AND t.reltoastrelid <> 0
-UNION ALL
-SELECT t.relname, 'toast index', i.indexrelid, i.indexrelid::regclass::text
-  FROM pg_class t JOIN pg_index i ON i.indrelid = t.reltoastrelid
- WHERE t.oid = ANY (%(tables)s::regclass[]) AND t.reltoastrelid <> 0
+WITH t AS (SELECT oid, relname, relkind, reltoastrelid FROM pg_class
+            WHERE relnamespace = 'pg_sync'::regnamespace AND relkind IN ('r', 'S')),
+r AS (
+    SELECT relname AS tbl, CASE relkind WHEN 'S' THEN 'sequence' ELSE 'heap' END AS role, oid
+      FROM t
+    UNION ALL
+    SELECT t.relname, 'index', i.indexrelid FROM t JOIN pg_index i ON i.indrelid = t.oid
+    UNION ALL
+    SELECT relname, 'toast', reltoastrelid FROM t WHERE reltoastrelid <> 0
+    UNION ALL
+    SELECT t.relname, 'toast index', i.indexrelid FROM t JOIN pg_index i ON i.indrelid = t.reltoastrelid)
+SELECT 'pg_sync.' || tbl, role, oid::regclass::text, pg_relation_size(oid, 'main'),
+       pg_relation_size(oid, 'fsm'), pg_relation_size(oid, 'vm')
+  FROM r ORDER BY 1, 2, 3
 """
 
 STATS_SQL = """
@@ -54,11 +59,24 @@ SELECT schemaname || '.' || relname, n_live_tup, n_dead_tup, n_tup_ins, n_tup_up
        n_tup_del, n_ins_since_vacuum, extract(epoch FROM last_autovacuum)::float8, autovacuum_count,
        extract(epoch FROM last_autoanalyze)::float8, autoanalyze_count, vacuum_count, seq_scan,
        seq_tup_read, coalesce(idx_scan, 0)
-  FROM pg_stat_user_tables WHERE relid = ANY (%(tables)s::regclass[])
+  FROM pg_stat_user_tables WHERE schemaname = 'pg_sync'
 """
 STATS_COLS = ["n_live_tup", "n_dead_tup", "n_tup_ins", "n_tup_upd", "n_tup_hot_upd", "n_tup_del",
               "n_ins_since_vacuum", "last_autovacuum", "autovacuum_count", "last_autoanalyze",
               "autoanalyze_count", "vacuum_count", "seq_scan", "seq_tup_read", "idx_scan"]
+
+# The queue's partitions: name, heap (main fork), indexes (all forks), total (heap, indexes,
+# TOAST, all forks), and whether it is at its empty size (heap 0, TOAST 0, every index one page).
+PARTS_SQL = """
+SELECT c.oid::regclass::text, pg_relation_size(c.oid),
+       (SELECT coalesce(sum(pg_total_relation_size(i.indexrelid)), 0)::bigint
+          FROM pg_index i WHERE i.indrelid = c.oid),
+       pg_total_relation_size(c.oid),
+       pg_total_relation_size(c.oid) = %(page)s * (SELECT count(*) FROM pg_index i
+                                                   WHERE i.indrelid IN (c.oid, c.reltoastrelid))
+  FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid
+ WHERE h.inhparent = 'pg_sync._queue'::regclass ORDER BY 1
+"""
 
 
 def connect():
@@ -68,24 +86,35 @@ def connect():
 
 
 def stats(cur):
-    cur.execute(STATS_SQL, {"tables": TABLES})
+    cur.execute(STATS_SQL)
     return {row[0]: dict(zip(STATS_COLS, row[1:])) for row in cur.fetchall()}
 
 
+def parts(cur):
+    cur.execute(PARTS_SQL, {"page": PAGE})
+    return [{"name": n, "heap": h, "indexes": i, "total": t, "empty": e}
+            for n, h, i, t, e in cur.fetchall()]
+
+
+def queue_stats(st, names, key):
+    """The sum of one counter over the queue's partitions."""
+    return sum(st.get(n, {}).get(key) or 0 for n in names)
+
+
+def current_part(cur):
+    cur.execute("SELECT current_part FROM pg_sync._queue_rotation")
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
 def relations(cur):
-    cur.execute(RELATIONS_SQL, {"tables": TABLES})
-    rels = []
-    for table, role, oid, name in cur.fetchall():
-        cur.execute("SELECT pg_relation_size(%s, 'main'), pg_relation_size(%s, 'fsm'), "
-                    "pg_relation_size(%s, 'vm')", (oid, oid, oid))
-        main, fsm, vm = cur.fetchone()
-        rels.append({"table": "pg_sync." + table, "role": role, "name": name,
-                     "main": main, "fsm": fsm, "vm": vm})
-    return rels
+    cur.execute(RELATIONS_SQL)
+    return [{"table": t, "role": role, "name": name, "main": main, "fsm": fsm, "vm": vm}
+            for t, role, name, main, fsm, vm in cur.fetchall()]
 
 
 def pending(cur):
-    # No seq scan of the queue from the benchmark: seq_scan of pg_sync._queue counts the worker's.
+    # No seq scan of the queue from the benchmark: seq_scan of its partitions counts the worker's.
     cur.execute("SET enable_seqscan = off")
     cur.execute("SELECT coalesce(sum(pending), 0)::bigint FROM pg_sync.endpoint_status")
     n = cur.fetchone()[0]
@@ -93,54 +122,51 @@ def pending(cur):
     return n
 
 
-def queue_vacuum_phase(cur):
-    """The phase of an autovacuum (or VACUUM) running on pg_sync._queue now, or None."""
-    cur.execute("SELECT phase FROM pg_stat_progress_vacuum WHERE relid = 'pg_sync._queue'::regclass")
-    row = cur.fetchone()
-    return row[0] if row else None
-
-
 def snapshot(cur, label):
     snap = {"label": label, "t": time.time(), "relations": relations(cur), "stats": stats(cur),
-            "indexes": {}}
-    for rel in snap["relations"]:
-        if rel["table"] == "pg_sync._queue" and rel["role"] == "index":
+            "current_part": current_part(cur), "indexes": {}, "heaps": {}}
+    for p in parts(cur):
+        cur.execute("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass",
+                    (p["name"],))
+        for (idx,) in cur.fetchall():
             cur.execute("SELECT index_size, leaf_pages, internal_pages, empty_pages, deleted_pages, "
-                        "avg_leaf_density FROM pgstatindex(%s)", (rel["name"],))
-            snap["indexes"][rel["name"]] = dict(zip(
+                        "avg_leaf_density FROM pgstatindex(%s)", (idx,))
+            snap["indexes"][idx] = dict(zip(
                 ["index_size", "leaf_pages", "internal_pages", "empty_pages", "deleted_pages",
                  "avg_leaf_density"], cur.fetchone()))
-    cur.execute("SELECT table_len, scanned_percent, approx_tuple_count, dead_tuple_count, "
-                "approx_free_space, approx_free_percent FROM pgstattuple_approx('pg_sync._queue')")
-    snap["queue_heap"] = dict(zip(["table_len", "scanned_percent", "approx_tuple_count",
-                                   "dead_tuple_count", "approx_free_space", "approx_free_percent"],
-                                  cur.fetchone()))
+        cur.execute("SELECT table_len, approx_tuple_count, dead_tuple_count, approx_free_space, "
+                    "approx_free_percent FROM pgstattuple_approx(%s::regclass)", (p["name"],))
+        snap["heaps"][p["name"]] = dict(zip(["table_len", "approx_tuple_count", "dead_tuple_count",
+                                             "approx_free_space", "approx_free_percent"],
+                                            cur.fetchone()))
     return snap
 
 
 def sample(cur, t0, **extra):
     """A cheap timeline point: sizes and counters, no scans of the relations."""
-    cur.execute("""
-        SELECT pg_relation_size('pg_sync._queue'),
-               (SELECT sum(pg_relation_size(indexrelid))::bigint FROM pg_index
-                 WHERE indrelid = 'pg_sync._queue'::regclass),
-               pg_total_relation_size('pg_sync._attempts'),
-               pg_total_relation_size('pg_sync._endpoint_state'),
-               (SELECT sum(delivered_total)::bigint FROM pg_sync._endpoint_state)""")
-    heap, index, attempts, state, delivered = cur.fetchone()
+    ps = parts(cur)
+    names = [p["name"] for p in ps]
+    cur.execute("SELECT pg_total_relation_size('pg_sync._attempts'), "
+                "pg_total_relation_size('pg_sync._endpoint_state'), "
+                "(SELECT sum(delivered_total)::bigint FROM pg_sync._endpoint_state)")
+    attempts, state, delivered = cur.fetchone()
     st = stats(cur)
-    qs = st.get("pg_sync._queue", {})
-    point = {"t": round(time.time() - t0, 2), "queue_heap": heap, "queue_indexes": index,
+    point = {"t": round(time.time() - t0, 2), "current_part": current_part(cur),
+             "parts": {p["name"]: {"heap": p["heap"], "indexes": p["indexes"], "total": p["total"],
+                                   "empty": p["empty"],
+                                   "dead": st.get(p["name"], {}).get("n_dead_tup"),
+                                   "autovacuums": st.get(p["name"], {}).get("autovacuum_count")}
+                       for p in ps},
+             "queue_heap": sum(p["heap"] for p in ps),
+             "queue_indexes": sum(p["indexes"] for p in ps),
+             "queue_total": sum(p["total"] for p in ps),
              "attempts_total": attempts, "endpoint_state_total": state,
-             "queue_live": qs.get("n_live_tup"), "queue_dead": qs.get("n_dead_tup"),
-             "queue_autovacuums": qs.get("autovacuum_count"),
-             "queue_last_autovacuum": qs.get("last_autovacuum"),
-             "queue_autoanalyzes": qs.get("autoanalyze_count"),
-             "queue_seq_scans": qs.get("seq_scan"), "queue_seq_tup_read": qs.get("seq_tup_read"),
-             "attempts_autovacuums": st.get("pg_sync._attempts", {}).get("autovacuum_count"),
-             "endpoint_state_autovacuums":
-                 st.get("pg_sync._endpoint_state", {}).get("autovacuum_count"),
-             "vacuum_phase": queue_vacuum_phase(cur), "delivered_total": delivered}
+             "queue_dead": queue_stats(st, names, "n_dead_tup"),
+             "queue_autovacuums": queue_stats(st, names, "autovacuum_count"),
+             "queue_autoanalyzes": queue_stats(st, names, "autoanalyze_count"),
+             "queue_seq_scans": queue_stats(st, names, "seq_scan"),
+             "queue_seq_tup_read": queue_stats(st, names, "seq_tup_read"),
+             "delivered_total": delivered}
     point.update(extra)
     return point
 
@@ -171,8 +197,9 @@ def cmd_drain(endpoint, events, timeout, timeline_path):
         sys.exit(f"drain: {queued} events pending, expected {events}")
     cur.execute("SELECT id FROM pg_sync._endpoints WHERE name = %s", (endpoint,))
     endpoint_id = cur.fetchone()[0]
+    names = [p["name"] for p in parts(cur)]
     time.sleep(1.1)   # the scan counted by pending() reaches pg_stat_user_tables first
-    before = stats(cur)["pg_sync._queue"]
+    before = stats(cur)
     t0 = time.time()
     start = time.monotonic()
     cur.execute("SELECT pg_sync.resume_endpoint(%s)", (endpoint,))
@@ -199,45 +226,74 @@ def cmd_drain(endpoint, events, timeout, timeline_path):
                  f"endpoint_status: {json.dumps(cur.fetchone()[0])}")
     seconds = done - start
     time.sleep(1.1)   # the worker's last statistics reach pg_stat_user_tables
-    after = stats(cur)["pg_sync._queue"]
+    after = stats(cur)
     left = pending(cur)
     if left != 0:
         sys.exit(f"drain: the endpoint's queue looked empty, but {left} events are pending")
+
+    def delta(key):
+        return queue_stats(after, names, key) - queue_stats(before, names, key)
+
     print(json.dumps({"events": events, "seconds": round(seconds, 2),
                       "events_per_s": round(events / seconds), "start_epoch": round(t0, 3),
                       "end_epoch": round(end_epoch, 3),
-                      "queue_seq_scans": after["seq_scan"] - before["seq_scan"],
-                      "queue_seq_tup_read": after["seq_tup_read"] - before["seq_tup_read"],
-                      "queue_autoanalyzes": after["autoanalyze_count"] - before["autoanalyze_count"],
-                      "queue_autovacuums": after["autovacuum_count"] - before["autovacuum_count"]}))
+                      "queue_seq_scans": delta("seq_scan"),
+                      "queue_seq_tup_read": delta("seq_tup_read"),
+                      "queue_autoanalyzes": delta("autoanalyze_count"),
+                      "queue_autovacuums": delta("autovacuum_count")}))
 
 
-def cmd_wait_autovacuum(since, max_wait, poll, timeline_path):
-    """Waits for an autovacuum of the queue that ended after `since` and left < 1,000 dead."""
+def cmd_wait_idle(drain_file, max_wait, timeline_path):
+    """Polls until every queue partition is at its empty size, after the drain ended (the time
+    drain_file gives, once it exists); when each partition got there and stayed."""
     cur = connect().cursor()
-    start = time.monotonic()
-    t0 = time.time()
-    phases = set()
+    empty_since = {}   # partition -> epoch since which it is empty
+    held = set()       # partitions seen holding rows or dead tuples
+    currents = []
+    since = None
+    started = time.time()
+    next_sample = time.monotonic()
     result = None
     with open(timeline_path, "a", buffering=1) as tl:
         while True:
-            point = sample(cur, since)
-            tl.write(json.dumps(point) + "\n")
-            if point["vacuum_phase"]:
-                phases.add(point["vacuum_phase"])
-            last = point["queue_last_autovacuum"]
-            if last is not None and last > since and point["queue_dead"] is not None \
-                    and point["queue_dead"] < 1000 and not point["vacuum_phase"]:
-                result = {"autovacuumed": True, "waited_s": round(time.time() - t0, 1),
-                          "autovacuum_ended_after_s": round(last - since, 1)}
-                break
-            if time.monotonic() - start >= max_wait:
-                result = {"autovacuumed": False, "waited_s": round(time.time() - t0, 1),
-                          "autovacuum_ended_after_s": round(last - since, 1)
-                          if last is not None and last > since else None}
-                break
-            time.sleep(poll)
-    result["vacuum_phases_seen"] = sorted(phases)
+            now = time.time()
+            if since is None:
+                try:
+                    with open(drain_file) as f:
+                        since = json.load(f)["end_epoch"]
+                except (FileNotFoundError, ValueError):
+                    pass
+            ps = parts(cur)
+            cp = current_part(cur)
+            if not currents or currents[-1] != cp:
+                currents.append(cp)
+            for p in ps:
+                if p["empty"]:
+                    empty_since.setdefault(p["name"], now)
+                else:
+                    empty_since.pop(p["name"], None)   # (again) holding rows or dead tuples
+                    held.add(p["name"])
+            if time.monotonic() >= next_sample:
+                next_sample += 1.0
+                # t: seconds since this wait started (the resume); after_drain once known
+                tl.write(json.dumps(sample(cur, started, after_drain=None if since is None
+                                           else round(now - since, 2))) + "\n")
+            if since is not None:
+                if all(p["empty"] for p in ps):
+                    result = {"idle": True, "after_drain_s": round(
+                        max([0.0] + [t - since for p, t in empty_since.items() if p in held]), 1)}
+                    tl.write(json.dumps(sample(cur, started, after_drain=round(now - since, 2),
+                                               event="idle")) + "\n")
+                    break
+                if now - since >= max_wait:
+                    result = {"idle": False, "after_drain_s": None,
+                              "left": {p["name"]: p["total"] for p in ps if not p["empty"]}}
+                    break
+            time.sleep(0.2)
+    result["waited_s"] = round(time.time() - since, 1)
+    result["part_empty_after_s"] = {p: round(t - since, 1) if p in held else None
+                                    for p, t in empty_since.items()}
+    result["current_parts_seen"] = currents
     print(json.dumps(result))
 
 
@@ -246,7 +302,7 @@ def cmd_steady(rate, seconds, per_commit, sample_s, out_path):
     wcur = writer.cursor()
     total_commits = int(rate * seconds / per_commit)
     interval = per_commit / rate
-    progress = {"rows": 0, "late_max": 0.0, "late": []}
+    progress = {"rows": 0, "late": []}
     start = time.monotonic() + 0.2
 
     def write():
@@ -284,16 +340,6 @@ def cmd_steady(rate, seconds, per_commit, sample_s, out_path):
                       "late_ms_max": round(late[-1] * 1000, 1) if late else 0.0}))
 
 
-def cmd_xacts(interval):
-    import signal
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    cur = connect().cursor()
-    cur.execute("CREATE TABLE IF NOT EXISTS growth_other (x int)")
-    while True:
-        cur.execute("INSERT INTO growth_other VALUES (1)")
-        time.sleep(interval)
-
-
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "snapshot":
@@ -304,10 +350,8 @@ def main():
         cmd_backlog(int(args[0]), int(args[1]))
     elif cmd == "drain":
         cmd_drain(args[0], int(args[1]), float(args[2]), args[3])
-    elif cmd == "wait-autovacuum":
-        cmd_wait_autovacuum(float(args[0]), float(args[1]), float(args[2]), args[3])
-    elif cmd == "xacts":
-        cmd_xacts(float(args[0]))
+    elif cmd == "wait-idle":
+        cmd_wait_idle(args[0], float(args[1]), args[2])
     elif cmd == "steady":
         cmd_steady(float(args[0]), float(args[1]), int(args[2]), float(args[3]), args[4])
     else:

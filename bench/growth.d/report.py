@@ -2,14 +2,19 @@
 """Turns bench/growth's raw files into the Markdown report (printed on stdout).
 
 Usage: report.py WORK_DIR
-Reads meta.txt, settings.json, snapshots.jsonl, steps.jsonl, drainN.jsonl, autovacuumN.jsonl,
-steady.jsonl and server.log (the autovacuum entries of pg_sync's tables).
+Reads meta.txt, settings.json, snapshots.jsonl, steps.jsonl, steady.jsonl and server.log (the
+autovacuum entries of pg_sync's tables); the drainN.jsonl and idleN.jsonl timelines stay in the
+work directory (KEEP=1).
 """
 import datetime
 import json
 import os
 import re
 import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from benchlib import fenced, num, read_jsonl, read_meta, run_notes  # noqa: E402
 
 KB = 1024
 MB = 1024 * 1024
@@ -25,40 +30,50 @@ def size(b):
     return f"{b / MB:.1f} MB"
 
 
-def density(d):
-    return "–" if d is None or d != d else f"{d:.1f} %"
-
-
-def num(n):
-    return "–" if n is None else f"{n:,}"
-
-
-def read_jsonl(path):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+def part_no(table):
+    """The partition number of pg_sync._queue_N, else None."""
+    m = re.fullmatch(r"pg_sync\._queue_(\d+)", table)
+    return int(m.group(1)) if m else None
 
 
 def rel_rows(snap):
-    """Report rows of one snapshot: name -> bytes."""
+    """Report rows of one snapshot (name -> bytes): every relation of schema pg_sync; each queue
+    partition's heap, free space and visibility maps, indexes, TOAST table and TOAST index one by
+    one; the other tables' heap (all forks), each index, and TOAST table + index together."""
     rows = {}
     rels = snap["relations"]
-    for r in rels:
-        if r["table"] == "pg_sync._queue" and r["role"] == "heap":
-            rows["pg_sync._queue heap (main fork)"] = r["main"]
-            rows["pg_sync._queue heap FSM + VM forks"] = r["fsm"] + r["vm"]
-    for r in rels:
-        if r["table"] == "pg_sync._queue" and r["role"] == "index":
-            rows[f"{r['name']} (index)"] = r["main"] + r["fsm"]
-    rows["pg_sync._queue TOAST table + its index"] = sum(
-        r["main"] + r["fsm"] + r["vm"] for r in rels
-        if r["table"] == "pg_sync._queue" and r["role"] in ("toast", "toast index"))
-    for t in ("pg_sync._attempts", "pg_sync._endpoint_state", "pg_sync._dead_letters"):
-        rows[f"{t} (heap + index + TOAST, all forks)"] = sum(
-            r["main"] + r["fsm"] + r["vm"] for r in rels if r["table"] == t)
-    rows["**all of the above**"] = sum(r["main"] + r["fsm"] + r["vm"] for r in rels)
+    for table in sorted({r["table"] for r in rels}, key=lambda t: (part_no(t) is None, t)):
+        mine = [r for r in rels if r["table"] == table]
+        short = table.replace("pg_sync.", "")
+        if part_no(table) is not None:
+            for r in mine:
+                if r["role"] == "heap":
+                    rows[f"{short} heap"] = r["main"]
+                    rows[f"{short} FSM + VM"] = r["fsm"] + r["vm"]
+            for r in mine:
+                if r["role"] == "index":
+                    rows[f"{r['name'].replace('pg_sync.', '')} (index)"] = r["main"] + r["fsm"]
+            for r in mine:
+                if r["role"] in ("toast", "toast index"):
+                    rows[f"{short} {r['role'].replace('toast', 'TOAST')}"] = r["main"] + r["fsm"] + r["vm"]
+            continue
+        for r in mine:
+            total = r["main"] + r["fsm"] + r["vm"]
+            if r["role"] in ("heap", "sequence"):
+                rows[f"{short} {'sequence' if r['role'] == 'sequence' else 'heap (all forks)'}"] = total
+            elif r["role"] == "index":
+                rows[f"{r['name'].replace('pg_sync.', '')} (index)"] = total
+        toast = [r for r in mine if r["role"] in ("toast", "toast index")]
+        if toast:
+            rows[f"{short} TOAST + its index"] = sum(r["main"] + r["fsm"] + r["vm"] for r in toast)
+    rows["**queue partitions, all relations**"] = sum(
+        r["main"] + r["fsm"] + r["vm"] for r in rels if part_no(r["table"]) is not None)
+    rows["**everything of pg_sync**"] = sum(r["main"] + r["fsm"] + r["vm"] for r in rels)
     return rows
+
+
+def queue_parts(snap):
+    return sorted({r["table"] for r in snap["relations"] if part_no(r["table"]) is not None})
 
 
 # Autovacuum log entries: "2026-11-30 12:20:27.305 UTC [10904]  LOG:  automatic vacuum of table
@@ -107,22 +122,6 @@ def autovacuum_entries(path):
     return out
 
 
-def slow_phase(points):
-    """The drain's start until the last timeline point before the last growth of seq scans of
-    the queue (the plan changed between it and the next point): seconds and events delivered,
-    as text; "none" when the drain had none."""
-    if not points:
-        return "–"
-    first, last_scan = points[0], None
-    for prev, p in zip(points, points[1:]):
-        if (p.get("queue_seq_scans") or 0) > (prev.get("queue_seq_scans") or 0):
-            last_scan = prev
-    if last_scan is None:
-        return "none"
-    n = (last_scan["delivered_total"] or 0) - (first["delivered_total"] or 0)
-    return (f"{last_scan['t']:.0f} s: {n:,} events ({n / max(last_scan['t'], 0.001):,.0f}/s)")
-
-
 def phase_of(t, marks):
     """The label of the last mark at or before t."""
     label = "start"
@@ -134,8 +133,7 @@ def phase_of(t, marks):
 
 def main():
     work = sys.argv[1]
-    meta = dict(line.rstrip("\n").split("=", 1) for line in open(os.path.join(work, "meta.txt")))
-    settings = dict(kv.split("=", 1) for kv in meta["settings"].split())
+    meta, settings = read_meta(work)
     config = json.load(open(os.path.join(work, "settings.json")))
     snaps = read_jsonl(os.path.join(work, "snapshots.jsonl"))
     steps = read_jsonl(os.path.join(work, "steps.jsonl"))
@@ -150,42 +148,40 @@ def main():
     w(f"{meta['date'][:10]}, {meta['cores']} cores ({meta['cpu']}), PostgreSQL {meta['postgres']}; "
       f"pg_sync {meta['git']}, pg_sync.so {meta['so_md5']}; CPUs {meta.get('busy_start', '?')} % "
       f"busy in the second before the start.")
-    if int(meta.get("busy_start", 0)) > 10:
-        w("")
-        w(f"**Warning: the machine was busy when the run started ({meta['busy_start']} % of all "
-          f"cores in use over one second); timings (not sizes) are skewed by other work.**")
-    if meta.get("so_md5_end", meta["so_md5"]) != meta["so_md5"]:
-        w("")
-        w(f"**Warning: pg_sync.so was replaced during the run (now {meta['so_md5_end']}).**")
-    w("")
-    w(f"Settings: {meta['settings']}." + (" **Quick mode (smoke test sizes).**"
-                                       if settings.get("quick") == "1" else ""))
+    out += run_notes(meta, settings, "timings (not sizes)")
     srv = config["server"]
-    w(f"Server autovacuum settings (defaults): naptime {srv['autovacuum_naptime']}, "
-      f"max_workers {srv['autovacuum_max_workers']}, vacuum_cost_delay "
-      f"{srv['autovacuum_vacuum_cost_delay']}, vacuum_cost_limit "
+    w(f"pg_sync settings (defaults): queue_rotation_interval "
+      f"{srv.get('pg_sync.queue_rotation_interval', '?')}, sweep_interval "
+      f"{srv.get('pg_sync.sweep_interval', '?')}, recent_attempts_size "
+      f"{srv.get('pg_sync.recent_attempts_size', '?')}. Server autovacuum settings (defaults): "
+      f"naptime {srv['autovacuum_naptime']}, max_workers {srv['autovacuum_max_workers']}, "
+      f"vacuum_cost_delay {srv['autovacuum_vacuum_cost_delay']}, vacuum_cost_limit "
       f"{srv['autovacuum_vacuum_cost_limit']} (→ vacuum_cost_limit {srv['vacuum_cost_limit']}), "
       f"vacuum_scale_factor {srv['autovacuum_vacuum_scale_factor']}, vacuum_threshold "
       f"{srv['autovacuum_vacuum_threshold']}; shared_buffers {srv['shared_buffers']}.")
     w("")
-    w("Reloptions of pg_sync's tables, as installed (from sql/pg_sync--0.1.0.sql):")
+    w("Reloptions of pg_sync's tables, as installed:")
     w("")
     for t, opts in sorted(config["reloptions"].items()):
-        w(f"- `{t}`: {', '.join(f'`{o}`' for o in opts) if opts else 'none (server defaults)'}")
+        if opts:
+            w(f"- `{t}`: {', '.join(f'`{o}`' for o in opts)}")
+    w("- every other table: none (server defaults)")
     w("")
 
     # ---- (a) sizes ------------------------------------------------------------------------------
     cols = [("idle", "idle")]
     for c in range(1, cycles + 1):
-        cols.append((f"peak {c}", f"cycle {c}: peak"))
-        if c == 1:
-            cols.append((f"drained {c}", f"cycle {c}: drained"))
-        else:
-            cols.append((f"drained {c}", f"drained"))
-        cols.append((f"autovac {c}", "after autovacuum"))
-    cols.append(("reindexed", "after REINDEX CONCURRENTLY"))
+        cols.append((f"peak {c}", f"cycle {c}: {backlog:,} queued"))
+        cols.append((f"drained {c}", "drained"))
+        cols.append((f"idle again {c}", "idle again"))
+        cols.append((f"one more event {c}", "after one more event"))
     cols = [(k, t) for k, t in cols if k in by_label]
-    w(f"## Sizes: {backlog:,} events queued, drained, vacuumed; {cycles} cycle"
+    steps_of = {}
+    for s in steps:
+        steps_of.setdefault(s.get("step"), {})[s.get("cycle")] = s["result"]
+    drains, backlogs, idles, nudges = (steps_of.get(k, {}) for k in
+                                       ("drain", "backlog", "idle", "one more event"))
+    w(f"## Sizes: {backlog:,} events queued, drained, back to idle; {cycles} cycle"
       f"{'s' if cycles != 1 else ''} (database growth)")
     w("")
     w("| relation | " + " | ".join(t for _, t in cols) + " |")
@@ -194,70 +190,85 @@ def main():
     for name in rows[cols[0][0]]:
         w(f"| {name} | " + " | ".join(size(rows[k].get(name)) for k, _ in cols) + " |")
     w("")
-    w("Sizes are pg_relation_size per fork (1 kB = 1024 bytes). *peak*: the backlog queued, "
-      "endpoint paused; *drained*: the moment nothing is pending; *after autovacuum*: once an "
-      "autovacuum of pg_sync._queue that ended after the drain left fewer than 1,000 dead tuples "
-      "(or the wait ran out, see below); *after REINDEX CONCURRENTLY*: the empty queue's indexes "
-      "rebuilt, after the last cycle.")
+    w("Every relation of schema pg_sync with storage (pg_relation_size per fork, summed where the "
+      "row says so; 1 kB = 1024 bytes); pg_sync._queue itself is partitioned and has no storage. "
+      "*queued*: the backlog inserted, endpoint paused; *drained*: the moment nothing is pending; "
+      "*idle again*: the first poll (every 0.2 s) at which every queue partition was at its "
+      "empty size (heap 0, TOAST 0, each index one page), or the end of the wait "
+      f"({settings['idle_wait']} s) — see the next table for when; *after one more event* "
+      "(only when the queue was not idle by then): one row inserted into orders, then the same "
+      "wait.")
     w("")
 
     w("### Inside the queue at each point")
     w("")
-    w("| point | n_live_tup | n_dead_tup | autovacuums so far | heap free (pgstattuple_approx) "
-      "| index leaf pages | index deleted pages | index empty pages | avg leaf density |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    parts = queue_parts(snaps[0]) if snaps else []
+    w("| point | current partition | " + " | ".join(
+        f"{p.replace('pg_sync.', '')} live / dead tuples" for p in parts) +
+      " | index leaf / deleted pages (" + ", ".join(p[-1] for p in parts) + ") | "
+      "autovacuums of the partitions so far |")
+    w("|---|---:|" + "---:|" * len(parts) + "---:|---:|")
     for k, t in cols:
         s = by_label[k]
-        qs = s["stats"].get("pg_sync._queue", {})
-        heap = s.get("queue_heap", {})
-        idx = list(s["indexes"].values())
-        ix = idx[0] if idx else {}
-        free = f"{heap.get('approx_free_percent', 0):.1f} % of {size(heap.get('table_len'))}" \
-            if heap.get("table_len") else "–"
-        w(f"| {t} | {num(qs.get('n_live_tup'))} | {num(qs.get('n_dead_tup'))} | "
-          f"{num(qs.get('autovacuum_count'))} | {free} | {num(ix.get('leaf_pages'))} | "
-          f"{num(ix.get('deleted_pages'))} | {num(ix.get('empty_pages'))} | "
-          f"{density(ix.get('avg_leaf_density'))} |")
+        st = s["stats"]
+        idx = [v for n, v in sorted(s["indexes"].items())]
+        w(f"| {t} | {s.get('current_part')} | " + " | ".join(
+            f"{num(st.get(p, {}).get('n_live_tup'))} / {num(st.get(p, {}).get('n_dead_tup'))}"
+            for p in parts) + " | " +
+          ", ".join(f"{num(i.get('leaf_pages'))} / {num(i.get('deleted_pages'))}" for i in idx) +
+          f" | {num(sum(st.get(p, {}).get('autovacuum_count') or 0 for p in parts))} |")
     w("")
     w("n_live_tup / n_dead_tup are the cumulative statistics' estimates (they lag a second). Index "
-      "columns: pgstatindex() of the queue's primary key; deleted pages are empty pages unlinked "
-      "from the tree, reusable once no snapshot can still need them (they go to the index's free "
-      "space map at a later VACUUM of it).")
+      "pages: pgstatindex() of each partition's primary key (a truncated index has none: only "
+      "its metapage).")
     w("")
 
-    # ---- drains and autovacuum waits ------------------------------------------------------------
-    drains = {s["cycle"]: s["result"] for s in steps if s.get("step") == "drain"}
-    backlogs = {s["cycle"]: s["result"] for s in steps if s.get("step") == "backlog"}
-    waits = {s["cycle"]: s["result"] for s in steps if s.get("step") == "autovacuum"}
+    # ---- drains and the way back to idle --------------------------------------------------------
     if drains:
-        w("## Backlog, drain, wait for autovacuum")
+        w("## Backlog, drain, back to idle")
         w("")
-        w("| cycle | backlog insert | drain | events/s | seq scans of _queue during the drain "
-          "(tuples read) | time with seq scans: events delivered in it | autoanalyzes / "
-          "autovacuums of _queue during the drain | autovacuum after the drain |")
-        w("|---:|---:|---:|---:|---:|---|---:|---|")
+        w("| cycle | backlog insert | drain | events/s | seq scans of the partitions during the "
+          "drain (tuples read) | autoanalyzes / autovacuums of the partitions during the drain | "
+          "every partition empty again, after the drain | each partition empty after | current "
+          "partition during that wait | then: all empty after one more event | autovacuums of "
+          "the partitions, whole cycle |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
         for c in sorted(drains):
-            d, b, a = drains[c], backlogs.get(c, {}), waits.get(c, {})
-            slow = slow_phase(read_jsonl(os.path.join(work, f"drain{c}.jsonl")))
-            if a.get("autovacuumed"):
-                av = f"ended {a['autovacuum_ended_after_s']} s after the drain"
-            else:
-                av = f"**none within {a.get('waited_s', '?')} s**" + (
-                    f" (one ended {a['autovacuum_ended_after_s']} s after, leaving ≥ 1,000 dead)"
-                    if a.get("autovacuum_ended_after_s") is not None else "")
+            d, b, i = drains[c], backlogs.get(c, {}), idles.get(c, {})
+            back = f"{i['after_drain_s']} s" if i.get("idle") else \
+                f"**not within {i.get('waited_s', '?')} s**"
+            each = ", ".join(f"{p.replace('pg_sync.', '')} " +
+                             ("empty throughout" if v is None else f"{v} s") for p, v in
+                             sorted(i.get("part_empty_after_s", {}).items()))
+            before = by_label.get("idle") if c == 1 else \
+                by_label.get(f"one more event {c - 1}") or by_label.get(f"idle again {c - 1}")
+            after = by_label.get(f"idle again {c}")
+            n = nudges.get(c)
+            nudge = "–" if not n else f"{n['after_drain_s']} s" if n.get("idle") else \
+                f"**not within {n.get('waited_s', '?')} s**"
+            av = "–"
+            if before and after:
+                av = num(sum((after["stats"].get(p, {}).get("autovacuum_count") or 0) -
+                             (before["stats"].get(p, {}).get("autovacuum_count") or 0)
+                             for p in parts))
             w(f"| {c} | {b.get('seconds', '?')} s ({num(b.get('rows_per_s'))} rows/s) | "
               f"{d['seconds']} s | {num(d['events_per_s'])} | {num(d.get('queue_seq_scans'))} "
-              f"({num(d.get('queue_seq_tup_read'))}) | {slow} | {d.get('queue_autoanalyzes', '–')} / "
-              f"{d.get('queue_autovacuums', '–')} | {av} |")
+              f"({num(d.get('queue_seq_tup_read'))}) | {d.get('queue_autoanalyzes', '–')} / "
+              f"{d.get('queue_autovacuums', '–')} | {back} | {each or '–'} | "
+              f"{' → '.join(str(x) for x in i.get('current_parts_seen', [])) or '–'} | {nudge} | "
+              f"{av} |")
         w("")
         w("Backlog: INSERT ... SELECT into orders, "
           f"{int(settings['backlog_chunk']):,} rows per transaction, endpoint paused. Drain: from "
           "resume_endpoint until the endpoint's queue is empty (nginx answering 204). Seq scans: "
-          "pg_stat_user_tables.seq_scan of pg_sync._queue over the drain (the benchmark itself adds "
-          "none there); the worker's head query is expected to be an index scan on "
-          "(endpoint_id, id). *Time with seq scans*: from resume to the last one-second timeline "
-          "point before seq_scan grew for the last time, and how much delivered_total grew "
-          "meanwhile (and its rate).")
+          "pg_stat_user_tables.seq_scan of the partitions over the drain (the benchmark itself "
+          "adds none there). *Empty again*: seconds from the end of the drain to the first poll "
+          "(every 0.2 s from the resume on) at which the partition (or all three) had heap 0 and "
+          "one-page indexes and after which it stayed so; negative: emptied while the drain still "
+          "went on; *empty throughout*: it held nothing in that cycle. *One more event*: when the "
+          "queue was not idle by the end of the wait, one row inserted into orders, and the time "
+          "from that insert until every partition was empty. *Whole cycle*: from the idle point "
+          "before the backlog to idle again.")
         w("")
 
     # ---- autovacuum log ------------------------------------------------------------------------
@@ -269,9 +280,9 @@ def main():
     marks.sort()
     entries = autovacuum_entries(os.path.join(work, "server.log"))
     vac = [e for e in entries if e["kind"] == "vacuum"]
+    w("## Every autovacuum of pg_sync's tables (from the server log)")
+    w("")
     if vac:
-        w("## Every autovacuum of pg_sync's tables (from the server log)")
-        w("")
         w("| db | when (last point before it) | table | heap pages removed / remaining | tuples "
           "removed / remaining / dead not yet removable | index: pages total, newly deleted, "
           "currently deleted, reusable | elapsed |")
@@ -283,76 +294,69 @@ def main():
               f"{num(e['pages_removed'])} / {num(e['pages_remain'])} | "
               f"{num(e['tuples_removed'])} / {num(e['tuples_remain'])} / "
               f"{num(e['dead_not_removable'])} | {idx} | {e['elapsed']} s |")
-        w("")
-        w("Heap pages *removed* = the heap was truncated at the end of that vacuum (the file "
-          "shrank). Index pages are never given back to the file system by VACUUM; *newly "
-          "deleted* pages become *reusable* once no transaction can still see them, which "
-          "VACUUM records in the index's free space map (in an otherwise idle database, only at "
-          "the next VACUUM of that index).")
-        w("")
+    else:
+        w("None (log_autovacuum_min_duration = 0 logs every one).")
+    w("")
 
     # ---- findings (numbers only) ---------------------------------------------------------------
     def get(label, name):
         return rel_rows(by_label[label])[name] if label in by_label else None
 
-    heap_name = "pg_sync._queue heap (main fork)"
-    idx_names = [n for n in rel_rows(snaps[0]) if n.endswith("(index)")] if snaps else []
+    total = "**queue partitions, all relations**"
     if "peak 1" in by_label:
         w("## Findings")
         w("")
+        idle = rel_rows(by_label["idle"])
         for c in range(1, cycles + 1):
-            if f"autovac {c}" not in by_label:
+            k = f"idle again {c}"
+            if k not in by_label:
                 continue
-            peak, after = get(f"peak {c}", heap_name), get(f"autovac {c}", heap_name)
-            ok = "returned to idle" if after <= max(get("idle", heap_name), 64 * KB) else \
-                f"{100 * after / peak:.0f} % of its peak left"
-            w(f"- Cycle {c}, queue heap: peak {size(peak)}, after autovacuum {size(after)} ({ok}).")
-            if after > max(get("idle", heap_name), 64 * KB):
-                lo, hi = by_label[f"drained {c}"]["t"] - 30, by_label[f"autovac {c}"]["t"]
-                runs = [e for e in vac if e["table"] == "pg_sync._queue" and lo <= e["t"] <= hi]
-                if any(e["bypassed"] for e in runs):
-                    w(f"  Not truncated: the autovacuum after the drain bypassed index cleanup "
-                      f"(few pages had dead line pointers, left by an autovacuum that ran while "
-                      f"the last events were still queued); those LP_DEAD line pointers stay on "
-                      f"the last pages, so the heap cannot be truncated, and with n_dead_tup 0 no "
-                      f"further autovacuum comes.")
-                elif runs:
-                    w(f"  Not truncated by the {len(runs)} autovacuum(s) after the drain (see "
-                      f"their log entries below).")
-            for n in idx_names:
-                p, a = get(f"peak {c}", n), get(f"autovac {c}", n)
-                w(f"- Cycle {c}, {n}: peak {size(p)}, after autovacuum {size(a)} "
-                  f"({'not returned' if a >= p else f'{100 * a / p:.0f} % of peak'}; idle "
-                  f"{size(get('idle', n))}).")
+            i = idles.get(c, {})
+            now = rel_rows(by_label[k])
+            w(f"- Cycle {c}: the queue's partitions, all relations, {size(get(f'peak {c}', total))} "
+              f"with the backlog queued, {size(get(f'drained {c}', total))} when it had drained, "
+              f"{size(now[total])} " + (f"{i['after_drain_s']} s after the drain (idle: "
+                                        f"{size(idle[total])})." if i.get("idle") else
+                                        f"**still, {i.get('waited_s')} s after the drain**."))
+            grown = [f"{n} {size(idle[n])} → {size(v)}" for n, v in now.items()
+                     if n in idle and v != idle[n] and not n.startswith("**")]
+            if grown:
+                w(f"  Relations not at their idle size then: {'; '.join(grown)}.")
+            cur_part = by_label[k].get("current_part")
+            for name, total_bytes in sorted(i.get("left", {}).items()):
+                w(f"  Not empty: {name} ({size(total_bytes)} in all)"
+                  + (", the current partition" if part_no(name) == cur_part else "") + ".")
+            n = nudges.get(c)
+            if n:
+                w("  After one more event (one row inserted into orders): every partition empty "
+                  + (f"{n['after_drain_s']} s later" if n.get("idle") else
+                     f"**still not within {n.get('waited_s')} s**") + ".")
         for c in range(2, cycles + 1):
             if f"peak {c}" not in by_label:
                 continue
-            for n in [heap_name] + idx_names:
-                p1, pc = get("peak 1", n), get(f"peak {c}", n)
-                verdict = ("not larger: space reused" if pc <= p1 else
-                           "not larger within 2 %: space reused" if pc <= 1.02 * p1 else
-                           f"**{pc / p1:.2f}x cycle 1's peak**")
-                w(f"- Peak of cycle {c} vs cycle 1, {n}: {size(pc)} vs {size(p1)} ({verdict}).")
-        if drains:
-            d1 = drains.get(1)
-            for c in sorted(drains):
-                if c == 1:
-                    continue
-                d = drains[c]
-                w(f"- Drain of cycle {c}: {num(d['events_per_s'])} events/s vs "
-                  f"{num(d1['events_per_s'])} in cycle 1 ({d['events_per_s'] / d1['events_per_s']:.2f}x); "
-                  f"{num(d.get('queue_seq_scans'))} seq scans of _queue during it vs "
-                  f"{num(d1.get('queue_seq_scans'))}.")
-        if "reindexed" in by_label:
-            ms = "; ".join(f"{s['index']} {s['ms']} ms" for s in steps if s.get("step") == "reindex")
-            for n in idx_names:
-                w(f"- REINDEX INDEX CONCURRENTLY of the empty queue: {n} "
-                  f"{size(get(f'autovac {cycles}', n))} → {size(get('reindexed', n))} ({ms}).")
+            p1, pc = get("peak 1", total), get(f"peak {c}", total)
+            verdict = ("not larger" if pc <= p1 else "not larger within 2 %" if pc <= 1.02 * p1
+                       else f"**{pc / p1:.2f}x cycle 1's peak**")
+            w(f"- Peak of cycle {c} vs cycle 1, the queue's partitions: {size(pc)} vs {size(p1)} "
+              f"({verdict}).")
+        d1 = drains.get(1)
+        for c in sorted(drains):
+            if c == 1 or not d1:
+                continue
+            d = drains[c]
+            w(f"- Drain of cycle {c}: {num(d['events_per_s'])} events/s vs "
+              f"{num(d1['events_per_s'])} in cycle 1 ({d['events_per_s'] / d1['events_per_s']:.2f}x); "
+              f"{num(d.get('queue_seq_scans'))} seq scans of the partitions during it vs "
+              f"{num(d1.get('queue_seq_scans'))}.")
+        qvac = [e for e in vac if e["db"] == "growth" and part_no(e["table"]) is not None]
+        w(f"- Autovacuum of the queue's partitions in database growth: {len(qvac)} run(s)" +
+          (": " + "; ".join(f"{e['table']} ({phase_of(e['t'], marks)}, {num(e['tuples_removed'])} "
+                            f"tuples removed)" for e in qvac) if qvac else "") + ".")
         w("")
 
     # ---- (b) steady state ----------------------------------------------------------------------
     steady = read_jsonl(os.path.join(work, "steady.jsonl"))
-    sres = next((s["result"] for s in steps if s.get("step") == "steady"), None)
+    sres = steps_of.get("steady", {}).get(None)
     if steady and sres:
         w(f"## Steady state: {float(settings['rate']):,.0f} rows/s for {settings['steady_seconds']} s "
           f"with delivery running (fresh database steady)")
@@ -365,36 +369,50 @@ def main():
             w(f"**Warning: the writer did not keep up with {float(settings['rate']):,.0f} rows/s "
               f"(the machine was too busy); it wrote the rows it owed as fast as it could.**")
         w("")
-        w("| t (s) | rows inserted | backlog | queue heap | queue indexes | _attempts | "
-          "_endpoint_state | n_dead_tup | autovacuums of _queue | seq scans of _queue |")
-        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        sparts = sorted(steady[0]["parts"])
+        w("| t (s) | rows inserted | backlog | current partition | " + " | ".join(
+            f"{p.replace('pg_sync.', '')} heap / index" for p in sparts) +
+          " | _attempts | _endpoint_state | dead tuples (all partitions) | autovacuums of the "
+          "partitions |")
+        w("|---:|---:|---:|---:|" + "---:|" * len(sparts) + "---:|---:|---:|---:|")
         for p in steady:
             backlog_now = p["rows"] - (p.get("delivered_total") or 0)
             w(f"| {max(0.0, p['t']):.0f} | {num(p['rows'])} | {num(max(0, backlog_now))} | "
-              f"{size(p['queue_heap'])} | {size(p['queue_indexes'])} | {size(p['attempts_total'])} | "
-              f"{size(p['endpoint_state_total'])} | {num(p['queue_dead'])} | "
-              f"{num(p['queue_autovacuums'])} | {num(p.get('queue_seq_scans'))} |")
+              f"{p.get('current_part')} | " + " | ".join(
+                  f"{size(p['parts'][n]['heap'])} / {size(p['parts'][n]['indexes'])}"
+                  for n in sparts) +
+              f" | {size(p['attempts_total'])} | {size(p['endpoint_state_total'])} | "
+              f"{num(p['queue_dead'])} | {num(p['queue_autovacuums'])} |")
         w("")
         half = len(steady) // 2
         first, second = steady[:half], steady[half:]
         if first and second:
-            for key, name in (("queue_heap", "queue heap"), ("queue_indexes", "queue indexes"),
+            for key, name in (("queue_total", "queue partitions (heap, indexes, TOAST)"),
                               ("attempts_total", "_attempts"),
                               ("endpoint_state_total", "_endpoint_state")):
                 a, b = max(p[key] for p in first), max(p[key] for p in second)
                 w(f"- {name}: largest {size(a)} in the first half, {size(b)} in the second half"
                   f" ({'no growth' if b <= a else f'+{size(b - a)}'}); end {size(steady[-1][key])}.")
+            biggest = max((p["parts"][n]["heap"], n) for p in steady for n in sparts)
+            w(f"- Largest partition heap seen: {size(biggest[0])} ({biggest[1]}).")
         avs = (steady[-1].get("queue_autovacuums") or 0) - (steady[0].get("queue_autovacuums") or 0)
-        w(f"- Autovacuums of _queue during the run: {avs}; seq scans of _queue: "
+        w(f"- Autovacuums of the partitions during the run: {avs}; seq scans of them: "
           f"{(steady[-1].get('queue_seq_scans') or 0) - (steady[0].get('queue_seq_scans') or 0)}.")
-        end = by_label.get("steady end")
+        si = steps_of.get("steady idle", {}).get(None)
+        if si:
+            w("- After the writer stopped and the queue emptied, every partition was back to its "
+              "empty size " + (f"{si['after_drain_s']} s later" if si.get("idle") else
+                                f"**not within {si.get('waited_s')} s**") + ".")
+        end = by_label.get("steady idle")
         if end:
-            w(f"- After the writer stopped and the queue emptied: "
-              f"{', '.join(f'{n} {size(v)}' for n, v in rel_rows(end).items() if v)}.")
+            sizes = rel_rows(end)
+            w("- Sizes then: " + ", ".join(
+                f"{n} {size(v)}" for n, v in sizes.items()
+                if n.startswith("**") or n.startswith("_attempts") and v) + ".")
         w("")
         w("backlog = rows inserted − delivered_total (pg_sync._endpoint_state, written every "
-          "200 ms); sizes: pg_relation_size (heap main fork; all indexes of _queue; "
-          "pg_total_relation_size for _attempts and _endpoint_state).")
+          "200 ms); sizes: pg_relation_size (each partition's heap main fork; its indexes, all "
+          "forks; pg_total_relation_size for _attempts and _endpoint_state).")
         w("")
 
     # ---- raw -----------------------------------------------------------------------------------
@@ -402,21 +420,13 @@ def main():
     w("")
     w("Steps:")
     w("")
-    w("```")
-    for s in steps:
-        w(json.dumps(s))
-    w("```")
+    out += fenced(steps)
     w("")
     if vac:
         w("Autovacuum log entries of pg_sync's tables (buffer and WAL lines left out):")
         w("")
-        w("```")
-        for e in vac:
-            w(e["head"])
-            for line in e["lines"]:
-                if not re.match(r"\t(avg read rate|buffer usage|WAL usage)", line):
-                    w(line)
-        w("```")
+        out += fenced([x for e in vac for x in [e["head"]] + e["lines"]
+                       if not re.match(r"\t(avg read rate|buffer usage|WAL usage)", x)])
     print("\n".join(out))
 
 

@@ -1,5 +1,5 @@
--- Schema for bench/growth, loaded into each fresh database it uses. @NGINX_PORT@ is filled in by
--- bench/growth; :batch_size and :max_in_flight come from psql -v.
+-- Schema for bench/growth and bench/scale, loaded into each fresh database they use. @NGINX_PORT@
+-- is filled in by the benchmark; :endpoint, :batch_size and :max_in_flight come from psql -v.
 \set ON_ERROR_STOP 1
 SET client_min_messages = warning;
 
@@ -18,6 +18,6 @@ CREATE TABLE orders (
 -- The source table is not what this benchmark measures: keep its own autovacuum out of the way.
 ALTER TABLE orders SET (autovacuum_enabled = off);
 
-SELECT pg_sync.create_endpoint('growth', 'http://127.0.0.1:@NGINX_PORT@/hook',
+SELECT pg_sync.create_endpoint(:'endpoint', 'http://127.0.0.1:@NGINX_PORT@/hook',
                                batch_size => :batch_size, max_in_flight => :max_in_flight);
-SELECT pg_sync.track('public.orders', 'growth');
+SELECT pg_sync.track('public.orders', :'endpoint');
