@@ -375,6 +375,11 @@ bool delete_at(const QueuePart &part, ItemPointer tid, int32 endpoint_id, int64 
     HeapTupleData tuple;
     tuple.t_self = *tid;
     Buffer buffer = InvalidBuffer;
+    // The partition may have been truncated since the head was read (queue rotation carries a
+    // stuck event into the current partition, then truncates): a block past the end is not read
+    // (heap_fetch would fail), the event is then deleted by id where it is now.
+    if (ItemPointerGetBlockNumber(tid) >= RelationGetNumberOfBlocks(part.rel))
+        return false;
     if (!heap_fetch(part.rel, GetActiveSnapshot(), &tuple, &buffer, false))
         return false;
     bool ep_null = true, id_null = true;
