@@ -42,13 +42,17 @@ heap_sizes() { q -c "SELECT string_agg(pg_relation_size(format('pg_sync._queue_%
 start_nodes=$(filenodes)
 seen_parts=$(current)
 n=0
-for i in $(seq 1 40); do
+# Writes 100 rows per call until the writers have used all three partitions (and at least 4,000
+# rows are written), so that every partition has been current, retired and emptied at least once.
+write_batch() {
+    local i=$((n / 100 + 1))
     q -c "INSERT INTO t SELECT g, 'v' FROM generate_series($((i * 100)), $((i * 100 + 99))) g"
     n=$((n + 100))
-    c=$(current)
+    local c; c=$(current)
     [[ ",$seen_parts," == *",$c,"* ]] || seen_parts="$seen_parts,$c"
-    sleep 0.05 # pace the writer (not a wait for a condition)
-done
+    [ "$(tr ',' '\n' <<<"$seen_parts" | sort -u | wc -l)" -eq 3 ] && [ "$n" -ge 4000 ]
+}
+wait_for "writers to use all three partitions" 60 write_batch
 receiver_wait_events main "$n" 60
 all_empty() { [ "$(heap_sizes)" == "0,0,0" ] && [ "$(q -c "SELECT count(*) FROM pg_sync._queue")" == 0 ]; }
 wait_for "every partition truncated after the drain" 30 all_empty
