@@ -41,7 +41,7 @@ SQL_UPDATES     = $(foreach v,$(SQL_EARLIER),sql/pg_sync--$(v)--$(EXTVERSION).sq
 # the scripts themselves); make decompresses them next to the archives.
 SQL_RELEASED = $(patsubst %.sql.gz,%.sql,$(wildcard sql/released/pg_sync--*.sql.gz))
 DATA_built  = pg_sync.control $(SQL_INSTALL) $(SQL_UPDATES) $(SQL_RELEASED)
-EXTRA_CLEAN = pg_sync.control results regression.diffs regression.out tmp_check output_iso
+EXTRA_CLEAN = pg_sync.control $(OBJS:.o=.d) results regression.diffs regression.out tmp_check output_iso
 
 # Tests live under test/: one regression file per feature (test/sql/NAME.sql ->
 # test/expected/NAME.out), isolation specs (test/specs/NAME.spec -> test/expected/NAME.out).
@@ -56,6 +56,9 @@ ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=tes
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -DPG_SYNC_VERSION='"$(EXTVERSION)"'
 PG_CXXFLAGS = -std=c++17 -Wno-register -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
+# Header dependencies: each object also writes NAME.d (the headers it included), read back below,
+# so that a changed header rebuilds every object that uses it (a stale object once crashed tests).
+PG_CXXFLAGS += -MMD -MP
 SHLIB_LINK  = -lstdc++ -lcurl -lcrypto -lrdkafka
 
 # CI and scripts/test.sh build with WERROR=1.
@@ -73,6 +76,8 @@ endif
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+-include $(OBJS:.o=.d)
 
 # LLVM bitcode for JIT inlining: clang needs the same C++ dialect.
 BITCODE_CXXFLAGS += -std=c++17 -Wno-register
