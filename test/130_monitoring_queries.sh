@@ -3,7 +3,8 @@
 # query, as a member of pgsync_monitor, against a real server with delivery going on; each file's
 # columns are what its metrics map (types, NULLs: test/lib/monitoring_files.py), both produce the
 # same metrics, and every alert rule and every query of the Grafana dashboard uses only those.
-# (The exporters and Grafana themselves are not in Debian: the files are checked, not loaded.)
+# Then, when installed (Debian 12: prometheus-postgres-exporter), the real postgres_exporter runs
+# with the query file and exports every metric; sql_exporter and Grafana are not in Debian.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib/pg.sh
@@ -43,3 +44,23 @@ wait_for "a backfill in progress" 30 \
 "$PY" test/lib/monitoring_files.py docs/monitoring/postgres_exporter.yml docs/monitoring/pg_sync.collector.yml \
     docs/monitoring/alerts.yml docs/monitoring/grafana-dashboard.json
 echo "ok: both exporter files run as pgsync_monitor and match their metrics; alert rules and dashboard use them"
+
+# The real postgres_exporter (Debian 12: prometheus-postgres-exporter) with the query file, when
+# installed: every metric of the file is in its /metrics. (sql_exporter and Grafana are not in
+# Debian: their files are checked above only.)
+exporter=$(command -v prometheus-postgres-exporter || command -v postgres_exporter || true)
+if [ -z "$exporter" ]; then
+    echo "skipped: postgres_exporter not installed (apt-get install prometheus-postgres-exporter)"
+else
+    port=$(pg_free_port)
+    DATA_SOURCE_NAME="postgresql://exporter@127.0.0.1:$PGPORT/postgres?sslmode=disable" \
+        "$exporter" --web.listen-address="127.0.0.1:$port" --extend.query-path=docs/monitoring/postgres_exporter.yml \
+        --disable-default-metrics --disable-settings-metrics >"$PG_DIR/exporter.log" 2>&1 &
+    exporter_pid=$!
+    trap 'kill $exporter_pid 2>/dev/null || true; delivery_test_exit' EXIT
+    scrape() { curl -sf --noproxy '*' "http://127.0.0.1:$port/metrics" >"$PG_DIR/metrics.txt" &&
+               grep -q '^pg_sync_endpoint_pending' "$PG_DIR/metrics.txt"; }
+    wait_for "postgres_exporter to export pg_sync metrics (log: $PG_DIR/exporter.log)" 30 scrape
+    "$PY" test/lib/monitoring_files.py --scrape docs/monitoring/postgres_exporter.yml "$PG_DIR/metrics.txt"
+    echo "ok: $("$exporter" --version 2>&1 | head -n 1): every metric of the query file exported"
+fi

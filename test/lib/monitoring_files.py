@@ -1,6 +1,7 @@
 """Checks the monitoring files of docs/monitoring/ against a live server (test/130):
 
   monitoring_files.py POSTGRES_EXPORTER_YML SQL_EXPORTER_COLLECTOR_YML ALERTS_YML DASHBOARD_JSON
+  monitoring_files.py --scrape POSTGRES_EXPORTER_YML METRICS_TEXT   (the real exporter's /metrics)
 
 psql must reach a database with pg_sync as the role given by MONITOR_ROLE (a member of
 pgsync_monitor). Every query of both exporter files runs, with rows; postgres_exporter.yml's
@@ -152,5 +153,20 @@ def main(pe_path, se_path, alerts_path, dash_path):
     print(f"dashboard: {sum(1 for _ in dashboard_exprs(dash))} queries use {len(used_all)} metrics, all produced")
 
 
+def check_scrape(pe_path, scrape_path):
+    """Every metric of postgres_exporter.yml is in a /metrics scrape of the real exporter."""
+    pe = yaml.safe_load(open(pe_path))
+    names = {f"{g}_{next(iter(m))}" for g, spec in pe.items() for m in spec["metrics"]
+             if next(iter(m.values()))["usage"] != "LABEL"}
+    scraped = {re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", l).group(0)
+               for l in open(scrape_path) if l.strip() and not l.startswith("#")}
+    missing = names - scraped
+    assert not missing, f"postgres_exporter did not export {sorted(missing)}"
+    print(f"postgres_exporter exported all {len(names)} metrics")
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    if sys.argv[1] == "--scrape":
+        check_scrape(sys.argv[2], sys.argv[3])
+    else:
+        main(*sys.argv[1:5])
