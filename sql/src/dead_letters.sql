@@ -44,6 +44,10 @@ BEGIN
     RETURN moved;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.redeliver(text, bigint[]) IS
+    'Moves dead letters (all, one endpoint''s, or the given ids) back into the queue with fresh '
+    'attempts and their original ids, so each goes out before the later events of its key; returns '
+    'how many moved. For pgsync_admin.';
 
 -- Drops dead letters (all, of one endpoint, or older than an age), releasing the later events of
 -- their keys. Returns how many were dropped.
@@ -79,3 +83,7 @@ BEGIN
     RETURN dropped;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.purge_dead(text, interval) IS
+    'Drops dead letters (all, one endpoint''s, or those dead longer than older_than), releasing the '
+    'later events of their keys that waited behind them; returns how many were dropped. For '
+    'pgsync_admin.';

@@ -26,3 +26,7 @@ BEGIN
     RETURN result;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.emit(text, text, jsonb, text) IS
+    'Queues an application event (op "emit", with its type, payload and optional key) for an '
+    'endpoint in the caller''s transaction: sent only if the transaction commits. Returns its id. '
+    'For pgsync_admin.';

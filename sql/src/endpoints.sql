@@ -43,6 +43,12 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
+COMMENT ON FUNCTION pg_sync.create_endpoint(text, text, jsonb, text, integer, integer, integer, integer, integer, integer, jsonb) IS
+    'Registers a target: an http(s) webhook (optional headers, and a secret to sign requests the '
+    'Standard Webhooks way) or a kafka://brokers/topic (kafka_settings: the librdkafka settings '
+    'pg_sync allows). batch_size: events per request; max_attempts before an event becomes a dead '
+    'letter; timeout_ms per request; max_in_flight: requests at once; retry_base_ms and '
+    'retry_max_ms: the retry backoff. For pgsync_admin.';
 
 -- NULL leaves a setting unchanged; secret => '' removes the secret, headers => '{}' removes
 -- all headers, kafka_settings => '{}' all Kafka settings. Credentials never follow a URL to
@@ -121,6 +127,9 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
+COMMENT ON FUNCTION pg_sync._alter_endpoint(text, text, jsonb, text, integer, integer, integer, integer, integer, integer, jsonb, regrole) IS
+    'Internal: the body of pg_sync.alter_endpoint(), run as the extension''s owner with the real '
+    'caller as its last argument (who must be able to read every tracked table for a URL change).';
 
 CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
     name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
@@ -128,6 +137,11 @@ CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
     max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL,
     kafka_settings jsonb DEFAULT NULL)
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
+COMMENT ON FUNCTION pg_sync.alter_endpoint(text, text, jsonb, text, integer, integer, integer, integer, integer, integer, jsonb) IS
+    'Changes the given settings of an endpoint; NULL leaves one unchanged, secret => '''' removes '
+    'the secret, headers => ''{}'' all headers, kafka_settings => ''{}'' all Kafka settings. A URL '
+    'of another origin is refused unless the same call gives the credentials (headers, secret, '
+    'kafka_settings the endpoint has) again. For pgsync_admin.';
 
 CREATE OR REPLACE FUNCTION pg_sync.drop_endpoint(name text, force bool DEFAULT false) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -218,6 +232,10 @@ BEGIN
     PERFORM pg_sync._config_changed();
 END
 $$;
+COMMENT ON FUNCTION pg_sync.drop_endpoint(text, boolean) IS
+    'Drops an endpoint and its tracking. Refused while events are pending unless force => true, '
+    'which discards them; waits first for open transactions that wrote to its tracked tables or '
+    'emitted to it. For pgsync_admin.';
 
 -- The row lock is taken whether or not the endpoint is paused already, so that concurrent
 -- pauses and resumes are serialized (the last to commit wins), and an unknown name is an error.
@@ -232,6 +250,9 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
+COMMENT ON FUNCTION pg_sync.pause_endpoint(text) IS
+    'Stops sending to an endpoint; capture goes on and events wait in the queue. Idempotent. For '
+    'pgsync_admin.';
 
 CREATE OR REPLACE FUNCTION pg_sync.resume_endpoint(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -243,3 +264,6 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
+COMMENT ON FUNCTION pg_sync.resume_endpoint(text) IS
+    'Restarts sending to a paused endpoint (also one paused by pg_sync itself, see paused_reason). '
+    'Idempotent. For pgsync_admin.';
