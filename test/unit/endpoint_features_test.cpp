@@ -76,7 +76,8 @@ std::string header(const http::Request &r, const std::string &name) {
 
 std::vector<std::int64_t> ids_of(const http::Request &r) {
     std::vector<std::int64_t> ids;
-    for (const auto &e : nlohmann::json::parse(r.body).at("events"))
+    const nlohmann::json body = nlohmann::json::parse(r.body);
+    for (const auto &e : body.at("events"))
         ids.push_back(e.at("id").get<std::int64_t>());
     return ids;
 }
@@ -189,8 +190,9 @@ TEST(CloudEvents, BatchModeWithTheRequiredAttributes) {
         EXPECT_EQ(e.at("time"), "2026-11-23T10:15:02.123456Z");
         EXPECT_EQ(e.at("datacontenttype"), "application/json");
         EXPECT_EQ(e.at("id").get<std::string>(), std::to_string(e.at("data").at("id").get<std::int64_t>()));
-        if (e.contains("subject"))
+        if (e.contains("subject")) {
             EXPECT_FALSE(e.at("subject").get<std::string>().empty());
+        }
     }
     EXPECT_EQ(body[0].at("source"), "/pg_sync/shop%20db/public.%22Orders%22");
     EXPECT_EQ(body[0].at("type"), "pg_sync.update");
@@ -300,7 +302,8 @@ TEST(DispatcherTrace, HeaderIsTheTraceOfEveryEventInTheRequest) {
     EXPECT_EQ(header(reqs[2], "traceparent"), "");
     for (const auto &r : reqs) {
         EXPECT_TRUE(r.content_type.empty()); // application/json
-        for (const auto &e : nlohmann::json::parse(r.body).at("events"))
+        const nlohmann::json body = nlohmann::json::parse(r.body);
+        for (const auto &e : body.at("events"))
             EXPECT_EQ(e.value("traceparent", ""), header(r, "traceparent"));
     }
 }
