@@ -339,7 +339,9 @@ void begin_pass() {
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "pg_sync delivery pass");
     // A queue from before 0.3.0 (until ALTER EXTENSION UPDATE) has no traceparent column.
-    const Oid queue = get_relname_relid("_queue", get_namespace_oid("pg_sync", false));
+    // (Without the schema, DROP EXTENSION ran: lock_extension() finds that out.)
+    const Oid nsp = get_namespace_oid("pg_sync", true);
+    const Oid queue = OidIsValid(nsp) ? get_relname_relid("_queue", nsp) : InvalidOid;
     traced = OidIsValid(queue) && get_attnum(queue, "traceparent") != InvalidAttrNumber;
 }
 
