@@ -11,7 +11,7 @@ OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slo
               src/pg/delivery_worker.o src/pg/delivery_loop.o src/pg/delivery_pass.o src/pg/queue_store.o \
               src/pg/delivery_rotation.o src/pg/queue_rotation.o \
               src/pg/backfill_worker.o src/pg/replicated_changes.o \
-              src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o \
+              src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o src/core/cloudevents.o \
               src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o \
               src/core/head_cache.o src/core/worker_policy.o src/core/queue_rotation.o src/core/pending_counts.o \
               src/core/kafka_config.o src/core/kafka_records.o src/core/kafka_sink.o src/core/sink_router.o
@@ -49,7 +49,7 @@ EXTRA_CLEAN = pg_sync.control $(OBJS:.o=.d) results regression.diffs regression.
 # The temporary instance preloads the library; pg_regress must run as a non-root user
 # (scripts/test.sh arranges it). Results go to results/ and output_iso/ at the top.
 REGRESS      = endpoints track bulk_capture capture_types ddl privileges bad_input emit views delivery dead_letters health \
-               backfill recent_attempts hostile_input privileges_hostile security kafka
+               backfill recent_attempts hostile_input privileges_hostile security kafka endpoint_features
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check --temp-config=test/regress.conf
 ISOLATION      = concurrent_capture concurrent_track concurrent_endpoint concurrent_pause concurrent_redeliver
 ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/regress.conf

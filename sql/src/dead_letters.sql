@@ -33,9 +33,9 @@ BEGIN
            AND (redeliver.ids IS NULL OR d.id = ANY (redeliver.ids))
         RETURNING d.*)
     INSERT INTO pg_sync._queue (id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid,
-                                captured_at, attempts)
+                                captured_at, attempts, traceparent)
     SELECT g.id, g.endpoint_id, g.op, g.tbl, g.key, g.new_row, g.old_row, g.emit_type, g.txid,
-           g.captured_at, 0
+           g.captured_at, 0, g.traceparent -- (the trace of the write it came from)
       FROM gone g;
     GET DIAGNOSTICS moved = ROW_COUNT;
     IF moved > 0 THEN

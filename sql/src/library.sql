@@ -69,6 +69,10 @@ COMMENT ON FUNCTION pg_sync._check_endpoint(text, text, jsonb, text, integer, in
     'raises with a clear message and changes nothing. NULL arguments are not being set and are not '
     'checked.';
 
+-- The request format ('webhook' or 'cloudevents') of an endpoint with this URL; NULL: not being set.
+CREATE OR REPLACE FUNCTION pg_sync._check_format(url text, format text)
+    RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pg_sync_check_format';
+
 -- The origin of an http(s) URL: lower-case scheme and host, and the port (the scheme's default
 -- when none is given), e.g. 'https://example.com:443'; of a kafka URL, every broker:
 -- 'kafka://b1:9092,b2:9092'. NULL for a URL that is not valid.

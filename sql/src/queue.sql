@@ -44,7 +44,9 @@ BEGIN
             last_error      text,
             last_status     int,
             first_attempt_at timestamptz,
-            part            smallint NOT NULL DEFAULT pg_sync._queue_part()
+            part            smallint NOT NULL DEFAULT pg_sync._queue_part(),
+            -- The writer's pg_sync.traceparent (W3C, validated when set); NULL: none.
+            traceparent     text
         ) PARTITION BY LIST (part);
         ALTER SEQUENCE pg_sync._queue_id_seq OWNED BY pg_sync._queue.id;
         -- Each partition's primary key leads with endpoint_id: the worker reads each endpoint's

@@ -17,7 +17,13 @@ CREATE TABLE pg_sync._endpoints (
     paused        bool NOT NULL DEFAULT false,
     paused_reason text,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    kafka_settings jsonb NOT NULL DEFAULT '{}' -- kafka:// endpoints: librdkafka settings
+    kafka_settings jsonb NOT NULL DEFAULT '{}', -- kafka:// endpoints: librdkafka settings
+    -- Request body format: 'webhook' ({"events": [...]}) or 'cloudevents' (JSON batch mode).
+    format        text NOT NULL DEFAULT 'webhook',
+    -- pg_sync.rotate_secret(): the previous secret signs too until previous_secret_until; the
+    -- delivery worker erases it after that.
+    previous_secret       text,
+    previous_secret_until timestamptz
 );
 COMMENT ON TABLE pg_sync._endpoints IS
     'Internal: the endpoints (pg_sync.create_endpoint()), with their URL, headers, secret and Kafka '
@@ -70,6 +76,7 @@ CREATE TABLE pg_sync._dead_letters (
     last_error       text,
     first_attempt_at timestamptz,
     dead_at          timestamptz NOT NULL DEFAULT now(),
+    traceparent      text, -- the writer's pg_sync.traceparent, as in the queue
     PRIMARY KEY (endpoint_id, id)
 );
 COMMENT ON TABLE pg_sync._dead_letters IS

@@ -13,7 +13,12 @@ SELECT e.name,
        e.secret IS NOT NULL AS has_secret,
        e.batch_size, e.max_attempts, e.timeout_ms, e.max_in_flight, e.retry_base_ms,
        e.retry_max_ms, e.paused, e.paused_reason, e.created_at,
-       ARRAY(SELECT k FROM jsonb_object_keys(e.kafka_settings) k ORDER BY k) AS kafka_setting_names
+       ARRAY(SELECT k FROM jsonb_object_keys(e.kafka_settings) k ORDER BY k) AS kafka_setting_names,
+       e.format,
+       -- A secret rotation in progress (pg_sync.rotate_secret): until when the previous secret
+       -- signs too; NULL when none is.
+       CASE WHEN e.previous_secret IS NOT NULL AND e.previous_secret_until > now()
+            THEN e.previous_secret_until END AS secret_rotation_until
   FROM pg_sync._endpoints e;
 COMMENT ON VIEW pg_sync.endpoints IS
     'The endpoints and their settings, without secrets or header values (for monitors, of a URL '

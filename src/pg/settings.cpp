@@ -2,8 +2,11 @@
 // settings every pg_sync worker process pins after connecting.
 #include "pg/pg_prelude.hpp"
 
+#include "core/validate.hpp"
 #include "pg/settings.hpp"
 #include "pg/workers.hpp"
+
+#include <cstring>
 
 namespace pg_sync::pg {
 
@@ -19,6 +22,32 @@ namespace {
 int health_max_pending_age_ms = defaults::kHealthMaxPendingAgeMs; // read from SQL (pg_sync.health) through current_setting
 double health_max_error_rate = defaults::kHealthMaxErrorRate;
 bool internal_trigger_change = false; // read from SQL (the DDL event triggers) through current_setting
+
+// pg_sync.traceparent: a W3C traceparent (core/validate), refused at SET time when malformed.
+// The C++ check runs before any PostgreSQL call; its message is copied out first (guard.hpp).
+bool check_traceparent(char **newval, void **, GucSource) {
+    char message[200] = {0}, detail[200] = {0}, hint[300] = {0};
+    bool ok = true;
+    try {
+        const validate::Problem p = validate::traceparent(*newval ? *newval : "");
+        ok = p.ok();
+        strlcpy(message, p.message.c_str(), sizeof message);
+        strlcpy(detail, p.detail.c_str(), sizeof detail);
+        strlcpy(hint, p.hint.c_str(), sizeof hint);
+    } catch (...) {
+        ok = false;
+        strlcpy(message, "could not check the traceparent", sizeof message);
+    }
+    if (ok)
+        return true;
+    GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+    GUC_check_errmsg("%s", message);
+    if (detail[0])
+        GUC_check_errdetail("%s", detail);
+    if (hint[0])
+        GUC_check_errhint("%s", hint);
+    return false;
+}
 } // namespace
 
 void settings_init() {
@@ -114,6 +143,13 @@ void settings_init() {
                              GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE | GUC_DISALLOW_IN_FILE | GUC_DISALLOW_IN_AUTO_FILE |
                                  GUC_NO_RESET_ALL,
                              nullptr, nullptr, nullptr);
+    // A writer's trace (SET LOCAL pg_sync.traceparent = '00-...'): stored with the events its
+    // transaction captures or emits and sent as the traceparent header (docs/delivery.md).
+    DefineCustomStringVariable("pg_sync.traceparent",
+                               "W3C traceparent stored with the events captured or emitted while it is set.",
+                               "Sent as the traceparent header of their delivery and per event in the body; empty: none.",
+                               &settings.traceparent, "", PGC_USERSET, GUC_NOT_IN_SAMPLE, check_traceparent, nullptr,
+                               nullptr);
     MarkGUCPrefixReserved("pg_sync");
 }
 
