@@ -46,7 +46,7 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
-COMMENT ON FUNCTION pg_sync.create_endpoint(text, text, jsonb, text, integer, integer, integer, integer, integer, integer, jsonb) IS
+COMMENT ON FUNCTION pg_sync.create_endpoint IS
     'Registers a target: an http(s) webhook (optional headers, and a secret to sign requests the '
     'Standard Webhooks way) or a kafka://brokers/topic (kafka_settings: the librdkafka settings '
     'pg_sync allows). batch_size: events per request; max_attempts before an event becomes a dead '
@@ -136,7 +136,7 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
-COMMENT ON FUNCTION pg_sync._alter_endpoint(text, text, jsonb, text, integer, integer, integer, integer, integer, integer, jsonb, regrole) IS
+COMMENT ON FUNCTION pg_sync._alter_endpoint IS
     'Internal: the body of pg_sync.alter_endpoint(), run as the extension''s owner with the real '
     'caller as its last argument (who must be able to read every tracked table for a URL change).';
 
@@ -146,7 +146,7 @@ CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
     max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL,
     kafka_settings jsonb DEFAULT NULL, format text DEFAULT NULL)
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
-COMMENT ON FUNCTION pg_sync.alter_endpoint(text, text, jsonb, text, integer, integer, integer, integer, integer, integer, jsonb) IS
+COMMENT ON FUNCTION pg_sync.alter_endpoint IS
     'Changes the given settings of an endpoint; NULL leaves one unchanged, secret => '''' removes '
     'the secret, headers => ''{}'' all headers, kafka_settings => ''{}'' all Kafka settings. A URL '
     'of another origin is refused unless the same call gives the credentials (headers, secret, '
@@ -204,6 +204,10 @@ BEGIN
     RETURN until;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.rotate_secret(text, text, interval) IS
+    'Replaces an endpoint''s signing secret without downtime: until now() + overlap every request '
+    'carries both signatures (new and previous) in webhook-signature, then only the new one; '
+    'returns when the overlap ends (pg_sync.endpoints.secret_rotation_until)';
 
 CREATE OR REPLACE FUNCTION pg_sync.drop_endpoint(name text, force bool DEFAULT false) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

@@ -64,7 +64,7 @@ CREATE OR REPLACE FUNCTION pg_sync._check_endpoint(name text, url text, headers 
                                         max_in_flight int, retry_base_ms int, retry_max_ms int,
                                         kafka_settings jsonb)
     RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pg_sync_check_endpoint';
-COMMENT ON FUNCTION pg_sync._check_endpoint(text, text, jsonb, text, integer, integer, integer, integer, integer, integer, jsonb) IS
+COMMENT ON FUNCTION pg_sync._check_endpoint IS
     'Internal: validates an endpoint''s name, URL, headers, secret, limits and Kafka settings (C); '
     'raises with a clear message and changes nothing. NULL arguments are not being set and are not '
     'checked.';
@@ -72,6 +72,9 @@ COMMENT ON FUNCTION pg_sync._check_endpoint(text, text, jsonb, text, integer, in
 -- The request format ('webhook' or 'cloudevents') of an endpoint with this URL; NULL: not being set.
 CREATE OR REPLACE FUNCTION pg_sync._check_format(url text, format text)
     RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pg_sync_check_format';
+COMMENT ON FUNCTION pg_sync._check_format(text, text) IS
+    'Internal: refuses a request format other than webhook or cloudevents, and cloudevents for a '
+    'kafka:// URL (C)';
 
 -- The origin of an http(s) URL: lower-case scheme and host, and the port (the scheme's default
 -- when none is given), e.g. 'https://example.com:443'; of a kafka URL, every broker:

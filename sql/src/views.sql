@@ -49,6 +49,11 @@ COMMENT ON COLUMN pg_sync.endpoints.paused_reason IS
 COMMENT ON COLUMN pg_sync.endpoints.created_at IS 'When the endpoint was created';
 COMMENT ON COLUMN pg_sync.endpoints.kafka_setting_names IS
     'Names of the librdkafka settings of a kafka:// endpoint (their values are never shown)';
+COMMENT ON COLUMN pg_sync.endpoints.format IS
+    'Request body format: webhook ({"events": [...]}) or cloudevents (CloudEvents 1.0 JSON batch)';
+COMMENT ON COLUMN pg_sync.endpoints.secret_rotation_until IS
+    'While a secret rotation is in progress (pg_sync.rotate_secret): until when the previous '
+    'secret signs too; NULL otherwise';
 
 CREATE OR REPLACE VIEW pg_sync.tracked_tables AS
 SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,
