@@ -303,4 +303,29 @@ Problem retry_bounds(long base_ms, long max_ms) {
     return {};
 }
 
+Problem max_rate(double rate) {
+    if (!(rate == 0 || (rate >= kMinRate && rate <= kMaxRate))) // (NaN fails both)
+        return problem("max_rate must be 0 (no limit) or between 0.001 and 100000 requests per second",
+                       "The value given is " + shown(std::to_string(rate)) + ".",
+                       "Pass max_rate => 0 to remove the limit; pause_endpoint() stops an endpoint.");
+    return {};
+}
+
+Problem permanent_statuses(const std::vector<long> &statuses, bool has_null) {
+    if (has_null)
+        return problem("permanent_statuses must not contain null");
+    if (statuses.size() > kMaxPermanentStatuses)
+        return problem("too many permanent_statuses", "There are " + std::to_string(statuses.size()) +
+                                                           "; the limit is " + std::to_string(kMaxPermanentStatuses) + ".");
+    for (long s : statuses) {
+        if (s < 100 || s > 599)
+            return problem("permanent_statuses must be HTTP statuses between 100 and 599",
+                           "The value " + std::to_string(s) + " is not.");
+        if (s >= 200 && s <= 299)
+            return problem("permanent_statuses cannot contain a 2xx status",
+                           "The value " + std::to_string(s) + " is a success.");
+    }
+    return {};
+}
+
 } // namespace pg_sync::validate
