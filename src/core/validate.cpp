@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 
 namespace pg_sync::validate {
@@ -303,10 +304,18 @@ Problem retry_bounds(long base_ms, long max_ms) {
     return {};
 }
 
+namespace {
+std::string number_text(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+} // namespace
+
 Problem max_rate(double rate) {
     if (!(rate == 0 || (rate >= kMinRate && rate <= kMaxRate))) // (NaN fails both)
         return problem("max_rate must be 0 (no limit) or between 0.001 and 100000 requests per second",
-                       "The value given is " + shown(std::to_string(rate)) + ".",
+                       "The value given is " + number_text(rate) + ".",
                        "Pass max_rate => 0 to remove the limit; pause_endpoint() stops an endpoint.");
     return {};
 }
