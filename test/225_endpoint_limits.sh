@@ -8,6 +8,7 @@
 #      they take at least 2.87 s; the total is printed (the issue's "3 s within 10 %"). A second
 #      endpoint of the same table without a limit delivers its 300 meanwhile, unhindered, and
 #      endpoint_status shows the limited one as rate_limited while it waits for tokens;
+#      A receiver's 429 with Retry-After: 2 holds an endpoint with max_rate 1000 for 2 s;
 #   b) max_request_bytes, with nginx (client_max_body_size 4k) in front of the receiver: batches
 #      of 100 events (about 30 kB) are answered 413 and halved, without counting an attempt, until
 #      they fit; every small event arrives once, and a single 6 kB event becomes a dead letter
@@ -86,6 +87,26 @@ assert total >= (300 - burst - slack) / rate, total
 assert fast[-1] < slow[-1], (fast[-1] - fast[0], total)
 print(f"max_rate 100, batch_size 1: 300 requests in {total:.2f} s (first to last; the issue asks 3 s within 10 %); "
       f"without a limit: {fast[-1] - fast[0]:.2f} s")
+PY
+
+# A receiver's 429 with Retry-After still holds a rate-limited endpoint for as long as it asks
+# (tokens or not): the next request comes at least 2 s after the 429.
+receiver_start hold
+receiver_mode hold '{"mode":"fail_first","status":429,"n":1,"retry_after":"2"}'
+q >/dev/null <<SQL
+SELECT pg_sync.create_endpoint('held', '$hold_URL', batch_size => 1, max_in_flight => 1, max_rate => 1000);
+CREATE TABLE held_t (id int PRIMARY KEY);
+SELECT pg_sync.track('held_t', 'held');
+INSERT INTO held_t SELECT generate_series(1, 5);
+SQL
+receiver_wait_events hold 5 30
+/usr/bin/python3 - "$hold_OUT" <<'PY'
+import json, sys
+recs = [r for r in map(json.loads, open(sys.argv[1])) if r["status"]]
+assert recs[0]["status"] == 429, recs[0]["status"]
+wait = recs[1]["t"] - recs[0]["t"]
+assert wait >= 1.99, f"the request after a 429 with Retry-After: 2 came {wait:.3f} s later"
+print(f"Retry-After 2 with max_rate 1000: the next request {wait:.2f} s after the 429")
 PY
 
 # --- b) a 413 halves the request, down to one event -----------------------------------------------
