@@ -101,10 +101,10 @@ Transport transport_from_curl(int curl_code) noexcept;
 
 struct Response {
     Transport transport = Transport::Ok;
-    std::size_t events = 1; // events the request carried (a 413 splits a request of more than one)
     int status = 0;                              // HTTP status, read when transport is Ok
     std::optional<std::string_view> retry_after; // Retry-After value, when the response had one
     std::string_view detail; // libcurl's error text or the start of the body; appended to reason
+    std::size_t events = 1;  // events the request carried (a 413 splits a request of more than one)
 };
 
 enum class Verdict {
