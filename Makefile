@@ -14,7 +14,8 @@ OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slo
               src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o src/core/cloudevents.o \
               src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o \
               src/core/head_cache.o src/core/worker_policy.o src/core/queue_rotation.o src/core/pending_counts.o \
-              src/core/kafka_config.o src/core/kafka_records.o src/core/kafka_sink.o src/core/sink_router.o
+              src/core/kafka_config.o src/core/kafka_records.o src/core/kafka_sink.o src/core/sink_router.o \
+              src/core/rate_limit.o
 
 # SQL scripts, generated (build outputs, never committed or edited; see "SQL scripts" below):
 #   sql/pg_sync--$(EXTVERSION).sql       install: SQL_ONCE_FIRST + SQL_DEFINITIONS + SQL_ONCE_LAST

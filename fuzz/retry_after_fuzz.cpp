@@ -172,7 +172,7 @@ bool printable_ascii(const std::string &s) {
 
 void check_classify(std::string_view value, const std::uint8_t *data, std::size_t size) {
     static const int statuses[] = {429, 503, 410, 200, 299, 500, 302, 101, 99, 600, INT_MIN, INT_MAX};
-    const retry::Policy policies[] = {{}, {1, 1, 1}, {5000, 1000, 3}, {0, 0, 2}};
+    const retry::Policy policies[] = {{}, {1, 1, 1, {}}, {5000, 1000, 3, {}}, {0, 0, 2, {}}};
     const std::uint8_t b = size > 0 ? data[0] : 0;
     const int attempt = static_cast<int>(size % 13) - 1;
     const retry::Random random = retry::make_random(size);

@@ -10,7 +10,9 @@ CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
     batch_size int DEFAULT @default:batch_size@, max_attempts int DEFAULT @default:max_attempts@,
     timeout_ms int DEFAULT @default:timeout_ms@, max_in_flight int DEFAULT @default:max_in_flight@,
     retry_base_ms int DEFAULT @default:retry_base_ms@, retry_max_ms int DEFAULT @default:retry_max_ms@,
-    kafka_settings jsonb DEFAULT '{}', format text DEFAULT 'webhook')
+    kafka_settings jsonb DEFAULT '{}',
+    max_rate float8 DEFAULT @default:max_rate@, max_request_bytes int DEFAULT @default:max_request_bytes@,
+    permanent_statuses int[] DEFAULT '{}', format text DEFAULT 'webhook')
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -25,11 +27,16 @@ BEGIN
     PERFORM pg_sync._require(create_endpoint.retry_max_ms, 'retry_max_ms');
     PERFORM pg_sync._require(create_endpoint.kafka_settings, 'kafka_settings');
     PERFORM pg_sync._require(create_endpoint.format, 'format');
+    PERFORM pg_sync._require(create_endpoint.max_rate, 'max_rate');
+    PERFORM pg_sync._require(create_endpoint.max_request_bytes, 'max_request_bytes');
+    PERFORM pg_sync._require(create_endpoint.permanent_statuses, 'permanent_statuses');
     PERFORM pg_sync._check_endpoint(create_endpoint.name, create_endpoint.url,
         create_endpoint.headers, create_endpoint.secret, create_endpoint.batch_size,
         create_endpoint.max_attempts, create_endpoint.timeout_ms, create_endpoint.max_in_flight,
         create_endpoint.retry_base_ms, create_endpoint.retry_max_ms, create_endpoint.kafka_settings);
     PERFORM pg_sync._check_format(create_endpoint.url, create_endpoint.format);
+    PERFORM pg_sync._check_delivery_limits(create_endpoint.max_rate, create_endpoint.max_request_bytes,
+        create_endpoint.permanent_statuses);
     IF EXISTS (SELECT FROM pg_sync._endpoints e WHERE e.name = create_endpoint.name) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', create_endpoint.name
             USING ERRCODE = 'duplicate_object',
@@ -37,12 +44,13 @@ BEGIN
     END IF;
     INSERT INTO pg_sync._endpoints (name, url, headers, secret, batch_size, max_attempts,
                                     timeout_ms, max_in_flight, retry_base_ms, retry_max_ms,
-                                    kafka_settings, format)
+                                    kafka_settings, max_rate, max_request_bytes, permanent_statuses, format)
     VALUES (create_endpoint.name, create_endpoint.url, create_endpoint.headers,
             create_endpoint.secret, create_endpoint.batch_size, create_endpoint.max_attempts,
             create_endpoint.timeout_ms, create_endpoint.max_in_flight,
             create_endpoint.retry_base_ms, create_endpoint.retry_max_ms,
-            create_endpoint.kafka_settings, create_endpoint.format);
+            create_endpoint.kafka_settings, create_endpoint.max_rate, create_endpoint.max_request_bytes,
+            create_endpoint.permanent_statuses, create_endpoint.format);
     PERFORM pg_sync._wake(true);
 END
 $$;
@@ -68,7 +76,8 @@ COMMENT ON FUNCTION pg_sync.create_endpoint IS
 -- extension's owner with the real caller (current_user) as the last argument.
 CREATE OR REPLACE FUNCTION pg_sync._alter_endpoint(
     name text, url text, headers jsonb, secret text, batch_size int, max_attempts int, timeout_ms int,
-    max_in_flight int, retry_base_ms int, retry_max_ms int, kafka_settings jsonb, format text, caller regrole)
+    max_in_flight int, retry_base_ms int, retry_max_ms int, kafka_settings jsonb,
+    max_rate float8, max_request_bytes int, permanent_statuses int[], format text, caller regrole)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -88,6 +97,8 @@ BEGIN
         coalesce(_alter_endpoint.retry_max_ms, ep.retry_max_ms),
         coalesce(_alter_endpoint.kafka_settings, ep.kafka_settings));
     PERFORM pg_sync._check_format(coalesce(_alter_endpoint.url, ep.url), coalesce(_alter_endpoint.format, ep.format));
+    PERFORM pg_sync._check_delivery_limits(_alter_endpoint.max_rate, _alter_endpoint.max_request_bytes,
+        _alter_endpoint.permanent_statuses);
     IF _alter_endpoint.url IS NOT NULL AND _alter_endpoint.url IS DISTINCT FROM ep.url THEN
         SELECT t.tbl INTO unreadable FROM pg_sync._tracked t
          WHERE t.endpoint_id = ep.id AND NOT has_table_privilege(caller, t.tbl, 'SELECT')
@@ -129,6 +140,9 @@ BEGIN
         retry_base_ms = coalesce(_alter_endpoint.retry_base_ms, e.retry_base_ms),
         retry_max_ms  = coalesce(_alter_endpoint.retry_max_ms, e.retry_max_ms),
         kafka_settings = coalesce(_alter_endpoint.kafka_settings, e.kafka_settings),
+        max_rate      = coalesce(_alter_endpoint.max_rate, e.max_rate),
+        max_request_bytes = coalesce(_alter_endpoint.max_request_bytes, e.max_request_bytes),
+        permanent_statuses = coalesce(_alter_endpoint.permanent_statuses, e.permanent_statuses),
         format        = coalesce(_alter_endpoint.format, e.format),
         previous_secret = CASE WHEN _alter_endpoint.secret IS NULL THEN e.previous_secret END,
         previous_secret_until = CASE WHEN _alter_endpoint.secret IS NULL THEN e.previous_secret_until END
@@ -144,7 +158,8 @@ CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
     name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
     batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
     max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL,
-    kafka_settings jsonb DEFAULT NULL, format text DEFAULT NULL)
+    kafka_settings jsonb DEFAULT NULL, max_rate float8 DEFAULT NULL, max_request_bytes int DEFAULT NULL,
+    permanent_statuses int[] DEFAULT NULL, format text DEFAULT NULL)
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
 COMMENT ON FUNCTION pg_sync.alter_endpoint IS
     'Changes the given settings of an endpoint; NULL leaves one unchanged, secret => '''' removes '

@@ -8,7 +8,7 @@ RETURNS TABLE (severity text, endpoint text, problem text, detail text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     max_age interval := current_setting('pg_sync.health_max_pending_age')::interval;
-    max_rate float8 := current_setting('pg_sync.health_max_error_rate')::float8;
+    max_error_rate float8 := current_setting('pg_sync.health_max_error_rate')::float8;
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_sync._workers() w WHERE w.database = current_database()) THEN
         RETURN QUERY SELECT 'critical'::text, NULL::text, 'no delivery worker'::text,
@@ -40,13 +40,13 @@ BEGIN
     UNION ALL
     SELECT 'warning', e.name, 'error rate',
            format('%s of the last %s requests failed (threshold %s%%), last error: %s',
-                  a.failed, a.total, round((max_rate * 100)::numeric, 1), pg_sync._error_class(a.last_error))
+                  a.failed, a.total, round((max_error_rate * 100)::numeric, 1), pg_sync._error_class(a.last_error))
       FROM (SELECT a.endpoint_id, count(*) AS total,
                    count(*) FILTER (WHERE a.status IS NULL OR a.status NOT BETWEEN 200 AND 299) AS failed,
                    (array_agg(a.error ORDER BY a.finished_at DESC) FILTER (WHERE a.error IS NOT NULL))[1] AS last_error
               FROM pg_sync._attempts a GROUP BY a.endpoint_id) a
       JOIN pg_sync._endpoints e ON e.id = a.endpoint_id
-     WHERE a.total >= 10 AND a.failed::float8 / a.total > max_rate
+     WHERE a.total >= 10 AND a.failed::float8 / a.total > max_error_rate
     UNION ALL
     SELECT 'warning', e.name, 'backfill failed',
            format('backfill %s of %s failed after %s rows: %s (pg_sync.resume_backfill(%s) continues it)',

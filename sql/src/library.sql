@@ -76,6 +76,12 @@ COMMENT ON FUNCTION pg_sync._check_format(text, text) IS
     'Internal: refuses a request format other than webhook or cloudevents, and cloudevents for a '
     'kafka:// URL (C)';
 
+-- create_endpoint's max_rate, max_request_bytes and permanent_statuses (core/validate); NULL
+-- arguments are "not being set" and are not checked.
+CREATE OR REPLACE FUNCTION pg_sync._check_delivery_limits(max_rate float8, max_request_bytes int,
+                                                 permanent_statuses int[])
+    RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pg_sync_check_delivery_limits';
+
 -- The origin of an http(s) URL: lower-case scheme and host, and the port (the scheme's default
 -- when none is given), e.g. 'https://example.com:443'; of a kafka URL, every broker:
 -- 'kafka://b1:9092,b2:9092'. NULL for a URL that is not valid.

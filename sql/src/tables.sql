@@ -18,6 +18,9 @@ CREATE TABLE pg_sync._endpoints (
     paused_reason text,
     created_at    timestamptz NOT NULL DEFAULT now(),
     kafka_settings jsonb NOT NULL DEFAULT '{}', -- kafka:// endpoints: librdkafka settings
+    max_rate      float8 NOT NULL DEFAULT @default:max_rate@,  -- requests per second; 0: no limit
+    max_request_bytes int NOT NULL DEFAULT @default:max_request_bytes@,
+    permanent_statuses int[] NOT NULL DEFAULT '{}', -- statuses that make dead letters at once
     -- Request body format: 'webhook' ({"events": [...]}) or 'cloudevents' (JSON batch mode).
     format        text NOT NULL DEFAULT 'webhook',
     -- pg_sync.rotate_secret(): the previous secret signs too until previous_secret_until; the
@@ -98,7 +101,9 @@ CREATE TABLE pg_sync._endpoint_state (
     consecutive_failures  int NOT NULL DEFAULT 0,
     circuit               text NOT NULL DEFAULT 'closed',
     next_attempt_at       timestamptz,
-    updated_at            timestamptz NOT NULL DEFAULT now()
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+    rate_limited          bool NOT NULL DEFAULT false, -- a request waits for max_rate's next token
+    request_bytes_limit   int -- a smaller request size learned from 413 answers; NULL: none
 );
 COMMENT ON TABLE pg_sync._endpoint_state IS
     'Internal: delivery counters and state per endpoint (delivered, failed attempts, circuit, next '

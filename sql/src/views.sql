@@ -14,6 +14,7 @@ SELECT e.name,
        e.batch_size, e.max_attempts, e.timeout_ms, e.max_in_flight, e.retry_base_ms,
        e.retry_max_ms, e.paused, e.paused_reason, e.created_at,
        ARRAY(SELECT k FROM jsonb_object_keys(e.kafka_settings) k ORDER BY k) AS kafka_setting_names,
+       e.max_rate, e.max_request_bytes, e.permanent_statuses,
        e.format,
        -- A secret rotation in progress (pg_sync.rotate_secret): until when the previous secret
        -- signs too; NULL when none is.
@@ -94,6 +95,9 @@ COMMENT ON COLUMN pg_sync.tracked_tables.filter IS
 --                       retry is due later), next_attempt_at its earliest retry or the circuit's
 --                       reopening
 --   lag_p50/p99         over the ring of recent attempts (bounded)
+--   rate_limited        the worker's: a request waits for max_rate's next token
+--   request_bytes_limit the worker's: the request size it learned from 413 answers, when smaller
+--                       than max_request_bytes (NULL: none)
 CREATE OR REPLACE VIEW pg_sync.endpoint_status AS
 SELECT e.name AS endpoint,
        CASE WHEN e.paused THEN 'paused'
@@ -111,7 +115,9 @@ SELECT e.name AS endpoint,
        coalesce(s.consecutive_failures, 0) AS consecutive_failures,
        CASE WHEN s.circuit = 'open' OR s.next_attempt_at > now() THEN s.next_attempt_at END AS next_attempt_at,
        e.paused_reason,
-       l.lag_p50, l.lag_p99
+       l.lag_p50, l.lag_p99,
+       coalesce(s.rate_limited, false) AND NOT e.paused AS rate_limited,
+       s.request_bytes_limit
   FROM pg_sync._endpoints e
   LEFT JOIN pg_sync._endpoint_state s ON s.endpoint_id = e.id
   -- Lag of recent deliveries (pg_sync.recent_attempts): capture of a request's oldest event to its 2xx.

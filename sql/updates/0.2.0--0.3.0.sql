@@ -23,6 +23,16 @@ DROP FUNCTION IF EXISTS pg_sync.alter_endpoint(text, text, jsonb, text, int, int
 DROP FUNCTION IF EXISTS pg_sync._alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, regrole);
 DROP FUNCTION IF EXISTS pg_sync._check_endpoint(text, text, jsonb, text, int, int, int, int, int, int);
 
+-- Rate limit, request size and permanent statuses per endpoint (new last parameters of
+-- create_endpoint and alter_endpoint), and the worker's view of them.
+ALTER TABLE pg_sync._endpoints
+    ADD COLUMN IF NOT EXISTS max_rate float8 NOT NULL DEFAULT @default:max_rate@,
+    ADD COLUMN IF NOT EXISTS max_request_bytes int NOT NULL DEFAULT @default:max_request_bytes@,
+    ADD COLUMN IF NOT EXISTS permanent_statuses int[] NOT NULL DEFAULT '{}';
+ALTER TABLE pg_sync._endpoint_state
+    ADD COLUMN IF NOT EXISTS rate_limited bool NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS request_bytes_limit int;
+
 -- New signatures or OUT parameters (CREATE OR REPLACE cannot change them).
 DROP FUNCTION IF EXISTS pg_sync._check_filter(regclass, text);
 DROP FUNCTION IF EXISTS pg_sync._track(regclass, text, text[], text[], text[], text);

@@ -73,7 +73,8 @@ void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
     for (EndpointConfig &c : endpoints) {
         auto old = endpoints_.find(c.id);
         if (old == endpoints_.end()) {
-            Endpoint e{c, retry::CircuitBreaker(c.policy, failure_threshold_), {}, 0, 0, base_window(c), -1, 0, {}, true};
+            Endpoint e{c, retry::CircuitBreaker(c.policy, failure_threshold_), {}, 0, 0, base_window(c), -1, 0, {}, true,
+                       rate::TokenBucket(c.max_rate), -1, false, 0};
             e.stats.endpoint_id = c.id;
             next.emplace(c.id, std::move(e));
             continue;
@@ -90,6 +91,15 @@ void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
         }
         if (e.config.batch_size != c.batch_size || e.config.max_in_flight != c.max_in_flight)
             e.window = base_window(c);
+        if (e.config.max_rate != c.max_rate) {
+            e.token_due_ms = -1;
+            e.rate_limited = false;
+            e.dirty = true;
+        }
+        if (e.config.max_request_bytes != c.max_request_bytes || e.config.url != c.url) {
+            e.learned_bytes = 0; // another receiver, or the operator's own bound
+            e.dirty = true;
+        }
         e.config = std::move(c);
         next.emplace(e.config.id, std::move(e));
     }
@@ -196,8 +206,9 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
     limits.batch_size = c.batch_size;
     limits.max_in_flight = c.max_in_flight;
     limits.in_flight_requests = ep.in_flight_requests;
-    limits.max_request_bytes = kMaxRequestBytes - 16; // room for {"events":[]}
+    limits.max_request_bytes = event_bytes_cap(ep);
     limits.paused = c.paused;
+    ep.token_due_ms = -1;
     const auto now_u = std::uint64_t(std::max<std::int64_t>(now_ms, 0));
     const retry::State circuit = ep.breaker.state(now_u);
     if (circuit == retry::State::Open) {
@@ -216,6 +227,12 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
         if (q.next_attempt_ms > now_ms && !q.dead && (ep.next_due_ms < 0 || q.next_attempt_ms < ep.next_due_ms) &&
             !ep.in_flight_ids.count(q.id))
             ep.next_due_ms = q.next_attempt_ms;
+
+    // max_rate: at most as many requests as the bucket has tokens. With none, the plan still runs
+    // for one request, to know whether one waits for the next token (then it is not sent, and
+    // the worker wakes when the token is there: take_token_due).
+    const std::size_t tokens = ep.bucket.available(now_ms);
+    limits.max_requests = std::min(limits.max_requests, std::max<std::size_t>(tokens, 1));
 
     scheduler::Planner planner(limits);
     for (std::size_t i = 0; i < head.size() && planner.open(); ++i) {
@@ -242,6 +259,15 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
         planner.add(e, i, now_ms);
     }
     const std::vector<scheduler::Batch> batches = planner.take();
+    const bool waits_for_token = tokens == 0 && !batches.empty();
+    if (waits_for_token != ep.rate_limited) {
+        ep.rate_limited = waits_for_token;
+        ep.dirty = true;
+    }
+    if (waits_for_token) {
+        ep.token_due_ms = ep.bucket.next_token_ms(now_ms);
+        return out;
+    }
 
     // A head that is full and yields nothing while nothing is in flight is stuck behind blocked
     // keys: look further next time. Progress shrinks it back.
@@ -257,6 +283,7 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
     std::vector<std::string> stamps;
     for (const scheduler::Batch &b : batches) {
         InFlight f{id, {}, {}, {}, {}, now_ms, 0};
+        f.event_bytes = b.bytes;
         body_events.clear();
         stamps.assign(b.events.size(), std::string());
         for (std::size_t k = 0; k < b.events.size(); ++k) {
@@ -303,10 +330,64 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
         ep.in_flight_requests++;
         ep.in_flight_bytes += f.body_bytes;
         ep.dirty = true;
+        if (f.ids.size() == 1 && f.body_bytes > c.max_request_bytes) {
+            // Alone and still too large: never sent, a dead letter at once (Transport::Rejected).
+            sink::Completion refused;
+            refused.token = r.token;
+            refused.transport = retry::Transport::Rejected;
+            refused.detail = "the event makes a request of " + std::to_string(f.body_bytes) +
+                             " bytes, more than max_request_bytes (" + std::to_string(c.max_request_bytes) + ")";
+            refused_.push_back(std::move(refused));
+            requests_.emplace(r.token, std::move(f));
+            continue;
+        }
+        ep.bucket.take(1, now_ms);
         requests_.emplace(r.token, std::move(f));
         out.push_back(std::move(r));
     }
+    // The bucket is empty now: the worker wakes for the next token (the plan then may find
+    // nothing to send, which costs a plan from the cached head).
+    if (ep.bucket.limited() && !out.empty() && ep.bucket.available(now_ms) == 0)
+        ep.token_due_ms = ep.bucket.next_token_ms(now_ms);
     return out;
+}
+
+// The planner's cap on the events of a request (scheduler::Limits::max_request_bytes): at least
+// 1 (0 would be no cap; a single event larger than the cap still goes alone).
+std::size_t Dispatcher::event_bytes_cap(const Endpoint &ep) {
+    const std::size_t configured = ep.config.max_request_bytes - std::min(ep.config.max_request_bytes, kBodyFrameBytes);
+    return std::max<std::size_t>(1, ep.learned_bytes > 0 ? std::min(ep.learned_bytes, configured) : configured);
+}
+
+std::vector<sink::Completion> Dispatcher::take_refused() {
+    std::vector<sink::Completion> out;
+    out.swap(refused_);
+    return out;
+}
+
+std::int64_t Dispatcher::next_token_ms() const {
+    std::int64_t due = -1;
+    for (const auto &kv : endpoints_) {
+        const Endpoint &ep = kv.second;
+        if (ep.config.paused || ep.token_due_ms < 0)
+            continue;
+        if (due < 0 || ep.token_due_ms < due)
+            due = ep.token_due_ms;
+    }
+    return due;
+}
+
+std::vector<std::int32_t> Dispatcher::take_token_due(std::int64_t now_ms) {
+    std::vector<std::int32_t> ids;
+    for (auto &kv : endpoints_) {
+        Endpoint &ep = kv.second;
+        if (ep.token_due_ms >= 0 && ep.token_due_ms <= now_ms) {
+            ep.token_due_ms = -1;
+            if (!ep.config.paused)
+                ids.push_back(kv.first);
+        }
+    }
+    return ids;
 }
 
 std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, std::int64_t now_ms) {
@@ -324,8 +405,9 @@ std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, 
     int attempt = 0;
     for (int a : f.attempts)
         attempt = std::max(attempt, a + 1);
-    const retry::Outcome verdict =
-        retry::classify(completion.response(), attempt, ep.config.policy, now_ms / 1000, random_);
+    retry::Response response = completion.response();
+    response.events = f.ids.size();
+    const retry::Outcome verdict = retry::classify(response, attempt, ep.config.policy, now_ms / 1000, random_);
 
     Outcome o;
     o.endpoint_id = f.endpoint_id;
@@ -347,6 +429,22 @@ std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, 
         ep.breaker.on_success();
         st.delivered += std::int64_t(o.delivered.size());
         st.last_success_ms = now_ms;
+        // A body larger than the limit learned from a 413 passed (a single event goes alone
+        // whatever the limit): the receiver takes at least that much.
+        if (ep.learned_bytes > 0 && f.event_bytes > ep.learned_bytes) {
+            ep.learned_bytes = f.event_bytes;
+            ep.dirty = true;
+        }
+        break;
+    case retry::Verdict::Split:
+        // 413: the request was too large, not refused. Its events stay as they are (no attempt
+        // counted) and go again in requests of at most half its size, down to one event (whose
+        // 413 makes it a dead letter). Not a failure of the receiver: the circuit is untouched.
+        ep.learned_bytes = std::max<std::size_t>(1, (f.event_bytes + 1) / 2);
+        st.failed_attempts++;
+        st.last_failure_ms = now_ms;
+        st.last_error = o.reason;
+        st.last_status = o.status;
         break;
     case retry::Verdict::Gone:
         // The events stay as they are (not their fault); the endpoint stops until resumed.
@@ -366,7 +464,8 @@ std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, 
                 k < completion.records.size() ? completion.records[k] : sink::RecordResult::NotWritten;
             if (result == sink::RecordResult::Written)
                 o.delivered.push_back(f.ids[k]);
-            else if (result == sink::RecordResult::Rejected || f.attempts[k] + 1 >= ep.config.policy.max_attempts)
+            else if (result == sink::RecordResult::Rejected || (verdict.permanent && completion.records.empty()) ||
+                     f.attempts[k] + 1 >= ep.config.policy.max_attempts)
                 o.dead.push_back(f.ids[k]);
             else
                 o.retry.push_back(f.ids[k]);
@@ -440,6 +539,9 @@ std::vector<EndpointStats> Dispatcher::take_stats(std::int64_t now_ms) {
         st.circuit = ep.breaker.state(now_u);
         st.next_attempt_ms = st.circuit == retry::State::Open ? std::int64_t(ep.breaker.open_until())
                                                               : std::max<std::int64_t>(ep.next_due_ms, 0);
+        st.rate_limited = ep.rate_limited;
+        st.request_bytes_limit =
+            ep.learned_bytes > 0 && ep.learned_bytes + kBodyFrameBytes < ep.config.max_request_bytes ? ep.learned_bytes + kBodyFrameBytes : 0;
         out.push_back(std::move(st));
         ep.stats = EndpointStats{};
         ep.stats.endpoint_id = kv.first;
@@ -469,6 +571,8 @@ bool Dispatcher::has_stats() const {
 }
 
 std::int64_t Dispatcher::next_due_ms() const {
+    if (!refused_.empty())
+        return 0; // (the past: due now)
     std::int64_t due = -1;
     for (const auto &kv : endpoints_) {
         const Endpoint &ep = kv.second;

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "core/endpoint_defaults.hpp"
+#include "core/rate_limit.hpp"
 #include "core/retry_policy.hpp"
 #include "core/scheduler.hpp"
 #include "core/sink.hpp"
@@ -43,6 +44,10 @@ struct EndpointConfig {
     long timeout_ms = endpoint_defaults::timeout_ms;
     retry::Policy policy;
     bool paused = false;
+    double max_rate = endpoint_defaults::max_rate; // requests per second; 0: no limit (core/rate_limit.hpp)
+    // Largest request body (HTTP) or sum of record values (Kafka); a single larger event becomes
+    // a dead letter without being sent.
+    std::size_t max_request_bytes = endpoint_defaults::max_request_bytes;
 };
 
 // Where the store keeps a queue row, so that a delivered event can be deleted without a search
@@ -120,6 +125,8 @@ struct EndpointStats {
     int consecutive_failures = 0;
     retry::State circuit = retry::State::Closed;
     std::int64_t next_attempt_ms = 0; // circuit reopening or earliest retry; 0: none
+    bool rate_limited = false;        // a request waits for max_rate's next token
+    std::size_t request_bytes_limit = 0; // smaller limit learned from 413 answers; 0: none
 };
 
 class Dispatcher {
@@ -176,7 +183,15 @@ class Dispatcher {
     // backlog was re-read on every pass: bench/soak). When it is due again, next_due_ms() says.
     bool held(std::int32_t id, std::int64_t now_ms) const;
     // Earliest time (unix ms) at which a plan could send something not ready now; -1: none.
+    // (Now, when refused requests wait to be taken.)
     std::int64_t next_due_ms() const;
+    // max_rate: when the earliest endpoint that waits for a token gets it (unix ms); -1: none.
+    std::int64_t next_token_ms() const;
+    // The endpoints whose token is there at now_ms: plan them again (from their cached heads).
+    std::vector<std::int32_t> take_token_due(std::int64_t now_ms);
+    // Requests plan() refused to send (a single event larger than max_request_bytes), completed
+    // at once with Transport::Rejected: the worker handles them as completions of the transport.
+    std::vector<sink::Completion> take_refused();
     std::size_t in_flight_requests() const { return requests_.size(); }
     std::size_t in_flight_requests(std::int32_t id) const;
     std::size_t in_flight_events(std::int32_t id) const;
@@ -198,6 +213,7 @@ class Dispatcher {
         std::int64_t started_ms;
         std::int64_t oldest_captured_us;
         std::size_t body_bytes = 0;
+        std::size_t event_bytes = 0; // the planner's size of its events (scheduler::Batch::bytes)
     };
     struct Endpoint {
         EndpointConfig config;
@@ -212,7 +228,14 @@ class Dispatcher {
         std::int64_t hold_until_ms = 0;
         EndpointStats stats;
         bool dirty = true;
+        rate::TokenBucket bucket;      // max_rate
+        std::int64_t token_due_ms = -1; // a plan waits for the bucket's next token; -1: none
+        bool rate_limited = false;
+        // Size of a request's events learned from 413 answers (half those of the refused request;
+        // raised again by a 2xx of larger ones); 0: none. Bounds requests below max_request_bytes.
+        std::size_t learned_bytes = 0;
     };
+    static std::size_t event_bytes_cap(const Endpoint &ep);
     static std::size_t base_window(const EndpointConfig &c);
     static void release(Endpoint &ep, const InFlight &f); // the request is no longer in flight
 
@@ -223,10 +246,11 @@ class Dispatcher {
     std::map<std::int32_t, Endpoint> endpoints_;
     std::unordered_map<std::uint64_t, InFlight> requests_;
     std::uint64_t next_token_ = 1;
+    std::vector<sink::Completion> refused_;
 };
 
-// Largest request body the worker builds; a single larger event still goes, alone.
-inline constexpr std::size_t kMaxRequestBytes = 8u << 20;
+// Room for {"events":[]} around the events of a request body.
+inline constexpr std::size_t kBodyFrameBytes = 16;
 // Largest head of queue loaded per endpoint and pass.
 inline constexpr std::size_t kMaxWindow = 100000;
 // Smallest: the events a read gives the cached head, for planning between reads (batch_size 1

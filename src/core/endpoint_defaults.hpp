@@ -7,10 +7,17 @@
 namespace pg_sync::endpoint_defaults {
 
 inline constexpr long batch_size = 100;
-inline constexpr long max_attempts = 10;
+// With retry_max_ms at an hour, 64 attempts outlast a 24-hour receiver outage before an event
+// becomes a dead letter even when every wait draws its lowest jitter (retry_policy_test checks
+// it; README, "Retry schedule", shows the schedule).
+inline constexpr long max_attempts = 64;
 inline constexpr long timeout_ms = 10000;
 inline constexpr long max_in_flight = 4;
 inline constexpr long retry_base_ms = 1000;
 inline constexpr long retry_max_ms = 3600000;
+// Requests per second; 0: no limit (README, "Rate limit").
+inline constexpr long max_rate = 0;
+// The largest request body, nginx's default client_max_body_size (1 MB).
+inline constexpr long max_request_bytes = 1048576;
 
 } // namespace pg_sync::endpoint_defaults

@@ -68,7 +68,7 @@ void HeadCache::on_outcome(const Outcome &o) {
     if (it == heads_.end() || !it->second.valid)
         return;
     Cached &cached = it->second;
-    if (!o.retry.empty() || !o.dead.empty() || o.verdict == retry::Verdict::Gone) {
+    if (!o.retry.empty() || !o.dead.empty() || o.verdict == retry::Verdict::Gone || o.verdict == retry::Verdict::Split) {
         cached.valid = false;
         return;
     }

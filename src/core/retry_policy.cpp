@@ -161,11 +161,38 @@ std::uint64_t jitter(std::uint64_t cap, std::uint64_t draw) noexcept {
     return static_cast<std::uint64_t>((static_cast<u128>(draw) * (cap + 1)) >> 64);
 }
 
+std::uint64_t backoff_floor_ms(const Policy &policy, int attempt) noexcept {
+    const std::uint64_t cap = backoff_cap_ms(policy, attempt);
+    return cap - cap / 2;
+}
+
 std::uint64_t backoff_ms(const Policy &policy, int attempt, const Random &random) {
     const std::uint64_t cap = backoff_cap_ms(policy, attempt);
     if (!random)
         return cap;
-    return jitter(cap, random());
+    const std::uint64_t floor = cap - cap / 2;
+    return floor + jitter(cap - floor, random());
+}
+
+std::vector<ScheduleStep> retry_schedule(const Policy &policy) {
+    std::vector<ScheduleStep> steps;
+    std::uint64_t min_total = 0, max_total = 0;
+    for (int n = 1; n < policy.max_attempts; ++n) {
+        ScheduleStep s;
+        s.attempt = n;
+        s.min_ms = backoff_floor_ms(policy, n);
+        s.max_ms = backoff_cap_ms(policy, n);
+        min_total = saturating_add(min_total, s.min_ms);
+        max_total = saturating_add(max_total, s.max_ms);
+        s.min_total_ms = min_total;
+        s.max_total_ms = max_total;
+        steps.push_back(s);
+    }
+    return steps;
+}
+
+bool Policy::permanent(int status) const noexcept {
+    return std::find(permanent_statuses.begin(), permanent_statuses.end(), status) != permanent_statuses.end();
 }
 
 std::optional<std::uint64_t> parse_retry_after_ms(std::string_view value, std::int64_t now_unix_s,
@@ -238,6 +265,23 @@ Outcome classify(const Response &response, int attempt, const Policy &policy, st
     if (response.transport == Transport::Ok) {
         if (status >= 200 && status < 300)
             return out; // Success
+        if (policy.permanent(status)) {
+            // The operator said that this answer will not change (permanent_statuses).
+            out.verdict = Verdict::DeadLetter;
+            out.permanent = true;
+            out.reason = status_reason(status) + " (permanent for this endpoint)";
+            append_detail(out.reason, response.detail);
+            return out;
+        }
+        if (status == 413) {
+            // Too large for the receiver: smaller requests may pass, a single event cannot.
+            out.verdict = response.events > 1 ? Verdict::Split : Verdict::DeadLetter;
+            out.permanent = out.verdict == Verdict::DeadLetter;
+            out.reason = response.events > 1 ? "HTTP 413 (request too large: sent again in smaller requests)"
+                                             : "HTTP 413 (the event alone is larger than the receiver accepts)";
+            append_detail(out.reason, response.detail);
+            return out;
+        }
         if (status == 410) {
             // The receiver says the endpoint is gone for good: retrying or dead-lettering would
             // only burn the events, so the caller pauses the endpoint and keeps them.
@@ -256,6 +300,7 @@ Outcome classify(const Response &response, int attempt, const Policy &policy, st
     // Refused for good: another attempt would get the same answer.
     if (attempt >= policy.max_attempts || response.transport == Transport::Rejected) {
         out.verdict = Verdict::DeadLetter;
+        out.permanent = response.transport == Transport::Rejected;
         return out;
     }
     out.verdict = Verdict::Retry;
@@ -283,6 +328,8 @@ const char *verdict_name(Verdict v) noexcept {
         return "gone";
     case Verdict::DeadLetter:
         return "dead_letter";
+    case Verdict::Split:
+        return "split";
     }
     return "unknown";
 }

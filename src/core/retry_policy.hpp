@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pg_sync::retry {
 
@@ -31,6 +32,10 @@ struct Policy {
     std::uint64_t base_ms = endpoint_defaults::retry_base_ms;
     std::uint64_t max_ms = endpoint_defaults::retry_max_ms; // caps every wait, Retry-After included
     int max_attempts = endpoint_defaults::max_attempts;     // attempts before the events become dead letters
+    // HTTP statuses (100-599, not 2xx) that make the events dead letters at once
+    // (create_endpoint's permanent_statuses); empty: the classification below alone.
+    std::vector<int> permanent_statuses;
+    bool permanent(int status) const noexcept;
 };
 
 // --- Backoff -------------------------------------------------------------------------------------
@@ -40,9 +45,23 @@ struct Policy {
 // base_ms > max_ms gives max_ms.
 std::uint64_t backoff_cap_ms(const Policy &policy, int attempt) noexcept;
 
-// Full jitter: uniform in [0, backoff_cap_ms] inclusive, from one draw (a draw of 0 gives 0, the
-// largest draw gives the cap). An empty `random` gives the cap itself.
+// Equal jitter: uniform in [cap - cap/2, cap] inclusive with cap = backoff_cap_ms, from one draw
+// (a draw of 0 gives the lower bound, the largest draw the cap). The lower bound is what makes
+// the schedule's length a promise (retry_schedule). An empty `random` gives the cap itself.
 std::uint64_t backoff_ms(const Policy &policy, int attempt, const Random &random);
+// The shortest wait backoff_ms can return after attempt `attempt`: cap - cap/2.
+std::uint64_t backoff_floor_ms(const Policy &policy, int attempt) noexcept;
+
+// The waits between the attempts of one event under `policy`: step n (1-based) is the wait after
+// failed attempt n, for n = 1 .. max_attempts - 1, with its shortest and longest value and the
+// time since the first attempt once it is over (cumulative). The README's schedule table is
+// rendered from this (retry_policy_test checks that it matches).
+struct ScheduleStep {
+    int attempt = 0;
+    std::uint64_t min_ms = 0, max_ms = 0;
+    std::uint64_t min_total_ms = 0, max_total_ms = 0;
+};
+std::vector<ScheduleStep> retry_schedule(const Policy &policy);
 
 // Maps one uniform 64-bit draw onto [0, cap] by multiply-and-shift: monotonic in the draw, bias at
 // most (cap + 1) / 2^64. Exposed for tests.
@@ -85,6 +104,7 @@ struct Response {
     int status = 0;                              // HTTP status, read when transport is Ok
     std::optional<std::string_view> retry_after; // Retry-After value, when the response had one
     std::string_view detail; // libcurl's error text or the start of the body; appended to reason
+    std::size_t events = 1;  // events the request carried (a 413 splits a request of more than one)
 };
 
 enum class Verdict {
@@ -92,6 +112,8 @@ enum class Verdict {
     Retry,      // try again after delay_ms
     Gone,       // 410: pause the endpoint with `reason`; the events stay pending
     DeadLetter, // failed, and this was attempt max_attempts: the events become dead letters
+    Split,      // 413 for a request of several events: send them again in smaller requests, no
+                // attempt counted (the request was too large, not refused)
 };
 
 struct Outcome {
@@ -99,14 +121,19 @@ struct Outcome {
     std::uint64_t delay_ms = 0;    // Retry: wait before the next attempt
     bool retry_after_used = false; // the response had a valid Retry-After (429/503): retry_after_ms
     std::uint64_t retry_after_ms = 0; // the receiver's Retry-After, clamped to max_ms (<= delay_ms)
+    // DeadLetter whatever the attempt: a permanent status, a single event answered 413, or
+    // Transport::Rejected. (Otherwise a DeadLetter is the attempt that used up max_attempts.)
+    bool permanent = false;
     std::string reason;            // for last_error / the pause reason; empty on Success
     // What the circuit breaker counts as a failure. Gone is neither: the endpoint is paused.
     bool is_failure() const { return verdict == Verdict::Retry || verdict == Verdict::DeadLetter; }
 };
 
 // The verdict on attempt number `attempt` (1-based, this one included) of a request. 2xx (and
-// Transport::Delivered) is Success, 410 is Gone and Transport::Rejected is DeadLetter whatever the
-// attempt; every other status (1xx, 3xx, 4xx, 5xx) and every
+// Transport::Delivered) is Success; a status of policy.permanent_statuses is DeadLetter; 410 is
+// Gone; 413 is Split for a request of several events and DeadLetter for a single one ("the event
+// alone is larger than the receiver accepts"); Transport::Rejected is DeadLetter, all whatever
+// the attempt; every other status (1xx, 3xx, 4xx, 5xx) and every
 // transport failure is Retry, or DeadLetter once attempt >= max_attempts. The delay is
 // backoff_ms(policy, attempt, random); on 429 and 503 a valid Retry-After (clamped to max_ms) can
 // only lengthen it: delay_ms = max(Retry-After, backoff). A receiver answering "Retry-After: 0" or

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <memory>
 
 namespace pg_sync::validate {
@@ -336,6 +337,39 @@ Problem retry_bounds(long base_ms, long max_ms) {
         return problem("retry_base_ms must not be greater than retry_max_ms",
                        "retry_base_ms is " + std::to_string(base_ms) + ", retry_max_ms is " +
                            std::to_string(max_ms) + ".");
+    return {};
+}
+
+namespace {
+std::string number_text(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%g", v);
+    return buf;
+}
+} // namespace
+
+Problem max_rate(double rate) {
+    if (!(rate == 0 || (rate >= kMinRate && rate <= kMaxRate))) // (NaN fails both)
+        return problem("max_rate must be 0 (no limit) or between 0.001 and 100000 requests per second",
+                       "The value given is " + number_text(rate) + ".",
+                       "Pass max_rate => 0 to remove the limit; pause_endpoint() stops an endpoint.");
+    return {};
+}
+
+Problem permanent_statuses(const std::vector<long> &statuses, bool has_null) {
+    if (has_null)
+        return problem("permanent_statuses must not contain null");
+    if (statuses.size() > kMaxPermanentStatuses)
+        return problem("too many permanent_statuses", "There are " + std::to_string(statuses.size()) +
+                                                           "; the limit is " + std::to_string(kMaxPermanentStatuses) + ".");
+    for (long s : statuses) {
+        if (s < 100 || s > 599)
+            return problem("permanent_statuses must be HTTP statuses between 100 and 599",
+                           "The value " + std::to_string(s) + " is not.");
+        if (s >= 200 && s <= 299)
+            return problem("permanent_statuses cannot contain a 2xx status",
+                           "The value " + std::to_string(s) + " is a success.");
+    }
     return {};
 }
 

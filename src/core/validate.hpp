@@ -3,8 +3,10 @@
 // PostgreSQL-free; the SQL functions call it through src/pg/sql_api.cpp.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pg_sync::validate {
 
@@ -29,6 +31,11 @@ inline constexpr Range kTimeoutMs{"timeout_ms", 100, 600000};
 inline constexpr Range kMaxInFlight{"max_in_flight", 1, 256};
 inline constexpr Range kRetryBaseMs{"retry_base_ms", 1, 86400000};
 inline constexpr Range kRetryMaxMs{"retry_max_ms", 1, 604800000};
+inline constexpr Range kMaxRequestBytes{"max_request_bytes", 1024, 67108864};
+// max_rate: 0 (no limit) or kMinRate..kMaxRate requests per second.
+inline constexpr double kMinRate = 0.001;
+inline constexpr double kMaxRate = 100000;
+inline constexpr std::size_t kMaxPermanentStatuses = 100;
 
 inline constexpr std::size_t kMaxUrlLength = 2048;
 inline constexpr std::size_t kMaxHeaders = 64;
@@ -59,6 +66,11 @@ Problem secret(std::string_view secret);
 Problem in_range(const Range &r, long value);
 // retry_base_ms <= retry_max_ms
 Problem retry_bounds(long base_ms, long max_ms);
+// max_rate: 0 or between kMinRate and kMaxRate, finite.
+Problem max_rate(double rate);
+// permanent_statuses: HTTP statuses 100-599 that are not 2xx (a success cannot be a failure), at
+// most kMaxPermanentStatuses; null elements (has_null) are refused.
+Problem permanent_statuses(const std::vector<long> &statuses, bool has_null);
 
 // Request body format of an endpoint: "webhook" ({"events":[...]}) or "cloudevents" (CloudEvents
 // JSON batch mode, core/cloudevents.hpp). A kafka:// endpoint writes one record per event and

@@ -18,6 +18,20 @@ std::vector<std::string> split_header_lines(std::string_view joined) {
     return lines;
 }
 
+std::vector<int> split_ints(std::string_view csv) {
+    std::vector<int> out;
+    for (const std::string &part : split_header_lines([&] {
+             std::string s(csv);
+             std::replace(s.begin(), s.end(), ',', '\n');
+             return s;
+         }())) {
+        if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        out.push_back(std::stoi(part));
+    }
+    return out;
+}
+
 std::size_t AttemptRing::first_written(std::size_t outcomes, int size) {
     const std::size_t cap = size > 0 ? std::size_t(size) : 0;
     return outcomes > cap ? outcomes - cap : 0;
@@ -49,6 +63,9 @@ long wait_timeout_ms(const Deadlines &d) {
     for (std::int64_t at : {d.retry_due_ms, d.stats_ms, d.pass_retry_ms, d.ack_ms})
         if (at >= 0)
             timeout = std::min(timeout, until(pass_at(at)));
+    // A token is taken when it is due (Dispatcher::take_token_due), so it cannot stay in the past.
+    if (d.token_ms >= 0)
+        timeout = std::min(timeout, until(d.token_ms));
     if (d.transport_ms >= 0)
         timeout = std::min(timeout, d.transport_ms);
     return timeout;
@@ -56,13 +73,13 @@ long wait_timeout_ms(const Deadlines &d) {
 
 std::int64_t PassRetry::failed(std::int64_t now_ms) {
     failures_ = std::min(failures_ + 1, 64);
-    const retry::Policy schedule{kBaseMs, kMaxMs, 0};
+    const retry::Policy schedule{kBaseMs, kMaxMs, 0, {}};
     retry_at_ms_ = now_ms + std::int64_t(retry::backoff_cap_ms(schedule, failures_));
     return retry_at_ms_;
 }
 
 std::uint64_t restart_delay_ms(int failures) {
-    return retry::backoff_cap_ms(retry::Policy{1000, 60000, 0}, failures);
+    return retry::backoff_cap_ms(retry::Policy{1000, 60000, 0, {}}, failures);
 }
 
 } // namespace pg_sync::worker

@@ -18,6 +18,10 @@ namespace pg_sync::worker {
 // the lines, empty ones dropped.
 std::vector<std::string> split_header_lines(std::string_view joined);
 
+// "400,401,404" (as the endpoint query renders permanent_statuses) -> the numbers; anything that
+// is not a decimal number is skipped.
+std::vector<int> split_ints(std::string_view csv);
+
 // pg_sync._endpoint_state is written at most every kIntervalMs (an upsert per pass cost more than
 // the rest of a small pass); failures are written at once (urgent).
 class StatsThrottle {
@@ -124,6 +128,7 @@ struct Deadlines {
     std::int64_t now_ms = 0;
     std::int64_t sweep_ms = 0;        // next sweep (always set)
     std::int64_t retry_due_ms = -1;   // earliest retry the dispatcher waits for
+    std::int64_t token_ms = -1;       // max_rate: an endpoint's next token (Dispatcher::next_token_ms)
     std::int64_t stats_ms = -1;       // statistics to write
     std::int64_t pass_retry_ms = -1;  // a failed pass is tried again
     std::int64_t ack_ms = -1;         // answers to record (AckGroup::due_ms)

@@ -37,6 +37,10 @@ std::int64_t now_unix_ms() { return unix_ms(GetCurrentTimestamp()); }
 // committed (pipelining, docs/delivery.md). Returns whether any came.
 bool collect_completions(DeliveryWorker &w) {
     std::vector<sink::Completion> done = w.transport.take_completions();
+    // Requests the dispatcher refused to send (an event larger than max_request_bytes) end here
+    // like the transport's.
+    for (sink::Completion &c : w.dispatcher.take_refused())
+        done.push_back(std::move(c));
     if (done.empty())
         return false;
     const std::int64_t now_ms = now_unix_ms();
@@ -126,6 +130,14 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
         }
         const bool answers = collect_completions(w);
         const std::int64_t now_ms = now_unix_ms();
+        // max_rate: endpoints whose next token is there plan again, as after an answer (from
+        // their cached heads, or in a pass when ack_delay is 0 or the cache is not enough).
+        bool tokens = false;
+        for (std::int32_t id : w.dispatcher.take_token_due(now_ms)) {
+            w.touched.insert(id);
+            w.replan.insert(id);
+            tokens = true;
+        }
         const std::int64_t due = w.dispatcher.next_due_ms();
         const bool retry_due = due >= 0 && due <= now_ms;
         const bool sweep = now_ms >= next_sweep_ms;
@@ -141,9 +153,10 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
         // cannot fill its request slots needs a read of the queue, which only a pass does (after
         // recording every answer: a read never sees an answered event as pending).
         bool read_needed = false;
-        if (answers && !full && ack_delay > 0)
+        if ((answers || tokens) && !full && ack_delay > 0)
             read_needed = plan_pipelined(w, now_ms);
-        if ((full || stats || read_needed || w.acks.due(now_ms, ack_delay)) && w.pass_retry.may_run(now_ms)) {
+        if ((full || stats || read_needed || (tokens && ack_delay == 0) || w.acks.due(now_ms, ack_delay)) &&
+            w.pass_retry.may_run(now_ms)) {
             // After a failure the pass looks at every endpoint: what woke the failed one is gone.
             const PassRequest request{full, first};
             ErrorReport error;
@@ -168,6 +181,7 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
         deadlines.now_ms = now_unix_ms();
         deadlines.sweep_ms = next_sweep_ms;
         deadlines.retry_due_ms = w.dispatcher.next_due_ms();
+        deadlines.token_ms = w.dispatcher.next_token_ms();
         deadlines.stats_ms = worker::stats_pass_ms(w.stats.next_ms(w.dispatcher.has_stats()), w.acks.due_ms(ack_delay));
         deadlines.pass_retry_ms = w.pass_retry.retry_at_ms();
         deadlines.ack_ms = w.acks.due_ms(ack_delay);

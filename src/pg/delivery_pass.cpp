@@ -37,6 +37,7 @@
 #include "pg/workers.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <string>
@@ -115,6 +116,12 @@ void load_endpoints(DeliveryWorker &w) {
         if (!r.header_lines.null)
             c.header_lines = worker::split_header_lines(std::string_view(r.header_lines.data, std::size_t(r.header_lines.len)));
         c.kafka_settings = text(r.kafka_settings).value_or("");
+        if (std::optional<std::string> rate = text(r.max_rate))
+            c.max_rate = std::strtod(rate->c_str(), nullptr);
+        if (std::optional<std::string> bytes = text(r.max_request_bytes))
+            c.max_request_bytes = std::size_t(std::max(1L, std::strtol(bytes->c_str(), nullptr, 10)));
+        if (std::optional<std::string> statuses = text(r.permanent_statuses))
+            c.policy.permanent_statuses = worker::split_ints(*statuses);
         endpoints.push_back(std::move(c));
     }
     postgres_call([&] { qs::release_rows(); });
@@ -207,6 +214,8 @@ void write_stats(DeliveryWorker &w, std::int64_t now_ms, std::vector<dispatch::E
         row.consecutive_failures = st.consecutive_failures;
         row.circuit = retry::state_name(st.circuit);
         row.next_attempt_at = {st.next_attempt_ms > 0 ? from_unix_ms(st.next_attempt_ms) : 0, st.next_attempt_ms <= 0};
+        row.rate_limited = st.rate_limited;
+        row.request_bytes_limit = int32(std::min<std::size_t>(st.request_bytes_limit, PG_INT32_MAX));
         postgres_call([&] { qs::write_endpoint_state(&row); });
     }
 }

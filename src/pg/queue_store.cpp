@@ -27,6 +27,7 @@ enum Statement {
     S_INSERT_ATTEMPTS,
     S_TRIM_ATTEMPTS,
     S_ATTEMPTS_NEXT,
+    S_WRITE_LIMITS,
     S_COUNT
 };
 
@@ -47,13 +48,15 @@ struct StatementDef {
 
 // Result columns of the reads, in the order of the enums below.
 enum EndpointCol { E_ID, E_NAME, E_URL, E_SECRET, E_BATCH, E_ATTEMPTS, E_TIMEOUT, E_IN_FLIGHT, E_BASE, E_MAX,
-                   E_PAUSED, E_HEADERS, E_KAFKA, E_FORMAT, E_PREV_SECRET, E_PREV_UNTIL, E_NCOLS };
+                   E_PAUSED, E_HEADERS, E_KAFKA, E_FORMAT, E_PREV_SECRET, E_PREV_UNTIL, E_RATE, E_REQUEST_BYTES,
+                   E_PERMANENT, E_STATE_LIMITS, E_NCOLS };
 const Column endpoint_columns[E_NCOLS] = {
     {"id", INT4OID},           {"name", TEXTOID},          {"url", TEXTOID},          {"secret", TEXTOID},
     {"batch_size", INT4OID},   {"max_attempts", INT4OID},  {"timeout_ms", INT4OID},   {"max_in_flight", INT4OID},
     {"retry_base_ms", INT4OID}, {"retry_max_ms", INT4OID}, {"paused", BOOLOID},       {"header_lines", TEXTOID},
     {"kafka_settings", TEXTOID}, {"format", TEXTOID},        {"previous_secret", TEXTOID},
-    {"previous_secret_until", TIMESTAMPTZOID}};
+    {"previous_secret_until", TIMESTAMPTZOID},              {"max_rate", TEXTOID},    {"max_request_bytes", TEXTOID},
+    {"permanent_statuses", TEXTOID}, {"state_has_limits", BOOLOID}};
 
 enum EventCol { V_ID, V_OP, V_TBL, V_KEY, V_NEW, V_OLD, V_TYPE, V_TXID, V_CAPTURED, V_ATTEMPTS, V_NEXT, V_TABLEOID,
                 V_CTID, V_TRACE, V_NCOLS };
@@ -76,7 +79,15 @@ const StatementDef statements[S_COUNT] = {
      "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'format' AS format,"
      "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'previous_secret' AS previous_secret,"
      "       (pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'previous_secret_until')::pg_catalog.timestamptz"
-     "         AS previous_secret_until"
+     "         AS previous_secret_until,"
+     // (the same for the columns of 0.3.0's rate limit, request size and permanent statuses)
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'max_rate' AS max_rate,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'max_request_bytes' AS max_request_bytes,"
+     "       pg_catalog.array_to_string(ARRAY(SELECT pg_catalog.jsonb_array_elements_text("
+     "           pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->) 'permanent_statuses')), ',') AS permanent_statuses,"
+     "       EXISTS (SELECT FROM pg_catalog.pg_attribute a"
+     "                WHERE a.attrelid OPERATOR(pg_catalog.=) 'pg_sync._endpoint_state'::pg_catalog.regclass"
+     "                  AND a.attname OPERATOR(pg_catalog.=) 'rate_limited' AND NOT a.attisdropped) AS state_has_limits"
      "  FROM pg_sync._endpoints e ORDER BY e.id",
      0, {}, SPI_OK_SELECT, endpoint_columns, E_NCOLS},
     // json columns as they are: json is text inside (read the same way), and a cast to text
@@ -155,6 +166,9 @@ const StatementDef statements[S_COUNT] = {
     {"SELECT coalesce((SELECT slot FROM pg_sync._attempts ORDER BY finished_at DESC, slot DESC LIMIT 1) + 1, 0)"
      "       AS next_slot",
      0, {}, SPI_OK_SELECT, next_slot_columns, 1},
+    // Since 0.3.0 (prepared only when the columns exist: state_has_limits).
+    {"UPDATE pg_sync._endpoint_state SET rate_limited = $2, request_bytes_limit = $3 WHERE endpoint_id = $1", 3,
+     {INT4OID, BOOLOID, INT4OID}, SPI_OK_UPDATE, nullptr, 0},
 };
 
 SPIPlanPtr plans[S_COUNT];
@@ -162,6 +176,8 @@ SPIPlanPtr plans[S_COUNT];
 // head read of the cursor open_head() opened.
 bool traced = false;
 Statement head_statement = S_READ_HEAD;
+// Whether pg_sync._endpoint_state has the columns of 0.3.0's limits (read with the endpoints).
+bool state_has_limits = false;
 // Attribute numbers (1-based) of each read's columns, once checked; 0: not yet.
 constexpr int kMaxReadColumns = int(V_NCOLS) > int(E_NCOLS) ? int(V_NCOLS) : int(E_NCOLS);
 AttrNumber attnums[S_COUNT][kMaxReadColumns];
@@ -566,6 +582,14 @@ void write_endpoint_state(const EndpointStateRow *row) {
     v[9] = CStringGetTextDatum(row->circuit);
     v[10] = row->next_attempt_at.null ? (nulls[10] = 'n', (Datum)0) : TimestampTzGetDatum(row->next_attempt_at.value);
     run(S_WRITE_STATE, v, nulls);
+    if (state_has_limits) {
+        Datum l[3] = {Int32GetDatum(row->endpoint_id), BoolGetDatum(row->rate_limited),
+                      Int32GetDatum(row->request_bytes_limit)};
+        char lnulls[4] = "   ";
+        if (row->request_bytes_limit <= 0)
+            lnulls[2] = 'n';
+        run(S_WRITE_LIMITS, l, lnulls);
+    }
 }
 
 // --- Reads -------------------------------------------------------------------------------------
@@ -596,6 +620,10 @@ int read_endpoints(EndpointRow **rows) {
         e.format = text_at(row, s, E_FORMAT);
         e.previous_secret = text_at(row, s, E_PREV_SECRET);
         e.previous_secret_until = int_at(row, s, E_PREV_UNTIL);
+        e.max_rate = text_at(row, s, E_RATE);
+        e.max_request_bytes = text_at(row, s, E_REQUEST_BYTES);
+        e.permanent_statuses = text_at(row, s, E_PERMANENT);
+        state_has_limits = int_at(row, s, E_STATE_LIMITS).value != 0;
     }
     MemoryContextSwitchTo(old);
     held_table = SPI_tuptable;

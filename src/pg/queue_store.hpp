@@ -51,7 +51,7 @@ struct EndpointRow {
     Int id, batch_size, max_attempts, timeout_ms, max_in_flight, retry_base_ms, retry_max_ms, paused;
     Text name, url, secret, header_lines, kafka_settings, format, previous_secret;
     Int previous_secret_until; // TimestampTz; NULL: no rotation
-
+    Text max_rate, max_request_bytes, permanent_statuses; // as text; null before 0.3.0's update
 };
 
 // A row of the ring pg_sync._attempts.
@@ -76,6 +76,8 @@ struct EndpointStateRow {
     int32 in_flight, consecutive_failures;
     const char *circuit;
     Int next_attempt_at; // TimestampTz
+    bool rate_limited;
+    int32 request_bytes_limit; // 0: NULL
 };
 
 // --- The pass's transaction --------------------------------------------------------------------

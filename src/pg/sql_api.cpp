@@ -12,6 +12,7 @@ PG_FUNCTION_INFO_V1(pg_sync_check_endpoint);
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace {
 
@@ -98,6 +99,43 @@ extern "C" Datum pg_sync_check_format(PG_FUNCTION_ARGS) {
     const char *format = text_arg(fcinfo, 1);
     pg_sync::pg::run_cxx(ERRCODE_INVALID_PARAMETER_VALUE, [&]() -> Problem {
         return format ? v::format(url ? url : "", format) : Problem{};
+    });
+    PG_RETURN_VOID();
+}
+
+// pg_sync._check_delivery_limits(max_rate float8, max_request_bytes int, permanent_statuses int[])
+// NULL means "not being set" and is skipped, as in _check_endpoint.
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_sync_check_delivery_limits);
+}
+
+extern "C" Datum pg_sync_check_delivery_limits(PG_FUNCTION_ARGS) {
+    // All PostgreSQL calls happen here, before any C++ object exists.
+    const bool have_rate = !PG_ARGISNULL(0), have_bytes = !PG_ARGISNULL(1), have_statuses = !PG_ARGISNULL(2);
+    const double rate = have_rate ? PG_GETARG_FLOAT8(0) : 0;
+    const long bytes = have_bytes ? PG_GETARG_INT32(1) : 0;
+    Datum *elems = nullptr;
+    bool *nulls = nullptr;
+    int n = 0;
+    if (have_statuses)
+        deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+    long *statuses = static_cast<long *>(palloc(sizeof(long) * (n + 1)));
+    bool has_null = false;
+    for (int i = 0; i < n; ++i) {
+        has_null = has_null || nulls[i];
+        statuses[i] = nulls[i] ? 0 : DatumGetInt32(elems[i]);
+    }
+
+    pg_sync::pg::run_cxx(ERRCODE_INVALID_PARAMETER_VALUE, [&]() -> Problem {
+        if (have_rate)
+            if (Problem p = v::max_rate(rate); !p.ok())
+                return p;
+        if (have_bytes)
+            if (Problem p = v::in_range(v::kMaxRequestBytes, bytes); !p.ok())
+                return p;
+        if (have_statuses)
+            return v::permanent_statuses(std::vector<long>(statuses, statuses + n), has_null);
+        return {};
     });
     PG_RETURN_VOID();
 }

@@ -97,6 +97,9 @@ SELECT pg_sync.create_endpoint('n1', 'https://example.com/a', timeout_ms => NULL
 SELECT pg_sync.create_endpoint('n1', 'https://example.com/a', max_in_flight => NULL);
 SELECT pg_sync.create_endpoint('n1', 'https://example.com/a', retry_base_ms => NULL);
 SELECT pg_sync.create_endpoint('n1', 'https://example.com/a', retry_max_ms => NULL);
+SELECT pg_sync.create_endpoint('n1', 'https://example.com/a', max_rate => NULL);
+SELECT pg_sync.create_endpoint('n1', 'https://example.com/a', max_request_bytes => NULL);
+SELECT pg_sync.create_endpoint('n1', 'https://example.com/a', permanent_statuses => NULL);
 
 -- create_endpoint: names
 SELECT pg_sync.create_endpoint('good', 'https://example.com/again');
@@ -177,6 +180,19 @@ SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_in_flight => 2
 SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', retry_base_ms => 0);
 SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', retry_base_ms => 5000, retry_max_ms => 1000);
 SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', batch_size => 10000000000);
+-- max_rate (0: no limit), max_request_bytes, permanent_statuses
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_rate => -1);
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_rate => 0.0001);
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_rate => 100001);
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_rate => 'NaN');
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_rate => 'Infinity');
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_request_bytes => 1023);
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_request_bytes => 67108865);
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{400,200}');
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{99}');
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{600}');
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{404,NULL}');
+SELECT count(*) FROM pg_sync.endpoints WHERE name = 'l1';
 
 -- ------------------------------------------------------------------------------------------
 -- alter_endpoint
@@ -200,6 +216,11 @@ SELECT pg_sync.alter_endpoint('good', retry_max_ms => 500);
 SELECT pg_sync.alter_endpoint('good', retry_base_ms => 3600001);
 -- A valid change together with a bad one changes nothing either.
 SELECT pg_sync.alter_endpoint('good', url => 'https://example.com/new', batch_size => 0);
+SELECT pg_sync.alter_endpoint('good', max_rate => -0.5);
+SELECT pg_sync.alter_endpoint('good', max_request_bytes => 0);
+SELECT pg_sync.alter_endpoint('good', permanent_statuses => '{204}');
+SELECT pg_sync.alter_endpoint('good', max_rate => 5, permanent_statuses => '{1000}');
+SELECT max_rate, max_request_bytes, permanent_statuses FROM pg_sync.endpoints WHERE name = 'good';
 
 -- ------------------------------------------------------------------------------------------
 -- drop / pause / resume

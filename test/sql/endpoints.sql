@@ -26,6 +26,14 @@ SELECT * FROM ep WHERE name = 'orders-hook';
 -- secret => '' removes the secret, headers => '{}' removes the headers.
 SELECT pg_sync.alter_endpoint('orders-hook', secret => '', headers => '{}');
 SELECT name, has_secret, header_names FROM ep WHERE name = 'orders-hook';
+-- max_rate, max_request_bytes, permanent_statuses: defaults, set, changed, removed.
+SELECT name, max_rate, max_request_bytes, permanent_statuses FROM pg_sync.endpoints ORDER BY name;
+SELECT pg_sync.alter_endpoint('orders-hook', max_rate => 0.5, max_request_bytes => 4096,
+                              permanent_statuses => '{400,401,403,404,422}');
+SELECT name, max_rate, max_request_bytes, permanent_statuses FROM pg_sync.endpoints WHERE name = 'orders-hook';
+SELECT pg_sync.alter_endpoint('orders-hook', max_rate => 0, permanent_statuses => '{}');
+SELECT name, max_rate, max_request_bytes, permanent_statuses FROM pg_sync.endpoints WHERE name = 'orders-hook';
+SELECT endpoint, rate_limited, request_bytes_limit FROM pg_sync.endpoint_status ORDER BY endpoint;
 
 -- pause / resume are idempotent.
 SELECT pg_sync.pause_endpoint('orders-hook');

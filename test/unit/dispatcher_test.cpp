@@ -154,7 +154,8 @@ TEST(Dispatcher, FailureRetriesThenDeadLettersPerEventAttempts) {
     ASSERT_TRUE(o);
     EXPECT_EQ(o->dead, (std::vector<std::int64_t>{1}));
     EXPECT_EQ(o->retry, (std::vector<std::int64_t>{2}));
-    EXPECT_LE(o->delay_ms, 400u); // full jitter under min(1000, 100 * 2^2)
+    EXPECT_GE(o->delay_ms, 200u); // equal jitter: half to all of min(1000, 100 * 2^2)
+    EXPECT_LE(o->delay_ms, 400u);
     EXPECT_EQ(o->status, 500);
     EXPECT_EQ(o->reason, "HTTP 500");
 }
@@ -399,4 +400,218 @@ TEST(Dispatcher, ACachedHeadPlansAgainAsAFreshCopyWould) {
             head.erase(std::find_if(head.begin(), head.end(), [&](const QueuedEvent &q) { return q.id == id; }));
     }
     EXPECT_TRUE(head.empty()); // {1, 2}, {3, 4}, {5}
+}
+
+// --- max_rate, max_request_bytes, permanent_statuses (issue 14) ---------------------------------
+
+TEST(Dispatcher, MaxRateSendsNoMoreThanTheBucketHoldsAndSaysWhenTheNextTokenComes) {
+    Dispatcher d("scope", 1, 5);
+    EndpointConfig c = endpoint(1, 1, 256);
+    c.max_rate = 100; // a burst of 10, then one every 10 ms
+    d.configure({c, endpoint(2, 1, 256)});
+    Head head;
+    for (int i = 1; i <= 40; ++i)
+        head.push_back(row(i, std::to_string(i)));
+    auto reqs = d.plan(1, head, kNow);
+    EXPECT_EQ(reqs.size(), 10u);
+    EXPECT_EQ(d.next_token_ms(), kNow + 10);
+    EXPECT_TRUE(d.take_token_due(kNow + 9).empty());
+    // Another endpoint without a limit is not held back.
+    EXPECT_EQ(d.plan(2, head, kNow).size(), 40u);
+    EXPECT_EQ(d.take_token_due(kNow + 10), (std::vector<std::int32_t>{1}));
+    EXPECT_EQ(d.next_token_ms(), -1); // taken
+    // Requests in flight are not sent again: the next token brings the next event.
+    auto more = d.plan(1, head, kNow + 10);
+    ASSERT_EQ(more.size(), 1u);
+    EXPECT_EQ(ids_of(more[0]), (std::vector<std::int64_t>{11}));
+    EXPECT_EQ(d.next_token_ms(), kNow + 20);
+    // No token yet: nothing goes, the endpoint says it is rate limited, and when to look again.
+    EXPECT_TRUE(d.plan(1, head, kNow + 15).empty());
+    EXPECT_EQ(d.next_token_ms(), kNow + 20);
+    auto stats = d.take_stats(kNow + 15);
+    ASSERT_FALSE(stats.empty());
+    EXPECT_TRUE(stats[0].rate_limited);
+    EXPECT_EQ(d.plan(1, head, kNow + 20).size(), 1u);
+}
+
+TEST(Dispatcher, MaxRateWithNothingToSendWaitsForNoToken) {
+    Dispatcher d("scope", 1, 5);
+    EndpointConfig c = endpoint(1, 1, 4);
+    c.max_rate = 1;
+    d.configure({c});
+    auto reqs = d.plan(1, {row(1, "1"), row(2, "1")}, kNow); // same key: one at a time
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_EQ(d.next_token_ms(), kNow + 1000); // the bucket is empty
+    ASSERT_EQ(d.take_token_due(kNow + 1000).size(), 1u);
+    // Event 2 waits for event 1, not for a token: no wake-up is asked for.
+    EXPECT_TRUE(d.plan(1, {row(1, "1"), row(2, "1")}, kNow + 1000).empty());
+    EXPECT_EQ(d.next_token_ms(), -1);
+}
+
+TEST(Dispatcher, RetryAfterStillHoldsARateLimitedEndpoint) {
+    Dispatcher d("scope", 1, 0);
+    EndpointConfig c = endpoint(1, 1, 4);
+    c.max_rate = 1000;
+    d.configure({c});
+    auto reqs = d.plan(1, {row(1, "1")}, kNow);
+    http::Completion a = answer(reqs[0], 429);
+    a.retry_after = "1";
+    ASSERT_TRUE(d.complete(a, kNow));
+    EXPECT_TRUE(d.plan(1, {row(2, "2")}, kNow + 500).empty()); // tokens there, the receiver's hold wins
+    EXPECT_EQ(d.plan(1, {row(2, "2")}, kNow + 1000).size(), 1u);
+}
+
+TEST(Dispatcher, BatchesAreCutToMaxRequestBytes) {
+    Dispatcher d("scope", 1, 5);
+    EndpointConfig c = endpoint(1, 100, 1);
+    c.max_request_bytes = 1024;
+    d.configure({c});
+    Head head;
+    for (int i = 1; i <= 50; ++i) {
+        head.push_back(row(i, std::to_string(i)));
+        head.back().new_row = "{\"pad\":\"" + std::string(100, 'x') + "\"}";
+    }
+    auto reqs = d.plan(1, head, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_LE(reqs[0].body.size(), 1024u);
+    EXPECT_GT(reqs[0].body.size(), 1024u / 2);
+    EXPECT_GT(ids_of(reqs[0]).size(), 1u);
+}
+
+TEST(Dispatcher, ASingleEventOverMaxRequestBytesIsADeadLetterWithoutBeingSent) {
+    Dispatcher d("scope", 1, 5);
+    EndpointConfig c = endpoint(1, 10, 2);
+    c.max_request_bytes = 1024;
+    d.configure({c});
+    QueuedEvent big = row(1, "1");
+    big.new_row = "{\"pad\":\"" + std::string(2000, 'x') + "\"}";
+    auto reqs = d.plan(1, {big, row(2, "2")}, kNow);
+    ASSERT_EQ(reqs.size(), 1u); // event 2 only
+    EXPECT_EQ(ids_of(reqs[0]), (std::vector<std::int64_t>{2}));
+    EXPECT_EQ(d.next_due_ms(), 0); // a refusal waits to be taken: due now
+    std::vector<sink::Completion> refused = d.take_refused();
+    ASSERT_EQ(refused.size(), 1u);
+    EXPECT_TRUE(d.take_refused().empty());
+    auto o = d.complete(refused[0], kNow + 1);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->verdict, retry::Verdict::DeadLetter);
+    EXPECT_EQ(o->dead, (std::vector<std::int64_t>{1}));
+    EXPECT_NE(o->reason.find("more than max_request_bytes (1024)"), std::string::npos) << o->reason;
+    EXPECT_EQ(o->reason.rfind("rejected: the event makes a request of ", 0), 0u) << o->reason;
+}
+
+TEST(Dispatcher, TooLargeHalvesTheRequestWithoutCountingAnAttemptDownToOneEvent) {
+    Dispatcher d("scope", 1, 2); // the circuit would open after 2 failures
+    EndpointConfig c = endpoint(1, 8, 1, 3);
+    d.configure({c});
+    Head head;
+    for (int i = 1; i <= 8; ++i)
+        head.push_back(row(i, std::to_string(i), 2)); // one attempt left each
+    std::vector<std::size_t> sizes;
+    std::vector<std::int64_t> dead;
+    std::int64_t now = kNow;
+    // The receiver takes nothing: 8, 4, 2, 1 events, then the single event is a dead letter.
+    for (int round = 0; round < 4; ++round) {
+        auto reqs = d.plan(1, head, ++now);
+        ASSERT_EQ(reqs.size(), 1u) << round;
+        sizes.push_back(ids_of(reqs[0]).size());
+        auto o = d.complete(answer(reqs[0], 413), ++now);
+        ASSERT_TRUE(o);
+        EXPECT_TRUE(o->retry.empty()) << "no attempt counted";
+        if (round < 3) {
+            EXPECT_EQ(o->verdict, retry::Verdict::Split);
+            EXPECT_TRUE(o->dead.empty());
+        } else {
+            EXPECT_EQ(o->verdict, retry::Verdict::DeadLetter);
+            EXPECT_EQ(o->reason, "HTTP 413 (the event alone is larger than the receiver accepts)");
+            dead = o->dead;
+        }
+    }
+    EXPECT_EQ(sizes, (std::vector<std::size_t>{8, 4, 2, 1}));
+    EXPECT_EQ(dead, (std::vector<std::int64_t>{1}));
+    auto stats = d.take_stats(now);
+    ASSERT_EQ(stats.size(), 1u);
+    EXPECT_EQ(stats[0].circuit, retry::State::Closed); // 413s are not the receiver failing
+    const std::size_t learned = stats[0].request_bytes_limit;
+    EXPECT_GT(learned, 0u);
+    // A 2xx of a larger body (a single event goes alone whatever the limit) raises the limit.
+    head.erase(head.begin());
+    head.front() = row(2, "2", 2); // (a fresh copy: the planner's sizes are memoized per event)
+    head.front().new_row = "{\"pad\":\"" + std::string(3000, 'x') + "\"}";
+    auto reqs = d.plan(1, head, ++now);
+    ASSERT_EQ(ids_of(reqs[0]).size(), 1u);
+    const std::size_t body = reqs[0].body.size();
+    ASSERT_GT(body, learned);
+    ASSERT_TRUE(d.complete(answer(reqs[0], 200), ++now));
+    stats = d.take_stats(now);
+    EXPECT_GE(stats[0].request_bytes_limit, body);
+}
+
+TEST(Dispatcher, PermanentStatusesMakeEveryEventOfTheRequestADeadLetter) {
+    Dispatcher d("scope", 1, 5);
+    EndpointConfig c = endpoint(1, 10, 1, 10);
+    c.policy.permanent_statuses = {400, 422};
+    d.configure({c});
+    auto reqs = d.plan(1, {row(1, "1"), row(2, "2", 3)}, kNow);
+    auto o = d.complete(answer(reqs[0], 422), kNow + 1);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->dead, (std::vector<std::int64_t>{1, 2}));
+    EXPECT_TRUE(o->retry.empty());
+    EXPECT_EQ(o->reason, "HTTP 422 (permanent for this endpoint)");
+    reqs = d.plan(1, {row(3, "3")}, kNow + 2);
+    o = d.complete(answer(reqs[0], 404), kNow + 3); // not listed: retried
+    EXPECT_EQ(o->retry, (std::vector<std::int64_t>{3}));
+}
+
+// A receiver down for 24 hours with the default retry settings and circuit breaker: no event is
+// a dead letter, the worker does not spin (the circuit holds the backlog and probes with one
+// event), and once the receiver is back everything is delivered.
+TEST(Dispatcher, ADayLongOutageDeadLettersNothingAndDoesNotSpin) {
+    Dispatcher d("scope", 7, retry::kDefaultFailureThreshold);
+    EndpointConfig c = endpoint(1, 10, 4);
+    c.policy = retry::Policy{}; // create_endpoint's defaults
+    d.configure({c});
+    Head head;
+    for (int i = 1; i <= 100; ++i)
+        head.push_back(row(i, std::to_string(i % 20))); // 20 keys, 5 events each
+    const std::int64_t back = kNow + 24ll * 3600 * 1000 + 60000; // a day and a minute
+    std::int64_t now = kNow;
+    int requests = 0, plans = 0, dead = 0, delivered = 0;
+    while (!head.empty() && plans < 100000) {
+        ++plans;
+        auto reqs = d.plan(1, head, now);
+        if (reqs.empty()) {
+            const std::int64_t due = d.next_due_ms();
+            ASSERT_GE(due, 0) << "nothing due with " << head.size() << " events left";
+            now = std::max(now + 1, due);
+            continue;
+        }
+        for (const auto &r : reqs) {
+            ++requests;
+            auto o = d.complete(answer(r, now < back ? 503 : 200), now + 5);
+            ASSERT_TRUE(o);
+            dead += int(o->dead.size());
+            delivered += int(o->delivered.size());
+            for (QueuedEvent &q : head)
+                if (std::find(o->retry.begin(), o->retry.end(), q.id) != o->retry.end()) {
+                    q.attempts++;
+                    q.next_attempt_ms = now + 5 + std::int64_t(o->delay_ms);
+                }
+            head.erase(std::remove_if(head.begin(), head.end(),
+                                      [&](const QueuedEvent &q) {
+                                          return std::find(o->delivered.begin(), o->delivered.end(), q.id) !=
+                                                 o->delivered.end();
+                                      }),
+                       head.end());
+        }
+        now += 5;
+    }
+    EXPECT_EQ(dead, 0);
+    EXPECT_EQ(delivered, 100);
+    EXPECT_GE(now, back);
+    // About one probe an hour once the breaker's wait reaches retry_max_ms, plus the first
+    // minutes: far from a spin.
+    EXPECT_LT(requests, 100) << requests;
+    std::printf("24-hour outage: %d requests, %d plans, delivered %d after %.1f h\n", requests, plans, delivered,
+                double(now - kNow) / 3600000.0);
 }

@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <string>
 
@@ -84,15 +87,22 @@ TEST(RetryBackoff, BaseAboveMaxGivesMax) {
     EXPECT_EQ(retry::backoff_ms(p, 3, fixed(kU64Max)), 2000u);
 }
 
-TEST(RetryBackoff, FullJitterSpansZeroToCap) {
+TEST(RetryBackoff, EqualJitterSpansHalfTheCapToTheCap) {
     const Policy p = policy(1000, 3600000);
-    EXPECT_EQ(retry::backoff_ms(p, 1, fixed(0)), 0u);
+    EXPECT_EQ(retry::backoff_ms(p, 1, fixed(0)), 500u);
     EXPECT_EQ(retry::backoff_ms(p, 1, fixed(kU64Max)), 1000u);
     EXPECT_EQ(retry::backoff_ms(p, 4, fixed(kU64Max)), 8000u);
+    EXPECT_EQ(retry::backoff_ms(p, 4, fixed(0)), 4000u);
     EXPECT_EQ(retry::backoff_ms(p, 20, fixed(kU64Max)), 3600000u);
-    EXPECT_EQ(retry::backoff_ms(p, 20, fixed(0)), 0u);
-    // Half the draw range lands at half the cap.
-    EXPECT_EQ(retry::backoff_ms(p, 1, fixed(std::uint64_t{1} << 63)), 500u);
+    EXPECT_EQ(retry::backoff_ms(p, 20, fixed(0)), 1800000u);
+    EXPECT_EQ(retry::backoff_floor_ms(p, 20), 1800000u);
+    // Half the draw range lands at three quarters of the cap.
+    EXPECT_EQ(retry::backoff_ms(p, 1, fixed(std::uint64_t{1} << 63)), 750u);
+    // An odd cap: the floor is its larger half, the wait never below it.
+    const Policy odd = policy(3, 3);
+    EXPECT_EQ(retry::backoff_floor_ms(odd, 1), 2u);
+    EXPECT_EQ(retry::backoff_ms(odd, 1, fixed(0)), 2u);
+    EXPECT_EQ(retry::backoff_ms(odd, 1, fixed(kU64Max)), 3u);
 }
 
 TEST(RetryBackoff, EmptyRandomGivesTheCap) {
@@ -124,9 +134,10 @@ TEST(RetryBackoff, SeededRandomStaysInRangeAndSpreads) {
         high = std::max(high, d);
         sum += static_cast<double>(d);
     }
-    EXPECT_LT(low, cap / 100);
+    ASSERT_GE(low, cap / 2);
+    EXPECT_LT(low, cap / 2 + cap / 100);
     EXPECT_GT(high, cap - cap / 100);
-    EXPECT_NEAR(sum / n, cap / 2.0, cap * 0.02);
+    EXPECT_NEAR(sum / n, cap * 0.75, cap * 0.02);
 }
 
 TEST(RetryBackoff, SeedDeterminesSequence) {
@@ -353,12 +364,14 @@ TEST(RetryClassify, RetryAfterNeverShortensTheBackoff) {
     EXPECT_EQ(http(429, 4, "0").retry_after_ms, 0u);
     EXPECT_EQ(http(503, 2, "Sun, 06 Nov 1994 08:00:00 GMT").delay_ms, 2000u); // in the past
     EXPECT_EQ(http(503, 2, "Sun, 06 Nov 1994 08:00:00 GMT").retry_after_ms, 0u);
-    // The jittered backoff, not its cap: a half draw gives half the cap when it is the longer.
+    // The jittered backoff, not its cap (attempt 3: 2000 to 4000 ms), when it is the longer.
     Response r;
     r.status = 429;
     r.retry_after = "1";
-    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(std::uint64_t{1} << 63)).delay_ms, 2000u);
-    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(0)).delay_ms, 1000u);
+    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(std::uint64_t{1} << 63)).delay_ms, 3000u);
+    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(0)).delay_ms, 2000u);
+    r.retry_after = "3";
+    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(0)).delay_ms, 3000u);
 }
 
 // The hot loop itself: a receiver answering 429 "Retry-After: 0" to everything, retry_base_ms
@@ -418,8 +431,8 @@ TEST(RetryClassify, RetryAfterIgnoredOnOtherStatuses) {
 TEST(RetryClassify, BackoffUsesTheRandomDraw) {
     Response r;
     r.status = 500;
-    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(0)).delay_ms, 0u);
-    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(std::uint64_t{1} << 63)).delay_ms, 2000u);
+    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(0)).delay_ms, 2000u);
+    EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, fixed(std::uint64_t{1} << 63)).delay_ms, 3000u);
     EXPECT_EQ(retry::classify(r, 3, kPolicy, kNow, kMaxDraw).delay_ms, 4000u);
 }
 
@@ -689,3 +702,127 @@ TEST(RetryBreaker, ResetCloses) {
 }
 
 } // namespace
+
+// --- permanent_statuses and 413 ------------------------------------------------------------------
+
+TEST(RetryClassify, PermanentStatusesAreDeadLettersAtOnce) {
+    Policy p = kPolicy;
+    p.permanent_statuses = {400, 401, 403, 404, 422};
+    for (int status : {400, 401, 403, 404, 422}) {
+        Response r;
+        r.status = status;
+        r.detail = "no such thing";
+        const Outcome o = retry::classify(r, 1, p, kNow, kMaxDraw);
+        EXPECT_EQ(o.verdict, Verdict::DeadLetter) << status;
+        EXPECT_TRUE(o.permanent) << status;
+        EXPECT_EQ(o.reason, "HTTP " + std::to_string(status) + " (permanent for this endpoint): no such thing");
+    }
+    // Others keep today's classification.
+    Response r;
+    r.status = 500;
+    EXPECT_EQ(retry::classify(r, 1, p, kNow, kMaxDraw).verdict, Verdict::Retry);
+    r.status = 409;
+    EXPECT_EQ(retry::classify(r, 1, p, kNow, kMaxDraw).verdict, Verdict::Retry);
+    r.status = 200;
+    EXPECT_EQ(retry::classify(r, 1, p, kNow, kMaxDraw).verdict, Verdict::Success);
+    // Listed, 410 and 413 are permanent too (the operator's word wins).
+    p.permanent_statuses = {410, 413};
+    r.status = 410;
+    EXPECT_EQ(retry::classify(r, 1, p, kNow, kMaxDraw).verdict, Verdict::DeadLetter);
+    r.status = 413;
+    r.events = 10;
+    EXPECT_EQ(retry::classify(r, 1, p, kNow, kMaxDraw).verdict, Verdict::DeadLetter);
+}
+
+TEST(RetryClassify, TooLargeSplitsSeveralEventsAndDeadLettersOne) {
+    Response r;
+    r.status = 413;
+    r.events = 2;
+    Outcome o = retry::classify(r, 7, kPolicy, kNow, kMaxDraw);
+    EXPECT_EQ(o.verdict, Verdict::Split);
+    EXPECT_FALSE(o.is_failure());
+    EXPECT_EQ(o.delay_ms, 0u);
+    EXPECT_EQ(o.reason, "HTTP 413 (request too large: sent again in smaller requests)");
+    r.events = 1;
+    o = retry::classify(r, 1, kPolicy, kNow, kMaxDraw);
+    EXPECT_EQ(o.verdict, Verdict::DeadLetter);
+    EXPECT_TRUE(o.permanent);
+    EXPECT_EQ(o.reason, "HTTP 413 (the event alone is larger than the receiver accepts)");
+    EXPECT_STREQ(retry::verdict_name(Verdict::Split), "split");
+}
+
+TEST(RetryClassify, RejectedIsPermanentAndTheLastAttemptIsNot) {
+    EXPECT_TRUE(failed(Transport::Rejected).permanent);
+    const Outcome last = http(500, kPolicy.max_attempts);
+    EXPECT_EQ(last.verdict, Verdict::DeadLetter);
+    EXPECT_FALSE(last.permanent);
+}
+
+// --- The default schedule ------------------------------------------------------------------------
+
+namespace {
+
+std::string duration_text(std::uint64_t ms) {
+    char buf[32];
+    if (ms < 60000)
+        std::snprintf(buf, sizeof buf, "%.1f s", double(ms) / 1000);
+    else if (ms < 3600000)
+        std::snprintf(buf, sizeof buf, "%.1f min", double(ms) / 60000);
+    else
+        std::snprintf(buf, sizeof buf, "%.1f h", double(ms) / 3600000);
+    return buf;
+}
+
+// The README's table: one row per wait, consecutive equal waits in one row.
+std::string schedule_table(const Policy &p) {
+    const std::vector<retry::ScheduleStep> steps = retry::retry_schedule(p);
+    std::string out = "| after attempt | wait | time since the first attempt |\n|---|---|---|\n";
+    for (std::size_t i = 0; i < steps.size();) {
+        std::size_t j = i;
+        while (j + 1 < steps.size() && steps[j + 1].min_ms == steps[i].min_ms && steps[j + 1].max_ms == steps[i].max_ms)
+            ++j;
+        const std::string attempts = i == j ? std::to_string(steps[i].attempt)
+                                            : std::to_string(steps[i].attempt) + " to " + std::to_string(steps[j].attempt);
+        out += "| " + attempts + " | " + duration_text(steps[i].min_ms) + " to " + duration_text(steps[i].max_ms) +
+               (i == j ? "" : " each") + " | " + duration_text(steps[j].min_total_ms) + " to " +
+               duration_text(steps[j].max_total_ms) + " |\n";
+        i = j + 1;
+    }
+    out += "| " + std::to_string(p.max_attempts) + " | none: if it fails, the event becomes a dead letter | |\n";
+    return out;
+}
+
+} // namespace
+
+// Issue 14: the default schedule outlasts a 24-hour receiver outage before anything becomes a
+// dead letter, even when every wait draws jitter's lower bound.
+TEST(RetrySchedule, TheDefaultOutlastsADayAtItsShortest) {
+    const Policy p; // the defaults of create_endpoint (core/endpoint_defaults.hpp)
+    const std::vector<retry::ScheduleStep> steps = retry::retry_schedule(p);
+    ASSERT_EQ(steps.size(), std::size_t(p.max_attempts - 1));
+    const std::uint64_t day_ms = 24ull * 3600 * 1000;
+    EXPECT_GT(steps.back().min_total_ms, day_ms) << duration_text(steps.back().min_total_ms);
+    // Every draw stays within the step's bounds.
+    retry::Random random = retry::make_random(3);
+    for (const retry::ScheduleStep &s : steps)
+        for (int k = 0; k < 20; ++k) {
+            const std::uint64_t d = retry::backoff_ms(p, s.attempt, random);
+            ASSERT_GE(d, s.min_ms);
+            ASSERT_LE(d, s.max_ms);
+        }
+    std::printf("default schedule: %d attempts over %s to %s\n", p.max_attempts,
+                duration_text(steps.back().min_total_ms).c_str(), duration_text(steps.back().max_total_ms).c_str());
+}
+
+// README.md shows the default schedule; this renders it from the policy so that it cannot drift.
+TEST(RetrySchedule, TheReadmeTableIsTheDefaultSchedule) {
+    const std::string table = schedule_table(Policy{});
+    std::ifstream in(std::string(PG_SYNC_SOURCE_DIR) + "/README.md");
+    ASSERT_TRUE(in.good());
+    const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string begin = "<!-- retry schedule: generated by test/unit/retry_policy_test.cpp -->\n";
+    const std::size_t at = readme.find(begin);
+    ASSERT_NE(at, std::string::npos) << "README.md lacks the marker line " << begin;
+    EXPECT_EQ(readme.substr(at + begin.size(), table.size()), table) << "README.md should have, after the marker:\n"
+                                                                     << table;
+}

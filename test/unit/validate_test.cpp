@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <climits>
+#include <limits>
 #include <clocale>
 #include <ostream>
 #include <string>
@@ -525,3 +526,40 @@ TEST(ValidateLocale, Latin1LettersStillRejected) {
 }
 
 } // namespace
+
+namespace v = pg_sync::validate;
+
+TEST(Validate, MaxRate) {
+    EXPECT_TRUE(v::max_rate(0).ok());
+    EXPECT_TRUE(v::max_rate(0.001).ok());
+    EXPECT_TRUE(v::max_rate(0.5).ok());
+    EXPECT_TRUE(v::max_rate(100).ok());
+    EXPECT_TRUE(v::max_rate(100000).ok());
+    for (double bad : {-1.0, 0.0009, 100000.5, std::numeric_limits<double>::quiet_NaN(),
+                       std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()}) {
+        const v::Problem p = v::max_rate(bad);
+        EXPECT_FALSE(p.ok()) << bad;
+        EXPECT_EQ(p.message, "max_rate must be 0 (no limit) or between 0.001 and 100000 requests per second");
+    }
+}
+
+TEST(Validate, MaxRequestBytes) {
+    EXPECT_TRUE(v::in_range(v::kMaxRequestBytes, 1024).ok());
+    EXPECT_TRUE(v::in_range(v::kMaxRequestBytes, 1048576).ok());
+    EXPECT_EQ(v::in_range(v::kMaxRequestBytes, 1023).message, "max_request_bytes must be between 1024 and 67108864");
+    EXPECT_FALSE(v::in_range(v::kMaxRequestBytes, 67108865).ok());
+}
+
+TEST(Validate, PermanentStatuses) {
+    EXPECT_TRUE(v::permanent_statuses({}, false).ok());
+    EXPECT_TRUE(v::permanent_statuses({400, 401, 403, 404, 422}, false).ok());
+    EXPECT_TRUE(v::permanent_statuses({100, 199, 300, 410, 413, 599}, false).ok());
+    EXPECT_EQ(v::permanent_statuses({400, 200}, false).message, "permanent_statuses cannot contain a 2xx status");
+    EXPECT_FALSE(v::permanent_statuses({299}, false).ok());
+    EXPECT_EQ(v::permanent_statuses({99}, false).message,
+              "permanent_statuses must be HTTP statuses between 100 and 599");
+    EXPECT_FALSE(v::permanent_statuses({600}, false).ok());
+    EXPECT_FALSE(v::permanent_statuses({-400}, false).ok());
+    EXPECT_EQ(v::permanent_statuses({400}, true).message, "permanent_statuses must not contain null");
+    EXPECT_FALSE(v::permanent_statuses(std::vector<long>(101, 400), false).ok());
+}
