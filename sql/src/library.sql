@@ -81,6 +81,9 @@ COMMENT ON FUNCTION pg_sync._check_format(text, text) IS
 CREATE OR REPLACE FUNCTION pg_sync._check_delivery_limits(max_rate float8, max_request_bytes int,
                                                  permanent_statuses int[])
     RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pg_sync_check_delivery_limits';
+COMMENT ON FUNCTION pg_sync._check_delivery_limits(float8, int, int[]) IS
+    'Internal: refuses a max_rate, max_request_bytes or permanent_statuses out of bounds (C); NULL '
+    'arguments are not checked';
 
 -- The origin of an http(s) URL: lower-case scheme and host, and the port (the scheme's default
 -- when none is given), e.g. 'https://example.com:443'; of a kafka URL, every broker:

@@ -40,8 +40,8 @@ COMMENT ON COLUMN pg_sync.endpoints.timeout_ms IS
     'Timeout of one request, in milliseconds (Kafka: message.timeout.ms)';
 COMMENT ON COLUMN pg_sync.endpoints.max_in_flight IS 'Requests sent at once at most';
 COMMENT ON COLUMN pg_sync.endpoints.retry_base_ms IS
-    'Retry delay base, in milliseconds: the n-th retry waits up to retry_base_ms * 2^(n-1) (full '
-    'jitter)';
+    'Retry delay base, in milliseconds: the n-th retry waits between half of and all of '
+    'min(retry_base_ms * 2^(n-1), retry_max_ms) (equal jitter)';
 COMMENT ON COLUMN pg_sync.endpoints.retry_max_ms IS 'Longest retry delay, in milliseconds';
 COMMENT ON COLUMN pg_sync.endpoints.paused IS
     'Whether sending is paused (pg_sync.pause_endpoint(), or by pg_sync: see paused_reason)';
@@ -50,6 +50,12 @@ COMMENT ON COLUMN pg_sync.endpoints.paused_reason IS
 COMMENT ON COLUMN pg_sync.endpoints.created_at IS 'When the endpoint was created';
 COMMENT ON COLUMN pg_sync.endpoints.kafka_setting_names IS
     'Names of the librdkafka settings of a kafka:// endpoint (their values are never shown)';
+COMMENT ON COLUMN pg_sync.endpoints.max_rate IS
+    'Requests per second at most (a token bucket per endpoint); 0: no limit';
+COMMENT ON COLUMN pg_sync.endpoints.max_request_bytes IS
+    'Largest request body in bytes: batches are cut to fit; an event larger alone is a dead letter';
+COMMENT ON COLUMN pg_sync.endpoints.permanent_statuses IS
+    'HTTP statuses that make dead letters at once, without retries';
 COMMENT ON COLUMN pg_sync.endpoints.format IS
     'Request body format: webhook ({"events": [...]}) or cloudevents (CloudEvents 1.0 JSON batch)';
 COMMENT ON COLUMN pg_sync.endpoints.secret_rotation_until IS
@@ -163,6 +169,12 @@ COMMENT ON COLUMN pg_sync.endpoint_status.lag_p50 IS
 COMMENT ON COLUMN pg_sync.endpoint_status.lag_p99 IS
     '99th percentile of the time from capture to a 2xx answer, over the endpoint''s recent '
     'successful attempts';
+COMMENT ON COLUMN pg_sync.endpoint_status.rate_limited IS
+    'Whether a request waits for the next token of max_rate (the worker''s view, written every '
+    '200 ms)';
+COMMENT ON COLUMN pg_sync.endpoint_status.request_bytes_limit IS
+    'A request size smaller than max_request_bytes that the worker learned from 413 answers; NULL '
+    'when none';
 
 -- The last pg_sync.recent_attempts_size HTTP requests of every endpoint, newest first.
 CREATE OR REPLACE VIEW pg_sync.recent_attempts AS

@@ -1,4 +1,4 @@
-// Retry policy of the delivery worker: exponential backoff with full jitter, Retry-After parsing,
+// Retry policy of the delivery worker: exponential backoff with equal jitter, Retry-After parsing,
 // the verdict on one HTTP attempt, and the per-endpoint circuit breaker (docs/design.md, Guarantee 5).
 // PostgreSQL-free and clock-free: callers inject the time and the random draws, so every rule is
 // unit-tested deterministically. Nothing here throws except std::bad_alloc from building strings.
