@@ -10,6 +10,8 @@
 #   FUZZ_SECONDS=15              fuzz: seconds per libFuzzer target (scripts/fuzz.sh)
 #   SANITIZE_TESTS="070 080 110 160" | all   sanitize: integration tests (scripts/sanitize.sh)
 #   REGRESS_BINDIR=DIR           regress: PostgreSQL binaries for the temporary instance
+#   INSTALLCHECK_TARGET=installcheck   regress: against the server of PGHOST/PGPORT/PGUSER instead
+#                                of temporary instances (README, "Against an existing server")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/platform.sh && require_platform
