@@ -13,7 +13,8 @@
 # what they found before. Servers of private installs (scripts/private_install.sh,
 # scripts/sanitize.sh) load their own pg_sync files, never the system's.
 #
-#   PACKAGE_KEEP=1   keep the work directory (the build, its log and the .deb) even on success
+#   PACKAGE_KEEP=1     keep the work directory (the build, its log and the .deb) even on success
+#   PACKAGE_DEB=FILE   test this .deb (absolute path; of this tree's version) instead of building one
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/platform.sh && require_platform
@@ -45,25 +46,29 @@ fi
 # --- Build, in a copy of the tree ----------------------------------------------------------------
 work=$(mktemp -d /tmp/pg_sync_package.XXXXXX)
 chmod 755 "$work"
-src=$work/pg-sync-$version
-mkdir "$src"
-# The sources only: what git tracks (and new files it does not ignore); without git, everything
-# but the build products of the checkout (make clean removes those of PGXS).
-if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-    git ls-files -z --cached --others --exclude-standard | tar -cf - --null -T - | tar -xf - -C "$src"
+if [ -n "${PACKAGE_DEB:-}" ]; then
+    deb=$PACKAGE_DEB
 else
-    tar -cf - --exclude=./build --exclude=./build-asan --exclude=./log . | tar -xf - -C "$src"
-    make -s -C "$src" clean PG_CONFIG=$PG_CONFIG >/dev/null
+    src=$work/pg-sync-$version
+    mkdir "$src"
+    # The sources only: what git tracks (and new files it does not ignore); without git,
+    # everything but the build products of the checkout (make clean removes those of PGXS).
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z --cached --others --exclude-standard | tar -cf - --null -T - | tar -xf - -C "$src"
+    else
+        tar -cf - --exclude-vcs --exclude=./build --exclude=./build-asan --exclude=./log . | tar -xf - -C "$src"
+        make -s -C "$src" clean PG_CONFIG=$PG_CONFIG >/dev/null
+    fi
+    echo "package: building $package $version in $work (dpkg-buildpackage -us -uc -b)"
+    t0=$SECONDS
+    if ! (cd "$src" && dpkg-buildpackage -us -uc -b -j"$(nproc)") >"$work/build.log" 2>&1; then
+        tail -n 40 "$work/build.log"
+        echo "package: the build failed; log and tree kept in $work"
+        exit 1
+    fi
+    deb=$(ls "$work/${package}_${version}"-*_*.deb)
+    echo "package: built $(basename "$deb") in $((SECONDS - t0))s"
 fi
-echo "package: building $package $version in $work (dpkg-buildpackage -us -uc -b)"
-t0=$SECONDS
-if ! (cd "$src" && dpkg-buildpackage -us -uc -b -j"$(nproc)") >"$work/build.log" 2>&1; then
-    tail -n 40 "$work/build.log"
-    echo "package: the build failed; log and tree kept in $work"
-    exit 1
-fi
-deb=$(ls "$work/${package}_${version}"-*_*.deb)
-echo "package: built $(basename "$deb") in $((SECONDS - t0))s"
 
 # --- Install, after moving aside what scripts/setup.sh's make install put there -------------------
 files=$(dpkg-deb --fsys-tarfile "$deb" | tar -tf - | sed -n 's|^\./\(.*[^/]\)$|/\1|p')
