@@ -45,8 +45,9 @@ installcheck_as_postgres() {
     chown -R postgres "$work" || return 1
     su postgres -s /bin/bash -c "make -s -C '$work' ${INSTALLCHECK_TARGET:-check-temp} PG_CONFIG=$PG_CONFIG \
         ${REGRESS_BINDIR:+bindir='$REGRESS_BINDIR'} $args" || rc=1
-    # The suites test an installed pg_sync: make must not have built anything here.
-    if [ -n "$(find "$work" \( -name '*.o' -o -name '*.so' -o -name '*.bc' -o -name pg_sync.control \) -print -quit)" ]; then
+    # The suites test an installed pg_sync: make must not have built any of it here (there are
+    # no sources to build the library from; the control file and SQL scripts would appear here).
+    if [ -n "$(find "$work" -maxdepth 1 \( -name '*.so' -o -name pg_sync.control -o -name sql \) -print -quit)" ]; then
         echo "$kind: make built files in $work (the suites must use the installed pg_sync)"
         rc=1
     fi
