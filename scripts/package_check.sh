@@ -76,6 +76,9 @@ pkglib=$($PG_CONFIG --pkglibdir)
 extdir=$($PG_CONFIG --sharedir)/extension
 aside=$work/system_before
 installed=""
+# The system's binaries (test/lib/pg.sh's default), whatever the caller's environment says.
+PG_BIN=$($PG_CONFIG --bindir)
+unset REGRESS_BINDIR
 . test/lib/pg.sh
 
 restore() {
