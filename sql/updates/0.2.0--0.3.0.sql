@@ -33,3 +33,11 @@ DROP FUNCTION IF EXISTS pg_sync._backfill_page(bigint);
 ALTER SEQUENCE pg_sync._queue_id_seq OWNED BY NONE;
 ALTER TABLE pg_sync._queue RENAME TO _queue_before_0_3_0;
 ALTER INDEX pg_sync._queue_pkey RENAME TO _queue_before_0_3_0_pkey;
+
+-- Endpoints: the request format (CloudEvents) and secret rotation (pg_sync.rotate_secret), new
+-- columns and a new last parameter `format` of create_endpoint, alter_endpoint and
+-- _alter_endpoint. Dead letters keep the writer's traceparent, as the queue (sql/src/queue.sql).
+ALTER TABLE pg_sync._endpoints ADD COLUMN IF NOT EXISTS format text NOT NULL DEFAULT 'webhook',
+                               ADD COLUMN IF NOT EXISTS previous_secret text,
+                               ADD COLUMN IF NOT EXISTS previous_secret_until timestamptz;
+ALTER TABLE pg_sync._dead_letters ADD COLUMN IF NOT EXISTS traceparent text;

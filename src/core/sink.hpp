@@ -49,6 +49,7 @@ struct Request {
     std::uint64_t token = 0; // the caller's handle, returned in the Completion
     std::string url;
     std::vector<std::string> headers; // "Name: value" lines (HTTP adds Content-Type itself)
+    std::string content_type;         // HTTP: the body's media type; empty: application/json
     std::string body;                 // HTTP: {"events":[...]}; empty when records are given
     std::vector<Record> records;      // record transports (kafka:// URLs): one per event, in id order
     std::string settings;             // the transport's own settings (Kafka: a JSON object), or empty
