@@ -43,17 +43,22 @@ SQL_UPDATES     = $(foreach v,$(SQL_EARLIER),sql/pg_sync--$(v)--$(EXTVERSION).sq
 # the scripts themselves); make decompresses them next to the archives.
 SQL_RELEASED = $(patsubst %.sql.gz,%.sql,$(wildcard sql/released/pg_sync--*.sql.gz))
 DATA_built  = pg_sync.control $(SQL_INSTALL) $(SQL_UPDATES) $(SQL_RELEASED)
-EXTRA_CLEAN = pg_sync.control $(OBJS:.o=.d) results regression.diffs regression.out tmp_check output_iso
+EXTRA_CLEAN = pg_sync.control $(OBJS:.o=.d) results regression.diffs regression.out tmp_check tmp_check_iso output_iso
 
 # Tests live under test/: one regression file per feature (test/sql/NAME.sql ->
 # test/expected/NAME.out), isolation specs (test/specs/NAME.spec -> test/expected/NAME.out).
-# The temporary instance preloads the library; pg_regress must run as a non-root user
-# (scripts/test.sh arranges it). Results go to results/ and output_iso/ at the top.
+# Results go to results/ and output_iso/ at the top.
+#   make installcheck   against a running server (PGHOST, PGPORT, PGUSER), as every PGXS
+#                       extension; the server must run with the settings of test/regress.conf
+#                       (shared_preload_libraries = 'pg_sync', pg_sync.max_workers = 0)
+#   make check-temp     the same suites in temporary instances (tmp_check/, tmp_check_iso/) with
+#                       test/regress.conf; initdb refuses root (scripts/test.sh runs it as postgres)
 REGRESS      = endpoints track bulk_capture capture_types ddl privileges bad_input emit views delivery dead_letters health \
                backfill recent_attempts hostile_input privileges_hostile security kafka endpoint_features
-REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check --temp-config=test/regress.conf
 ISOLATION      = concurrent_capture concurrent_track concurrent_endpoint concurrent_pause concurrent_redeliver
-ISOLATION_OPTS = --inputdir=test --temp-instance=tmp_check_iso --temp-config=test/regress.conf
+TEMP_INSTANCE  = $(if $(CHECK_TEMP),--temp-instance=$(1) --temp-config=test/regress.conf)
+REGRESS_OPTS   = --inputdir=test $(call TEMP_INSTANCE,tmp_check)
+ISOLATION_OPTS = --inputdir=test $(call TEMP_INSTANCE,tmp_check_iso)
 
 PG_CONFIG  ?= pg_config
 PG_CPPFLAGS = -I$(srcdir)/src -DPG_SYNC_VERSION='"$(EXTVERSION)"'
@@ -80,6 +85,11 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 -include $(OBJS:.o=.d)
+
+# (after PGXS: the first target is the default goal, all)
+.PHONY: check-temp
+check-temp:
+	$(MAKE) installcheck CHECK_TEMP=1
 
 # LLVM bitcode for JIT inlining: clang needs the same C++ dialect.
 BITCODE_CXXFLAGS += -std=c++17 -Wno-register

@@ -5,6 +5,7 @@
 # status views, and stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/platform.sh && require_platform
 # Servers run as the OS user postgres (initdb refuses root), which needs root to arrange.
 [ "$(id -u)" -eq 0 ] || exec sudo -E bash "$0" "$@"
 scripts/setup.sh

@@ -68,6 +68,9 @@ cp -rsn "$real_share/." "$stage$real_share/"
 # No SQL script of pg_sync from the shared installation: only this build's (the update scripts
 # differ between versions; a stale one could offer an update path this build does not have).
 find "$stage$real_share/extension" -maxdepth 1 -name 'pg_sync*' -type l -delete
+# Nor its JIT bitcode (this build has none, with_llvm=no): the system's, of another build, or
+# none at all while scripts/package_check.sh swaps the system's files, must not be inlined.
+rm -rf "$stage$real_lib/bitcode/pg_sync" "$stage$real_lib/bitcode/pg_sync.index.bc"
 [ "$("$bin/pg_config" --pkglibdir)" = "$stage$real_lib" ] ||
     { echo "sanitize: PostgreSQL is not relocatable here ($bin/pg_config --pkglibdir)"; exit 1; }
 

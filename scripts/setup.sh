@@ -3,6 +3,7 @@
 # Used by scripts/demo.sh, scripts/test.sh and CI. Idempotent; quick when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/platform.sh && require_platform
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo

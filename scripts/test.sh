@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Runs every test: C++ unit tests (GoogleTest via ctest), pg_regress suites, integration tests,
-# fuzzing of src/core (bounded in time) and the extension under ASan/UBSan in real servers.
+# Runs every test: C++ unit tests (GoogleTest via ctest) and the release metadata check,
+# pg_regress suites, integration tests, fuzzing of src/core (bounded in time), the extension under
+# ASan/UBSan in real servers, and the Debian package (built, installed, installcheck, removed).
 # Installs what is missing first (scripts/setup.sh). Each suite starts and stops its own
 # throwaway server as the unprivileged OS user "postgres".
 #   scripts/test.sh            everything (what CI runs: .ci/run)
-#   scripts/test.sh unit|regress|integration|fuzz|sanitize   one layer
+#   scripts/test.sh unit|regress|integration|fuzz|sanitize|package   one layer
 #   INTEGRATION_ONLY="070 110"   integration: only these test/NNN_*.sh
 #   FUZZ_SECONDS=15              fuzz: seconds per libFuzzer target (scripts/fuzz.sh)
 #   SANITIZE_TESTS="070 080 110 160" | all   sanitize: integration tests (scripts/sanitize.sh)
 #   REGRESS_BINDIR=DIR           regress: PostgreSQL binaries for the temporary instance
+#   INSTALLCHECK_TARGET=installcheck   regress: against the server of PGHOST/PGPORT/PGUSER instead
+#                                of temporary instances (README, "Against an existing server")
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/platform.sh && require_platform
 # Servers run as the OS user postgres (initdb refuses root), which needs root to arrange.
 [ "$(id -u)" -eq 0 ] || exec sudo -E bash "$0" "$@"
 root=$PWD
@@ -27,18 +31,26 @@ run_unit() {
     ctest --test-dir build --output-on-failure || return 1
 }
 
-# installcheck_as_postgres KIND OUTDIR MAKE-ARGS: runs `make installcheck` (PGXS) for one kind of
-# suite. --temp-instance runs initdb, which refuses root: run it as postgres in a copy of the
-# tree that user can read (the Makefile and test/: test/sql, test/specs, test/expected). On
-# failure prints the diffs (from OUTDIR, relative to the copy) and, with REGRESS_ACCEPT=1
-# (developers: review the diff!), copies the new outputs into test/expected/.
+# installcheck_as_postgres KIND OUTDIR MAKE-ARGS: runs `make check-temp` (PGXS installcheck in a
+# temporary instance, see the Makefile) for one kind of suite, or with INSTALLCHECK_TARGET=
+# installcheck against the server of PGHOST/PGPORT (scripts/package_check.sh). --temp-instance
+# runs initdb, which refuses root: run it as postgres in a copy of the tree that user can read
+# (the Makefile and test/: test/sql, test/specs, test/expected; no sources, so nothing is built
+# there). On failure prints the diffs (from OUTDIR, relative to the copy) and, with
+# REGRESS_ACCEPT=1 (developers: review the diff!), copies the new outputs into test/expected/.
 installcheck_as_postgres() {
     local kind=$1 outdir=$2 args=$3 work rc=0
     work=$(mktemp -d "/tmp/pg_sync_$kind.XXXXXX") || return 1
     cp -r Makefile pg_sync.control.in test "$work/" || return 1
     chown -R postgres "$work" || return 1
-    su postgres -s /bin/bash -c "make -s -C '$work' installcheck PG_CONFIG=$PG_CONFIG \
+    su postgres -s /bin/bash -c "make -s -C '$work' ${INSTALLCHECK_TARGET:-check-temp} PG_CONFIG=$PG_CONFIG \
         ${REGRESS_BINDIR:+bindir='$REGRESS_BINDIR'} $args" || rc=1
+    # The suites test an installed pg_sync: make must not have built any of it here (there are
+    # no sources to build the library from; the control file and SQL scripts would appear here).
+    if [ -n "$(find "$work" -maxdepth 1 \( -name '*.so' -o -name pg_sync.control -o -name sql \) -print -quit)" ]; then
+        echo "$kind: make built files in $work (the suites must use the installed pg_sync)"
+        rc=1
+    fi
     # PG_SAVE_LOGS (test/lib/pg.sh): keep the temporary instance's server log.
     if [ -n "${PG_SAVE_LOGS:-}" ]; then
         cp "$work/$outdir/log/postmaster.log" "$PG_SAVE_LOGS/$kind.postmaster.log" 2>/dev/null || true
@@ -99,6 +111,13 @@ run_sanitize() {
     SKIP_SETUP=1 bash scripts/sanitize.sh
 }
 
+# Last in a full run: it installs the package into the system directories and removes it again
+# (putting back setup.sh's install), so no other layer can see it even if that went wrong.
+run_package() {
+    echo "== the Debian package (build, install, installcheck against it, remove)"
+    bash scripts/package_check.sh
+}
+
 # timed NAME FUNCTION: runs one layer and records how long it took.
 timings=()
 timed() {
@@ -119,6 +138,7 @@ regress)
 integration) run_integration || status=1 ;;
 fuzz) run_fuzz || status=1 ;;
 sanitize) run_sanitize || status=1 ;;
+package) run_package || status=1 ;;
 all)
     timed unit run_unit || status=1
     timed regress run_regress || status=1
@@ -126,10 +146,11 @@ all)
     timed integration run_integration || status=1
     timed fuzz run_fuzz || status=1
     timed sanitize run_sanitize || status=1
+    timed package run_package || status=1
     echo "== time per layer"
     printf '  %s\n' "${timings[@]}"
     ;;
-*) echo "usage: $0 [unit|regress|integration|fuzz|sanitize]" >&2; exit 2 ;;
+*) echo "usage: $0 [unit|regress|integration|fuzz|sanitize|package]" >&2; exit 2 ;;
 esac
 if [ $status -ne 0 ]; then
     echo "== SOME TESTS FAILED"
