@@ -14,7 +14,10 @@ packages=(
     # the Kafka sink (librdkafka, with rdkafka_mock.h for the tests' mock cluster) and kcat,
     # the tests' independent consumer
     librdkafka-dev kcat pkg-config
-    g++ make cmake clang-14 llvm-14 python3 ca-certificates nodejs
+    g++ make cmake clang-14 llvm-14 python3 ca-certificates
+    # examples/receivers (Node.js) and test/125 (the standardwebhooks npm package, from the npm
+    # registry); test/130 runs postgres_exporter with docs/monitoring's query file
+    nodejs npm prometheus-postgres-exporter
     # scripts/fuzz.sh: libFuzzer and clang's sanitizer runtimes (only recommended by clang-14,
     # which --no-install-recommends skips); llvm-14 has llvm-symbolizer-14 for the reports.
     # scripts/sanitize.sh uses g++'s libasan8/libubsan1 (dependencies of g++).

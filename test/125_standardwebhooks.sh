@@ -6,7 +6,7 @@
 #      rejection), every event is applied once, ids 1..N;
 #   b) an endpoint whose secret differs from the receiver's: the library rejects every request
 #      (401, "No matching signature found"), nothing is applied; the check can fail.
-# Needs node and npm: installed with apt (nodejs npm) when missing.
+# Needs node and npm (scripts/setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . test/lib/pg.sh
@@ -16,10 +16,7 @@ cd "$(dirname "$0")/.."
 SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
 OTHER_SECRET=whsec_$(printf 'another secret of 32 bytes, too.' | base64)
 NPM_CACHE=${NPM_CACHE:-/tmp/pg_sync_npm_cache}
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
-    echo "installing nodejs and npm (apt)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
-fi
+command -v node >/dev/null && command -v npm >/dev/null || fail "node and npm are required (scripts/setup.sh installs them)"
 dir=$(mktemp -d /tmp/pg_sync_standardwebhooks.XXXXXX)
 pids=()
 cleanup() {
