@@ -185,7 +185,9 @@ DECLARE
 BEGIN
     PERFORM pg_sync._require(rotate_secret.new_secret, 'new_secret');
     PERFORM pg_sync._require(rotate_secret.overlap, 'overlap');
-    IF rotate_secret.overlap < interval '0' THEN
+    -- (now() + overlap, not overlap itself: '1 month -30 days' is not negative, yet ends in the past
+    -- in February.)
+    IF now() + rotate_secret.overlap < now() THEN
         RAISE EXCEPTION 'overlap must not be negative'
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = format('The value given is %s.', rotate_secret.overlap),

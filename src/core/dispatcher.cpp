@@ -92,6 +92,7 @@ void Dispatcher::configure(std::vector<EndpointConfig> endpoints) {
         if (e.config.batch_size != c.batch_size || e.config.max_in_flight != c.max_in_flight)
             e.window = base_window(c);
         if (e.config.max_rate != c.max_rate) {
+            e.bucket = rate::TokenBucket(c.max_rate); // the new rate, from a full bucket
             e.token_due_ms = -1;
             e.rate_limited = false;
             e.dirty = true;
@@ -338,6 +339,7 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
             refused.detail = "the event makes a request of " + std::to_string(f.body_bytes) +
                              " bytes, more than max_request_bytes (" + std::to_string(c.max_request_bytes) + ")";
             refused_.push_back(std::move(refused));
+            f.never_sent = true;
             requests_.emplace(r.token, std::move(f));
             continue;
         }
@@ -440,7 +442,11 @@ std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, 
         // 413: the request was too large, not refused. Its events stay as they are (no attempt
         // counted) and go again in requests of at most half its size, down to one event (whose
         // 413 makes it a dead letter). Not a failure of the receiver: the circuit is untouched.
-        ep.learned_bytes = std::max<std::size_t>(1, (f.event_bytes + 1) / 2);
+        // (A larger request still in flight from before may answer 413 later: never raise it.)
+        {
+            const std::size_t half = std::max<std::size_t>(1, (f.event_bytes + 1) / 2);
+            ep.learned_bytes = ep.learned_bytes > 0 ? std::min(ep.learned_bytes, half) : half;
+        }
         st.failed_attempts++;
         st.last_failure_ms = now_ms;
         st.last_error = o.reason;
@@ -479,8 +485,14 @@ std::optional<Outcome> Dispatcher::complete(const sink::Completion &completion, 
         // their own backoff (delay_ms = max(Retry-After, backoff)), the other keys do not.
         if (verdict.retry_after_used && verdict.retry_after_ms > 0)
             ep.hold_until_ms = std::max(ep.hold_until_ms, now_ms + std::int64_t(verdict.retry_after_ms));
-        ep.breaker.on_failure(now_u);
-        st.failed_attempts++;
+        // A receiver that answered 413 for one event, or an event refused before it was sent
+        // (too large alone for max_request_bytes), says nothing of the receiver's health: the
+        // circuit is untouched, so that other events go on.
+        const bool receiver_fine = f.never_sent || (o.status == 413 && f.ids.size() == 1);
+        if (!receiver_fine)
+            ep.breaker.on_failure(now_u);
+        if (!f.never_sent)
+            st.failed_attempts++;
         st.last_failure_ms = now_ms;
         st.last_error = o.reason;
         st.last_status = o.status;

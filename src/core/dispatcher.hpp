@@ -214,6 +214,9 @@ class Dispatcher {
         std::int64_t oldest_captured_us;
         std::size_t body_bytes = 0;
         std::size_t event_bytes = 0; // the planner's size of its events (scheduler::Batch::bytes)
+        // An event too large alone for max_request_bytes: refused without being sent, so its
+        // dead letter says nothing of the receiver (no circuit failure, no failed attempt).
+        bool never_sent = false;
     };
     struct Endpoint {
         EndpointConfig config;

@@ -117,8 +117,12 @@ extern "C" Datum pg_sync_check_delivery_limits(PG_FUNCTION_ARGS) {
     Datum *elems = nullptr;
     bool *nulls = nullptr;
     int n = 0;
-    if (have_statuses)
-        deconstruct_array(PG_GETARG_ARRAYTYPE_P(2), INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+    bool multi_dimensional = false;
+    if (have_statuses) {
+        ArrayType *array = PG_GETARG_ARRAYTYPE_P(2);
+        multi_dimensional = ARR_NDIM(array) > 1;
+        deconstruct_array(array, INT4OID, 4, true, TYPALIGN_INT, &elems, &nulls, &n);
+    }
     long *statuses = static_cast<long *>(palloc(sizeof(long) * (n + 1)));
     bool has_null = false;
     for (int i = 0; i < n; ++i) {
@@ -133,6 +137,9 @@ extern "C" Datum pg_sync_check_delivery_limits(PG_FUNCTION_ARGS) {
         if (have_bytes)
             if (Problem p = v::in_range(v::kMaxRequestBytes, bytes); !p.ok())
                 return p;
+        if (have_statuses && multi_dimensional)
+            return Problem{"permanent_statuses must be a one-dimensional array", "",
+                           "For example '{400,404,422}'."};
         if (have_statuses)
             return v::permanent_statuses(std::vector<long>(statuses, statuses + n), has_null);
         return {};

@@ -191,6 +191,7 @@ SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', max_request_bytes 
 SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{400,200}');
 SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{99}');
 SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{600}');
+SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{{400,404}}');
 SELECT pg_sync.create_endpoint('l1', 'https://example.com/a', permanent_statuses => '{404,NULL}');
 SELECT count(*) FROM pg_sync.endpoints WHERE name = 'l1';
 

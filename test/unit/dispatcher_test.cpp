@@ -500,6 +500,55 @@ TEST(Dispatcher, ASingleEventOverMaxRequestBytesIsADeadLetterWithoutBeingSent) {
     EXPECT_EQ(o->reason.rfind("rejected: the event makes a request of ", 0), 0u) << o->reason;
 }
 
+// Found in review: alter_endpoint(max_rate => ...) must take effect at once, both ways.
+TEST(Dispatcher, AChangedMaxRateTakesEffectAtOnce) {
+    Head head;
+    for (int i = 1; i <= 40; ++i)
+        head.push_back(row(i, std::to_string(i)));
+    {
+        Dispatcher d("scope", 1, 5);
+        EndpointConfig c = endpoint(1, 1, 256);
+        c.max_rate = 0.01; // one request per 100 s
+        d.configure({c});
+        EXPECT_EQ(d.plan(1, head, kNow).size(), 1u);
+        c.max_rate = 0; // the limit removed
+        d.configure({c});
+        EXPECT_EQ(d.plan(1, Head(head.begin() + 1, head.end()), kNow + 1000).size(), 39u);
+    }
+    {
+        Dispatcher d("scope", 1, 5);
+        EndpointConfig c = endpoint(1, 1, 256);
+        d.configure({c});
+        c.max_rate = 1; // a limit set on an endpoint that had none: a burst of one
+        d.configure({c});
+        EXPECT_EQ(d.plan(1, head, kNow).size(), 1u);
+    }
+}
+
+// Found in review: events refused before they are sent (too large alone) say nothing of the
+// receiver: they must not open the circuit, nor count as failed attempts.
+TEST(Dispatcher, EventsRefusedUnsentDoNotOpenTheCircuit) {
+    Dispatcher d("scope", 1, 5);
+    EndpointConfig c = endpoint(1, 1, 8);
+    c.max_request_bytes = 1024;
+    d.configure({c});
+    Head head;
+    for (int i = 1; i <= 6; ++i) {
+        head.push_back(row(i, std::to_string(i)));
+        head.back().new_row = "{\"pad\":\"" + std::string(2000, 'x') + "\"}";
+    }
+    std::int64_t now = kNow;
+    EXPECT_TRUE(d.plan(1, head, now).empty());
+    std::size_t dead = 0;
+    for (auto &r : d.take_refused()) {
+        auto o = d.complete(r, ++now);
+        ASSERT_TRUE(o);
+        dead += o->dead.size();
+    }
+    EXPECT_EQ(dead, 6u);
+    EXPECT_EQ(d.plan(1, {row(8, "8")}, ++now).size(), 1u);
+}
+
 TEST(Dispatcher, TooLargeHalvesTheRequestWithoutCountingAnAttemptDownToOneEvent) {
     Dispatcher d("scope", 1, 2); // the circuit would open after 2 failures
     EndpointConfig c = endpoint(1, 8, 1, 3);
