@@ -15,9 +15,8 @@ packages=(
     # the tests' independent consumer
     librdkafka-dev kcat pkg-config
     g++ make cmake clang-14 llvm-14 python3 ca-certificates
-    # examples/receivers (Node.js) and test/125 (the standardwebhooks npm package, from the npm
-    # registry); test/130 runs postgres_exporter with docs/monitoring's query file
-    nodejs npm prometheus-postgres-exporter
+    # test/130 runs postgres_exporter with docs/monitoring's query file
+    prometheus-postgres-exporter
     # scripts/fuzz.sh: libFuzzer and clang's sanitizer runtimes (only recommended by clang-14,
     # which --no-install-recommends skips); llvm-14 has llvm-symbolizer-14 for the reports.
     # scripts/sanitize.sh uses g++'s libasan8/libubsan1 (dependencies of g++).
@@ -27,6 +26,11 @@ missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# examples/receivers (Node.js) and test/125 (the standardwebhooks npm package, from the npm
+# registry): Debian's nodejs and npm, unless node and npm are there already (a Node.js from
+# elsewhere, e.g. NodeSource's, brings its own npm and conflicts with Debian's npm package).
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     $SUDO apt-get update -qq
