@@ -5,7 +5,7 @@ EXTVERSION  = 0.3.0
 
 MODULE_big  = pg_sync
 OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slots.o src/pg/wakeups.o \
-              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o src/pg/shown_data.o \
+              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o src/pg/sql_endpoint_auth.o src/pg/shown_data.o \
               src/pg/capture_trigger.o src/pg/capture_plans.o src/pg/capture_filter.o src/pg/value_render.o \
               src/pg/session_settings.o src/pg/queue_writer.o src/pg/queue_counters.o \
               src/pg/delivery_worker.o src/pg/delivery_loop.o src/pg/delivery_pass.o src/pg/queue_store.o \
@@ -14,7 +14,8 @@ OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slo
               src/core/validate.o src/core/retry_policy.o src/core/scheduler.o src/core/envelope.o \
               src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o \
               src/core/head_cache.o src/core/worker_policy.o src/core/queue_rotation.o src/core/pending_counts.o \
-              src/core/kafka_config.o src/core/kafka_records.o src/core/kafka_sink.o src/core/sink_router.o
+              src/core/kafka_config.o src/core/kafka_records.o src/core/kafka_sink.o src/core/sink_router.o \
+              src/core/tls_config.o src/core/oauth2.o src/core/oauth2_sink.o
 
 # SQL scripts, generated (build outputs, never committed or edited; see "SQL scripts" below):
 #   sql/pg_sync--$(EXTVERSION).sql       install: SQL_ONCE_FIRST + SQL_DEFINITIONS + SQL_ONCE_LAST

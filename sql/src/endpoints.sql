@@ -9,7 +9,9 @@ CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
     batch_size int DEFAULT @default:batch_size@, max_attempts int DEFAULT @default:max_attempts@,
     timeout_ms int DEFAULT @default:timeout_ms@, max_in_flight int DEFAULT @default:max_in_flight@,
     retry_base_ms int DEFAULT @default:retry_base_ms@, retry_max_ms int DEFAULT @default:retry_max_ms@,
-    kafka_settings jsonb DEFAULT '{}')
+    kafka_settings jsonb DEFAULT '{}',
+    tls_client_cert text DEFAULT NULL, tls_client_key text DEFAULT NULL, tls_ca text DEFAULT NULL,
+    oauth2 jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -23,10 +25,14 @@ BEGIN
     PERFORM pg_sync._require(create_endpoint.retry_base_ms, 'retry_base_ms');
     PERFORM pg_sync._require(create_endpoint.retry_max_ms, 'retry_max_ms');
     PERFORM pg_sync._require(create_endpoint.kafka_settings, 'kafka_settings');
+    PERFORM pg_sync._require(create_endpoint.oauth2, 'oauth2');
     PERFORM pg_sync._check_endpoint(create_endpoint.name, create_endpoint.url,
         create_endpoint.headers, create_endpoint.secret, create_endpoint.batch_size,
         create_endpoint.max_attempts, create_endpoint.timeout_ms, create_endpoint.max_in_flight,
         create_endpoint.retry_base_ms, create_endpoint.retry_max_ms, create_endpoint.kafka_settings);
+    PERFORM pg_sync._check_endpoint_auth(create_endpoint.url, create_endpoint.headers,
+        nullif(create_endpoint.tls_client_cert, ''), nullif(create_endpoint.tls_client_key, ''),
+        nullif(create_endpoint.tls_ca, ''), create_endpoint.oauth2);
     IF EXISTS (SELECT FROM pg_sync._endpoints e WHERE e.name = create_endpoint.name) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', create_endpoint.name
             USING ERRCODE = 'duplicate_object',
@@ -34,30 +40,36 @@ BEGIN
     END IF;
     INSERT INTO pg_sync._endpoints (name, url, headers, secret, batch_size, max_attempts,
                                     timeout_ms, max_in_flight, retry_base_ms, retry_max_ms,
-                                    kafka_settings)
+                                    kafka_settings, tls_client_cert, tls_client_key, tls_ca, oauth2)
     VALUES (create_endpoint.name, create_endpoint.url, create_endpoint.headers,
             create_endpoint.secret, create_endpoint.batch_size, create_endpoint.max_attempts,
             create_endpoint.timeout_ms, create_endpoint.max_in_flight,
             create_endpoint.retry_base_ms, create_endpoint.retry_max_ms,
-            create_endpoint.kafka_settings);
+            create_endpoint.kafka_settings, nullif(create_endpoint.tls_client_cert, ''),
+            nullif(create_endpoint.tls_client_key, ''), nullif(create_endpoint.tls_ca, ''),
+            create_endpoint.oauth2);
     PERFORM pg_sync._wake(true);
 END
 $$;
 
 -- NULL leaves a setting unchanged; secret => '' removes the secret, headers => '{}' removes
--- all headers, kafka_settings => '{}' all Kafka settings. Credentials never follow a URL to
--- another origin: a url of another origin (scheme, host, port; for Kafka, the broker list) is
--- refused unless the same call gives headers (when the endpoint has any), secret (when it has
--- one) and kafka_settings (when it has any: they can hold SASL credentials) again, so that no
--- admin can point another admin's endpoint at a host of their choosing and receive its
--- Authorization header, signed payloads or SASL password.
+-- all headers, kafka_settings => '{}' all Kafka settings, tls_client_cert => '' (with
+-- tls_client_key => '') the client certificate, tls_ca => '' the CA bundle, oauth2 => '{}' the
+-- OAuth2 credentials (oauth2 is replaced whole). Credentials never follow a URL to another
+-- origin: a url of another origin (scheme, host, port; for Kafka, the broker list) is refused
+-- unless the same call gives headers (when the endpoint has any), secret (when it has one),
+-- kafka_settings (when it has any: they can hold SASL credentials), tls_client_key (when it has
+-- one) and oauth2 (when it has it) again, so that no admin can point another admin's endpoint at
+-- a host of their choosing and receive its Authorization header, signed payloads, SASL password,
+-- client certificate or access tokens.
 -- A url change sends the rows of every table tracked for the endpoint somewhere else: the caller
 -- must be able to read them all (the same right track() asks for).
 -- pg_sync.alter_endpoint() is C (pg_sync_with_caller, src/pg/sql_api.cpp): it runs this as the
 -- extension's owner with the real caller (current_user) as the last argument.
 CREATE OR REPLACE FUNCTION pg_sync._alter_endpoint(
     name text, url text, headers jsonb, secret text, batch_size int, max_attempts int, timeout_ms int,
-    max_in_flight int, retry_base_ms int, retry_max_ms int, kafka_settings jsonb, caller regrole)
+    max_in_flight int, retry_base_ms int, retry_max_ms int, kafka_settings jsonb,
+    tls_client_cert text, tls_client_key text, tls_ca text, oauth2 jsonb, caller regrole)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -76,6 +88,14 @@ BEGIN
         coalesce(_alter_endpoint.retry_base_ms, ep.retry_base_ms),
         coalesce(_alter_endpoint.retry_max_ms, ep.retry_max_ms),
         coalesce(_alter_endpoint.kafka_settings, ep.kafka_settings));
+    PERFORM pg_sync._check_endpoint_auth(coalesce(_alter_endpoint.url, ep.url),
+        coalesce(_alter_endpoint.headers, ep.headers),
+        CASE WHEN _alter_endpoint.tls_client_cert IS NULL THEN ep.tls_client_cert
+             ELSE nullif(_alter_endpoint.tls_client_cert, '') END,
+        CASE WHEN _alter_endpoint.tls_client_key IS NULL THEN ep.tls_client_key
+             ELSE nullif(_alter_endpoint.tls_client_key, '') END,
+        CASE WHEN _alter_endpoint.tls_ca IS NULL THEN ep.tls_ca ELSE nullif(_alter_endpoint.tls_ca, '') END,
+        coalesce(_alter_endpoint.oauth2, ep.oauth2));
     IF _alter_endpoint.url IS NOT NULL AND _alter_endpoint.url IS DISTINCT FROM ep.url THEN
         SELECT t.tbl INTO unreadable FROM pg_sync._tracked t
          WHERE t.endpoint_id = ep.id AND NOT has_table_privilege(caller, t.tbl, 'SELECT')
@@ -92,18 +112,23 @@ BEGIN
        AND pg_sync._url_origin(_alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
        AND (ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
             OR ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL
-            OR ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL) THEN
+            OR ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL
+            OR ep.tls_client_key IS NOT NULL AND _alter_endpoint.tls_client_key IS NULL
+            OR ep.oauth2 <> '{}' AND _alter_endpoint.oauth2 IS NULL) THEN
         RAISE EXCEPTION 'the new URL of endpoint % is on another origin: its % must be given again',
                         pg_sync._quote(_alter_endpoint.name),
                         array_to_string(ARRAY[
                             CASE WHEN ep.headers <> '{}' AND _alter_endpoint.headers IS NULL THEN 'headers' END,
                             CASE WHEN ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'secret' END,
                             CASE WHEN ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL
-                                 THEN 'kafka_settings' END], ' and ')
+                                 THEN 'kafka_settings' END,
+                            CASE WHEN ep.tls_client_key IS NOT NULL AND _alter_endpoint.tls_client_key IS NULL
+                                 THEN 'tls_client_cert and tls_client_key' END,
+                            CASE WHEN ep.oauth2 <> '{}' AND _alter_endpoint.oauth2 IS NULL THEN 'oauth2' END], ' and ')
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('The endpoint''s headers, secret and kafka_settings were given for %s; they are not sent to %s unless the same call gives them.',
+                  DETAIL = format('The endpoint''s headers, secret, kafka_settings, client certificate and OAuth2 credentials were given for %s; they are not sent to %s unless the same call gives them.',
                                   pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url)),
-                  HINT = 'Pass headers => ..., secret => ... and kafka_settings => ... with the new url (headers => ''{}'', secret => '''' and kafka_settings => ''{}'' drop them).';
+                  HINT = 'Pass headers => ..., secret => ..., kafka_settings => ..., tls_client_cert => ... with tls_client_key => ... and oauth2 => ... with the new url (headers => ''{}'', secret => '''', kafka_settings => ''{}'', tls_client_cert => '''' with tls_client_key => '''' and oauth2 => ''{}'' drop them).';
     END IF;
     UPDATE pg_sync._endpoints e SET
         url           = coalesce(_alter_endpoint.url, e.url),
@@ -116,7 +141,14 @@ BEGIN
         max_in_flight = coalesce(_alter_endpoint.max_in_flight, e.max_in_flight),
         retry_base_ms = coalesce(_alter_endpoint.retry_base_ms, e.retry_base_ms),
         retry_max_ms  = coalesce(_alter_endpoint.retry_max_ms, e.retry_max_ms),
-        kafka_settings = coalesce(_alter_endpoint.kafka_settings, e.kafka_settings)
+        kafka_settings = coalesce(_alter_endpoint.kafka_settings, e.kafka_settings),
+        tls_client_cert = CASE WHEN _alter_endpoint.tls_client_cert IS NULL THEN e.tls_client_cert
+                               ELSE nullif(_alter_endpoint.tls_client_cert, '') END,
+        tls_client_key = CASE WHEN _alter_endpoint.tls_client_key IS NULL THEN e.tls_client_key
+                              ELSE nullif(_alter_endpoint.tls_client_key, '') END,
+        tls_ca        = CASE WHEN _alter_endpoint.tls_ca IS NULL THEN e.tls_ca
+                             ELSE nullif(_alter_endpoint.tls_ca, '') END,
+        oauth2        = coalesce(_alter_endpoint.oauth2, e.oauth2)
      WHERE e.id = ep.id;
     PERFORM pg_sync._wake(true);
 END
@@ -126,7 +158,9 @@ CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
     name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
     batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
     max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL,
-    kafka_settings jsonb DEFAULT NULL)
+    kafka_settings jsonb DEFAULT NULL,
+    tls_client_cert text DEFAULT NULL, tls_client_key text DEFAULT NULL, tls_ca text DEFAULT NULL,
+    oauth2 jsonb DEFAULT NULL)
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
 
 CREATE OR REPLACE FUNCTION pg_sync.drop_endpoint(name text, force bool DEFAULT false) RETURNS void

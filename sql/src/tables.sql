@@ -17,7 +17,14 @@ CREATE TABLE pg_sync._endpoints (
     paused        bool NOT NULL DEFAULT false,
     paused_reason text,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    kafka_settings jsonb NOT NULL DEFAULT '{}' -- kafka:// endpoints: librdkafka settings
+    kafka_settings jsonb NOT NULL DEFAULT '{}', -- kafka:// endpoints: librdkafka settings
+    -- https:// endpoints: client certificate (PEM, with its chain), its private key (PEM, a
+    -- secret) and a CA bundle (PEM) trusted instead of the system's; NULL: none.
+    tls_client_cert text,
+    tls_client_key text,
+    tls_ca        text,
+    -- http(s) endpoints: OAuth2 client credentials (core/oauth2.hpp); '{}': none.
+    oauth2        jsonb NOT NULL DEFAULT '{}'
 );
 
 -- One row per (table, endpoint). Column lists are kept by name (what the capture trigger and

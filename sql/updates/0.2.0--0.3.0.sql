@@ -23,6 +23,13 @@ DROP FUNCTION IF EXISTS pg_sync.alter_endpoint(text, text, jsonb, text, int, int
 DROP FUNCTION IF EXISTS pg_sync._alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, regrole);
 DROP FUNCTION IF EXISTS pg_sync._check_endpoint(text, text, jsonb, text, int, int, int, int, int, int);
 
+-- TLS client certificates and private CAs, OAuth2 client credentials: new last parameters of
+-- create_endpoint and alter_endpoint.
+ALTER TABLE pg_sync._endpoints ADD COLUMN IF NOT EXISTS tls_client_cert text,
+                               ADD COLUMN IF NOT EXISTS tls_client_key text,
+                               ADD COLUMN IF NOT EXISTS tls_ca text,
+                               ADD COLUMN IF NOT EXISTS oauth2 jsonb NOT NULL DEFAULT '{}';
+
 -- New signatures or OUT parameters (CREATE OR REPLACE cannot change them).
 DROP FUNCTION IF EXISTS pg_sync._check_filter(regclass, text);
 DROP FUNCTION IF EXISTS pg_sync._track(regclass, text, text[], text[], text[], text);

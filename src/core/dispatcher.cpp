@@ -279,6 +279,8 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
         } else {
             envelope::append_body(r.body, body_events);
             r.headers = c.header_lines;
+            r.tls = c.tls;
+            r.oauth2 = c.oauth2;
             for (const signature::Header &h : signature::headers(f.webhook_id, now_s, r.body, c.key))
                 r.headers.push_back(h.line());
             f.body_bytes = r.body.size();

@@ -10,14 +10,17 @@
 #pragma once
 
 #include "core/endpoint_defaults.hpp"
+#include "core/oauth2.hpp"
 #include "core/retry_policy.hpp"
 #include "core/scheduler.hpp"
 #include "core/sink.hpp"
+#include "core/tls_config.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -33,6 +36,8 @@ struct EndpointConfig {
     std::vector<std::string> header_lines; // "Name: value", validated when configured
     std::optional<std::string> key;        // decoded webhook secret; none: unsigned
     std::string kafka_settings;            // kafka:// endpoints: librdkafka settings (JSON object)
+    std::shared_ptr<const tls::Settings> tls;       // https:// endpoints: client certificate, CA; or null
+    std::shared_ptr<const oauth2::Config> oauth2;   // http(s) endpoints: client credentials; or null
     std::size_t batch_size = endpoint_defaults::batch_size;
     std::size_t max_in_flight = endpoint_defaults::max_in_flight;
     long timeout_ms = endpoint_defaults::timeout_ms;

@@ -44,12 +44,13 @@ struct StatementDef {
 
 // Result columns of the reads, in the order of the enums below.
 enum EndpointCol { E_ID, E_NAME, E_URL, E_SECRET, E_BATCH, E_ATTEMPTS, E_TIMEOUT, E_IN_FLIGHT, E_BASE, E_MAX,
-                   E_PAUSED, E_HEADERS, E_KAFKA, E_NCOLS };
+                   E_PAUSED, E_HEADERS, E_KAFKA, E_TLS_CERT, E_TLS_KEY, E_TLS_CA, E_OAUTH2, E_NCOLS };
 const Column endpoint_columns[E_NCOLS] = {
     {"id", INT4OID},           {"name", TEXTOID},          {"url", TEXTOID},          {"secret", TEXTOID},
     {"batch_size", INT4OID},   {"max_attempts", INT4OID},  {"timeout_ms", INT4OID},   {"max_in_flight", INT4OID},
     {"retry_base_ms", INT4OID}, {"retry_max_ms", INT4OID}, {"paused", BOOLOID},       {"header_lines", TEXTOID},
-    {"kafka_settings", TEXTOID}};
+    {"kafka_settings", TEXTOID}, {"tls_client_cert", TEXTOID}, {"tls_client_key", TEXTOID},
+    {"tls_ca", TEXTOID},         {"oauth2", TEXTOID}};
 
 enum EventCol { V_ID, V_OP, V_TBL, V_KEY, V_NEW, V_OLD, V_TYPE, V_TXID, V_CAPTURED, V_ATTEMPTS, V_NEXT, V_TABLEOID,
                 V_CTID, V_NCOLS };
@@ -68,7 +69,11 @@ const StatementDef statements[S_COUNT] = {
      "       (SELECT string_agg(h.key || ': ' || h.value, E'\\n' ORDER BY h.key)"
      "          FROM pg_catalog.jsonb_each_text(e.headers) h) AS header_lines,"
      // (through to_jsonb: a database not yet updated to 0.3.0 has no such column)
-     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'kafka_settings' AS kafka_settings"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'kafka_settings' AS kafka_settings,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_client_cert' AS tls_client_cert,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_client_key' AS tls_client_key,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_ca' AS tls_ca,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'oauth2' AS oauth2"
      "  FROM pg_sync._endpoints e ORDER BY e.id",
      0, {}, SPI_OK_SELECT, endpoint_columns, E_NCOLS},
     // json columns as they are: json is text inside (read the same way), and a cast to text
@@ -547,6 +552,10 @@ int read_endpoints(EndpointRow **rows) {
         e.paused = int_at(row, s, E_PAUSED);
         e.header_lines = text_at(row, s, E_HEADERS);
         e.kafka_settings = text_at(row, s, E_KAFKA);
+        e.tls_client_cert = text_at(row, s, E_TLS_CERT);
+        e.tls_client_key = text_at(row, s, E_TLS_KEY);
+        e.tls_ca = text_at(row, s, E_TLS_CA);
+        e.oauth2 = text_at(row, s, E_OAUTH2);
     }
     MemoryContextSwitchTo(old);
     held_table = SPI_tuptable;

@@ -49,6 +49,7 @@ struct EventRow {
 struct EndpointRow {
     Int id, batch_size, max_attempts, timeout_ms, max_in_flight, retry_base_ms, retry_max_ms, paused;
     Text name, url, secret, header_lines, kafka_settings;
+    Text tls_client_cert, tls_client_key, tls_ca, oauth2; // NULL when not set; oauth2 '{}' when not set
 };
 
 // A row of the ring pg_sync._attempts.
