@@ -190,7 +190,7 @@ void run(Statement s, Datum *values, const char *nulls, bool read_only = false) 
 
 // One result row, deformed once (reading column by column would walk the tuple from the start
 // for every column after the first variable-length one).
-constexpr int kMaxColumns = 16;
+constexpr int kMaxColumns = 32;
 struct Deformed {
     Datum values[kMaxColumns];
     bool nulls[kMaxColumns];
