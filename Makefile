@@ -48,7 +48,7 @@ EXTRA_CLEAN = pg_sync.control $(OBJS:.o=.d) results regression.diffs regression.
 # test/expected/NAME.out), isolation specs (test/specs/NAME.spec -> test/expected/NAME.out).
 # The temporary instance preloads the library; pg_regress must run as a non-root user
 # (scripts/test.sh arranges it). Results go to results/ and output_iso/ at the top.
-REGRESS      = endpoints track bulk_capture capture_types ddl privileges bad_input emit views delivery dead_letters health \
+REGRESS      = endpoints endpoint_auth track bulk_capture capture_types ddl privileges bad_input emit views delivery dead_letters health \
                backfill recent_attempts hostile_input privileges_hostile security kafka
 REGRESS_OPTS = --inputdir=test --temp-instance=tmp_check --temp-config=test/regress.conf
 ISOLATION      = concurrent_capture concurrent_track concurrent_endpoint concurrent_pause concurrent_redeliver

@@ -126,9 +126,9 @@ BEGIN
                                  THEN 'tls_client_cert and tls_client_key' END,
                             CASE WHEN ep.oauth2 <> '{}' AND _alter_endpoint.oauth2 IS NULL THEN 'oauth2' END], ' and ')
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('The endpoint''s headers, secret, kafka_settings, client certificate and OAuth2 credentials were given for %s; they are not sent to %s unless the same call gives them.',
+                  DETAIL = format('The endpoint''s credentials (headers, secret, Kafka settings, client certificate, OAuth2) were given for %s; they are not sent to %s unless the same call gives them.',
                                   pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url)),
-                  HINT = 'Pass headers => ..., secret => ..., kafka_settings => ..., tls_client_cert => ... with tls_client_key => ... and oauth2 => ... with the new url (headers => ''{}'', secret => '''', kafka_settings => ''{}'', tls_client_cert => '''' with tls_client_key => '''' and oauth2 => ''{}'' drop them).';
+                  HINT = 'Pass them again with the new url, or drop them: headers => ''{}'', secret => '''', kafka_settings => ''{}'', tls_client_cert => '''' with tls_client_key => '''', oauth2 => ''{}''.';
     END IF;
     UPDATE pg_sync._endpoints e SET
         url           = coalesce(_alter_endpoint.url, e.url),

@@ -73,7 +73,7 @@ std::optional<Config> parse_config(std::string_view json_text, Problem *out) {
         if (!doc.contains(required) || doc[required].get_ref<const std::string &>().empty())
             return fail(problem(std::string("oauth2 needs ") + required, {}, kShape));
     if (Problem p = validate::url(c.token_url); !p.ok())
-        return fail(problem("oauth2 token_url is not valid: " + p.message, p.detail, p.hint));
+        return fail(problem("oauth2 token_url is not valid: " + p.message, p.detail));
     if (validate::url_origin(c.token_url).rfind("http", 0) != 0)
         return fail(problem("oauth2 token_url must be an http or https URL"));
     return c;
