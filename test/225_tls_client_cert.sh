@@ -154,7 +154,7 @@ key_line=$(sed -n 2p "$dir/client.key")
 shown=$(q -c "SELECT row_to_json(e)::text FROM pg_sync.endpoints e; SELECT row_to_json(s)::text FROM pg_sync.endpoint_status s;
               SELECT row_to_json(a)::text FROM pg_sync.recent_attempts a")
 [[ "$shown" != *"$key_line"* && "$shown" != *"PRIVATE KEY"* ]] || fail "e: the client key is visible in a view"
-! grep -qF "$key_line" "$PG_DIR/server.log" || fail "e: the client key is in the server log"
+! grep -qF -e "$key_line" "$PG_DIR/server.log" || fail "e: the client key is in the server log"
 # Every delivered event arrived exactly once.
 dups=$(receiver_events hook | /usr/bin/python3 -c 'import json,sys,collections
 ids=collections.Counter(json.loads(l)["id"] for l in sys.stdin); print(sum(1 for v in ids.values() if v>1), len(ids))')

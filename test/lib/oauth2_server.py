@@ -6,8 +6,9 @@ only its bearer tokens, in one process, for test/226_oauth2.sh (stdlib only, 127
                 (client_secret_basic) as --client-id/--client-secret, else 401 invalid_client.
                 Answers {"access_token", "token_type": "Bearer", "expires_in"}; 503 while "down".
   POST /hook    needs "Authorization: Bearer <token>" with a token issued here, not revoked and
-                not expired (issued + expires_in, as the server counts); else 401. Answers 204
-                and logs the events' ids.
+                not expired (issued + expires_in + 1 s of leeway for clock skew, as resource
+                servers allow; the worker stops using a token before issued + expires_in); else
+                401. Answers 204 and logs the events' ids.
   POST /_control  {"expires_in": N, "down": bool, "revoke": true}: tokens issued from now on live N
                 s; the token endpoint answers 503 or not; every token issued so far is revoked.
   GET /_stats   {"token_requests", "tokens_issued", "hook_by_status", "event_ids", "tokens"}
@@ -22,6 +23,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+LEEWAY_S = 1.0
 lock = threading.Lock()
 state = {"expires_in": 3600, "down": False, "token_requests": 0, "tokens": {}, "revoked": set(),
          "hook_by_status": {}, "event_ids": [], "bad_requests": []}
@@ -102,7 +104,7 @@ class Handler(BaseHTTPRequestHandler):
         token = secrets.token_urlsafe(24)
         with lock:
             expires_in = state["expires_in"]
-            state["tokens"][token] = time.monotonic() + expires_in
+            state["tokens"][token] = time.monotonic() + expires_in + LEEWAY_S
         self._answer(200, json.dumps({"access_token": token, "token_type": "Bearer",
                                       "expires_in": expires_in}).encode())
 
