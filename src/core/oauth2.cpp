@@ -157,8 +157,11 @@ std::optional<Token> parse_token_response(std::string_view body, std::string *er
         // A number, or (seen in the wild) a string of digits.
         if (exp->is_number_integer() || exp->is_number_unsigned())
             t.expires_in_s = exp->get<std::int64_t>();
-        else if (exp->is_number_float())
-            t.expires_in_s = std::int64_t(exp->get<double>());
+        else if (exp->is_number_float()) {
+            const double d = exp->get<double>();
+            if (d >= 0 && d < 1e12) // (a cast of a larger double would be undefined)
+                t.expires_in_s = std::int64_t(d);
+        }
         else if (exp->is_string()) {
             const std::string &s = exp->get_ref<const std::string &>();
             if (!s.empty() && s.size() < 12 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))

@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <ctime>
 #include <memory>
 
@@ -138,6 +139,10 @@ std::optional<std::vector<PemBlock>> parse_pem(std::string_view text, std::strin
             return fail("A BEGIN line is not closed by -----.");
         PemBlock b;
         b.label = std::string(text.substr(i, label_end - i));
+        // RFC 7468 labels: printable ASCII without '-' at the ends; short (they are quoted in messages).
+        if (b.label.empty() || b.label.size() > 64 || b.label.front() == ' ' || b.label.back() == ' ' ||
+            !std::all_of(b.label.begin(), b.label.end(), [](char c) { return c >= 0x20 && c < 0x7f; }))
+            return fail("A BEGIN line has no valid label.");
         i = label_end + kDashes.size();
         const std::string end_line = std::string(kEnd) + b.label + std::string(kDashes);
         const std::size_t end = text.find(end_line, i);

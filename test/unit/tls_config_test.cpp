@@ -78,6 +78,8 @@ TEST(Pem, ParsesBlocksAndRefusesTextAround) {
     EXPECT_FALSE(tls::parse_pem("-----BEGIN CERTIFICATE-----\nAAAA\n", &error));
     EXPECT_FALSE(tls::parse_pem("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n", &error));
     EXPECT_FALSE(tls::parse_pem(p.cert + "\x01", &error));
+    EXPECT_FALSE(tls::parse_pem("-----BEGIN CERTIFICAD CERTIF\tCATE-----\n", &error)); // (fuzz)
+    EXPECT_EQ(error, "A BEGIN line has no valid label.");
 }
 
 TEST(TlsCheck, AcceptsAMatchingPairAndACaBundle) {
