@@ -5,7 +5,7 @@
 #      dead letter can be redelivered, and features of the new version work (backfill);
 #   b) the upgraded schema is the fresh install's: every member object of the extension with its
 #      definition (columns in order, defaults, indexes, constraints, function bodies, views),
-#      privileges and pg_dump marks, read from the catalogs of both databases, must be identical;
+#      descriptions (COMMENT ON), privileges and pg_dump marks, read from the catalogs of both databases, must be identical;
 #   c) DROP EXTENSION with events pending: refused without CASCADE while tables are tracked;
 #      with CASCADE the queue, configuration and capture triggers go, the tracked tables and their
 #      rows stay, the worker leaves, and a new CREATE EXTENSION starts clean.
@@ -168,6 +168,9 @@ UNION ALL
 SELECT 'schema ' || n.nspname || ' acl=' || coalesce(n.nspacl::text, '')
   FROM members m JOIN pg_namespace n ON m.classid = 'pg_namespace'::regclass AND n.oid = m.objid
 UNION ALL
+SELECT 'description ' || pg_describe_object(ds.classoid, ds.objoid, ds.objsubid) || ': ' || ds.description
+  FROM members m JOIN pg_description ds ON ds.classoid = m.classid AND ds.objoid = m.objid
+UNION ALL
 SELECT 'dumped ' || x::regclass || ' where=' || coalesce(w, '')
   FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(x, w) WHERE e.extname = 'pg_sync'
 UNION ALL
@@ -182,7 +185,7 @@ SQL
         fail "the upgraded schema differs from a fresh install of $current"
     fi
     [ "$(grep -c '^function ' "$PG_DIR/fresh.txt")" -gt 30 ] || fail "the schema snapshot looks empty"
-    echo "ok b: the upgraded schema equals a fresh $current install ($(grep -c '^function ' "$PG_DIR/fresh.txt") functions, $(grep -c '^relation ' "$PG_DIR/fresh.txt") relations, definitions and privileges)"
+    echo "ok b: the upgraded schema equals a fresh $current install ($(grep -c '^function ' "$PG_DIR/fresh.txt") functions, $(grep -c '^relation ' "$PG_DIR/fresh.txt") relations, $(grep -c '^description ' "$PG_DIR/fresh.txt") descriptions, definitions and privileges)"
 done
 
 # --- c) DROP EXTENSION with events pending ----------------------------------------------------------

@@ -107,13 +107,22 @@ echo "ok c: leader changes"
 # --- d) produce errors injected by the brokers while writers run --------------------------------------
 # NOT_LEADER_FOR_PARTITION (6), REQUEST_TIMED_OUT (7), NOT_ENOUGH_REPLICAS (19),
 # NOT_ENOUGH_REPLICAS_AFTER_APPEND (20): librdkafka retries them.
+# The mock cluster does not check an idempotent producer's sequence numbers (it does only for a
+# transactional one): when an injected error fails one batch of a partition while the next
+# batch, already in flight, is appended, a real broker would refuse that next batch
+# (OUT_OF_ORDER_SEQUENCE_NUMBER); the mock writes it, and librdkafka then reports the failed
+# batch's records written, without an offset ("implicitly acked by subsequent batch success").
+# pg_sync takes such a report as not written and sends the record again (kafka_sink.hpp,
+# acknowledged_at_offset): before that fix this case lost those records, now they arrive once.
+# The errors stay as they are: the case tests that defence whenever the timing hits it.
 kafka_writers 5
 for round in 1 2 3; do
     kafka_cmd kc errors 0 6 7 19 20 6 19
 done
 kafka_writers_done
 kafka_verify d
-echo "ok d: injected produce errors"
+resent=$(q -c "SELECT count(*) FROM pg_sync.recent_attempts WHERE endpoint = 'k' AND error LIKE '%without an offset%'")
+echo "ok d: injected produce errors ($resent requests with acknowledgements without offset among the recent attempts)"
 
 # --- e) permanent errors: dead letters that block their key -----------------------------------------
 kafka_cmd kc create big 6

@@ -25,7 +25,9 @@ now_ms() { /usr/bin/python3 -c 'import time; print(int(time.time() * 1000))'; }
 server_up() { q -c "SELECT 1" >/dev/null 2>&1; }
 in_flight() { cond "(SELECT in_flight > 0 FROM pg_sync.endpoint_status WHERE endpoint = 'k')"; }
 # Duplicates: at most max_in_flight * batch_size per crash so far, each first written before the
-# last crash (kafka_verify).
+# last crash (kafka_verify). The crash's time is read right after kill -9: read before it, the
+# records the worker handed to librdkafka between that reading and the kill (a whole request, on
+# a loaded machine) counted as first written after the crash.
 
 # --- a) kill -9 of the delivery worker --------------------------------------------------------------
 wait_status k 30 "pending = 0" "a: the first rows delivered"
@@ -33,8 +35,8 @@ kafka_writers 8
 wait_for "a: records in flight" 20 in_flight
 old_pid=$(q -c "SELECT pid FROM pg_sync.workers WHERE database = current_database()")
 [ -n "$old_pid" ] || fail "a: no worker in pg_sync.workers"
-t_kill=$(now_ms)
 kill -9 "$old_pid"
+t_kill=$(now_ms) # after the kill: the worker produces until the signal lands
 wait_for "a: the worker gone" 30 bash -c "! kill -0 $old_pid 2>/dev/null"
 wait "$WRITERS_PID" || true # the crash recovery ends their sessions too
 wait_for "a: server back after crash recovery" 60 server_up
@@ -48,8 +50,8 @@ echo "ok a: nothing lost, per-key order kept across kill -9 of the worker"
 kafka_writers 30
 wait_for "b: records in flight" 20 in_flight
 children=$(server_pids | grep -vx "$PG_PID" || true)
-t_kill=$(now_ms)
 kill -9 "$PG_PID" $children 2>/dev/null || true
+t_kill=$(now_ms)
 wait_for "b: every server process gone" 30 no_server_left
 postmaster_gone() { ! kill -0 "$PG_PID" 2>/dev/null; }
 wait_for "b: the killed postmaster reaped" 60 postmaster_gone

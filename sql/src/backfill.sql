@@ -53,6 +53,10 @@ BEGIN
     op_schema := schemas[1];
 END
 $$;
+COMMENT ON FUNCTION pg_sync._page_key(regclass) IS
+    'Internal: the columns a backfill pages a table by (its primary key, else a unique, total, '
+    'non-partial index over NOT NULL plain columns), their types, and the schema of the btree '
+    'operators they compare with.';
 
 -- Everything one page needs: the page query (run by the worker as the table's owner,
 -- security-restricted, with search_path = pg_catalog; parameters $1 = last key text[], $2 = page
@@ -127,6 +131,10 @@ BEGIN
            FROM unnest(pk.columns) WITH ORDINALITY u(c, o)));
 END
 $$;
+COMMENT ON FUNCTION pg_sync._backfill_page(bigint) IS
+    'Internal: what the backfill worker needs for a job''s next page: the page query (run as the '
+    'table''s owner, security-restricted), the owner, the event''s table name, the table, the '
+    'endpoint, and whether to wait for delivery to catch up. Raises when the job cannot go on.';
 
 -- The role that asked for a backfill must still be able to read every row of the table: SELECT
 -- on it, and no row-level security that hides rows from it (the pages are read as the table's
@@ -155,6 +163,9 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._check_backfill_reader(oid, regclass) IS
+    'Internal: raises unless the role that asked for a backfill may still read every row of the '
+    'table (SELECT on it, no row-level security hiding rows from it).';
 
 -- Queues one page's rows (in page order, so ids follow the key order) and advances the job.
 CREATE OR REPLACE FUNCTION pg_sync._backfill_record(job bigint, table_name text, keys json[], rows json[],
@@ -185,6 +196,9 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._backfill_record(bigint, text, json[], json[], text[], integer) IS
+    'Internal: queues one backfill page''s rows as snapshot events in page order and advances the '
+    'job.';
 
 -- Called by pg_sync.backfill() (C, which checked that the caller may read the table) as the
 -- extension owner.
@@ -224,9 +238,18 @@ BEGIN
     RETURN result;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._backfill(regclass, text, integer, oid) IS
+    'Internal: the body of pg_sync.backfill(), run as the extension''s owner after the caller''s '
+    'right to read the table was checked: records the job, which starts in the background when the '
+    'transaction commits.';
 
 CREATE OR REPLACE FUNCTION pg_sync.backfill(tbl regclass, endpoint text, batch_rows int DEFAULT 1000) RETURNS bigint
 LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_backfill';
+COMMENT ON FUNCTION pg_sync.backfill(regclass, text, integer) IS
+    'Sends every existing row of a table tracked for the endpoint as an op "snapshot" event, in '
+    'keyset pages of batch_rows rows run in the background, consistent with concurrent writers; '
+    'returns the backfill''s id (see pg_sync.backfills). The caller needs SELECT on the table and '
+    'no row-level security hiding rows. For pgsync_admin.';
 
 -- Stops a running backfill after its current page. Returns false when it was not running.
 CREATE OR REPLACE FUNCTION pg_sync.cancel_backfill(id bigint) RETURNS bool
@@ -248,6 +271,9 @@ BEGIN
     RETURN true;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.cancel_backfill(bigint) IS
+    'Stops a running backfill after its current page; false if it was not running. For '
+    'pgsync_admin.';
 
 -- Continues a cancelled or failed backfill from the last page it committed. Returns false when
 -- it was running already; a finished one cannot be resumed (start a new one).
@@ -284,6 +310,12 @@ BEGIN
     RETURN true;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._resume_backfill(bigint, regrole) IS
+    'Internal: the body of pg_sync.resume_backfill(), run as the extension''s owner with the '
+    'caller, who becomes the backfill''s requester, as its last argument.';
 
 CREATE OR REPLACE FUNCTION pg_sync.resume_backfill(id bigint) RETURNS bool
 LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
+COMMENT ON FUNCTION pg_sync.resume_backfill(bigint) IS
+    'Continues a cancelled or failed backfill from its last committed page, with the caller as its '
+    'requester; false if it is running already, an error for a finished one. For pgsync_admin.';

@@ -10,6 +10,10 @@
 -- drop_endpoint) makes the worker recount once it commits.
 CREATE OR REPLACE FUNCTION pg_sync._count_queue() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'pg_sync_count_queue';
+COMMENT ON FUNCTION pg_sync._count_queue() IS
+    'Internal: trigger function on the queue that keeps the pending counts in shared memory right: '
+    'counts rows SQL inserts (emit, redeliver, backfill, a restore) at commit, and makes the worker '
+    'recount after any other UPDATE, DELETE or TRUNCATE.';
 
 -- The endpoint's pending events, from shared memory. While the counts of this database are not
 -- exact (no worker yet, a recount asked for or running) it counts the endpoint's queue instead
@@ -19,6 +23,10 @@ CREATE OR REPLACE FUNCTION pg_sync._count_queue() RETURNS trigger
 -- every call, 0.4 to 1.7 s with a million events queued.)
 CREATE OR REPLACE FUNCTION pg_sync._pending(endpoint_id int, count_if_unknown bool DEFAULT true) RETURNS bigint
     LANGUAGE c STABLE STRICT AS 'MODULE_PATHNAME', 'pg_sync_pending';
+COMMENT ON FUNCTION pg_sync._pending(integer, boolean) IS
+    'Internal: an endpoint''s pending events (committed, not yet delivered nor dead) from shared '
+    'memory; while those counts are not exact it counts the endpoint''s queue instead, or returns '
+    'NULL with count_if_unknown => false.';
 
 -- Created where missing (an update runs this file again). ENABLE ALWAYS: replica-role sessions
 -- (a data-only restore with session_replication_role = replica) are counted too; changes that

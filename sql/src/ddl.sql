@@ -38,6 +38,10 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._on_sql_drop() IS
+    'Internal: event trigger function (sql_drop): forgets the tracking of dropped tables, '
+    'reconciles tables that lost columns, and refuses to drop a capture trigger of a tracked table '
+    'other than through pg_sync.';
 
 CREATE OR REPLACE FUNCTION pg_sync._on_ddl_end() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -87,3 +91,7 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._on_ddl_end() IS
+    'Internal: event trigger function (ddl_command_end of ALTER TABLE, CREATE TRIGGER, ALTER '
+    'TRIGGER): reconciles altered tracked tables (pg_sync._reconcile()) and refuses changes that '
+    'would disable their capture triggers.';

@@ -33,9 +33,9 @@ BEGIN
            AND (redeliver.ids IS NULL OR d.id = ANY (redeliver.ids))
         RETURNING d.*)
     INSERT INTO pg_sync._queue (id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid,
-                                captured_at, attempts)
+                                captured_at, attempts, traceparent)
     SELECT g.id, g.endpoint_id, g.op, g.tbl, g.key, g.new_row, g.old_row, g.emit_type, g.txid,
-           g.captured_at, 0
+           g.captured_at, 0, g.traceparent -- (the trace of the write it came from)
       FROM gone g;
     GET DIAGNOSTICS moved = ROW_COUNT;
     IF moved > 0 THEN
@@ -44,6 +44,10 @@ BEGIN
     RETURN moved;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.redeliver(text, bigint[]) IS
+    'Moves dead letters (all, one endpoint''s, or the given ids) back into the queue with fresh '
+    'attempts and their original ids, so each goes out before the later events of its key; returns '
+    'how many moved. For pgsync_admin.';
 
 -- Drops dead letters (all, of one endpoint, or older than an age), releasing the later events of
 -- their keys. Returns how many were dropped.
@@ -79,3 +83,7 @@ BEGIN
     RETURN dropped;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.purge_dead(text, interval) IS
+    'Drops dead letters (all, one endpoint''s, or those dead longer than older_than), releasing the '
+    'later events of their keys that waited behind them; returns how many were dropped. For '
+    'pgsync_admin.';

@@ -19,10 +19,16 @@ BEGIN
         PERFORM pg_catalog.pg_advisory_xact_lock(1885827961, -- 'pgsy'
                                                  pg_catalog.hashtext(ep_id::text || '/' || key));
     END IF;
-    INSERT INTO pg_sync._queue (endpoint_id, op, key, new_row, emit_type)
-    VALUES (ep_id, 'emit', to_json(key), payload::json, type)
+    -- The caller's trace (SET LOCAL pg_sync.traceparent, validated when it was set) goes with it.
+    INSERT INTO pg_sync._queue (endpoint_id, op, key, new_row, emit_type, traceparent)
+    VALUES (ep_id, 'emit', to_json(key), payload::json, type,
+            nullif(current_setting('pg_sync.traceparent', true), ''))
     RETURNING id INTO result;
     PERFORM pg_sync._wake();
     RETURN result;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.emit(text, text, jsonb, text) IS
+    'Queues an application event (op "emit", with its type, payload and optional key) for an '
+    'endpoint in the caller''s transaction: sent only if the transaction commits. Returns its id. '
+    'For pgsync_admin.';

@@ -3,13 +3,14 @@
 
 -- A kafka:// URL delivers to a Kafka topic (README, "Kafka"): kafka_settings holds the
 -- librdkafka settings it allows (core/kafka_config.hpp); such an endpoint has no headers and no
--- secret.
+-- secret. format: 'webhook' ({"events": [...]}) or 'cloudevents' (CloudEvents JSON batch mode,
+-- src/core/cloudevents.hpp); a Kafka endpoint takes only 'webhook'.
 CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
     name text, url text, headers jsonb DEFAULT '{}', secret text DEFAULT NULL,
     batch_size int DEFAULT @default:batch_size@, max_attempts int DEFAULT @default:max_attempts@,
     timeout_ms int DEFAULT @default:timeout_ms@, max_in_flight int DEFAULT @default:max_in_flight@,
     retry_base_ms int DEFAULT @default:retry_base_ms@, retry_max_ms int DEFAULT @default:retry_max_ms@,
-    kafka_settings jsonb DEFAULT '{}',
+    kafka_settings jsonb DEFAULT '{}', format text DEFAULT 'webhook',
     tls_client_cert text DEFAULT NULL, tls_client_key text DEFAULT NULL, tls_ca text DEFAULT NULL,
     oauth2 jsonb DEFAULT '{}')
 RETURNS void
@@ -25,11 +26,13 @@ BEGIN
     PERFORM pg_sync._require(create_endpoint.retry_base_ms, 'retry_base_ms');
     PERFORM pg_sync._require(create_endpoint.retry_max_ms, 'retry_max_ms');
     PERFORM pg_sync._require(create_endpoint.kafka_settings, 'kafka_settings');
+    PERFORM pg_sync._require(create_endpoint.format, 'format');
     PERFORM pg_sync._require(create_endpoint.oauth2, 'oauth2');
     PERFORM pg_sync._check_endpoint(create_endpoint.name, create_endpoint.url,
         create_endpoint.headers, create_endpoint.secret, create_endpoint.batch_size,
         create_endpoint.max_attempts, create_endpoint.timeout_ms, create_endpoint.max_in_flight,
         create_endpoint.retry_base_ms, create_endpoint.retry_max_ms, create_endpoint.kafka_settings);
+    PERFORM pg_sync._check_format(create_endpoint.url, create_endpoint.format);
     PERFORM pg_sync._check_endpoint_auth(create_endpoint.url, create_endpoint.headers,
         nullif(create_endpoint.tls_client_cert, ''), nullif(create_endpoint.tls_client_key, ''),
         nullif(create_endpoint.tls_ca, ''), create_endpoint.oauth2);
@@ -40,17 +43,26 @@ BEGIN
     END IF;
     INSERT INTO pg_sync._endpoints (name, url, headers, secret, batch_size, max_attempts,
                                     timeout_ms, max_in_flight, retry_base_ms, retry_max_ms,
-                                    kafka_settings, tls_client_cert, tls_client_key, tls_ca, oauth2)
+                                    kafka_settings, format, tls_client_cert, tls_client_key, tls_ca, oauth2)
     VALUES (create_endpoint.name, create_endpoint.url, create_endpoint.headers,
             create_endpoint.secret, create_endpoint.batch_size, create_endpoint.max_attempts,
             create_endpoint.timeout_ms, create_endpoint.max_in_flight,
             create_endpoint.retry_base_ms, create_endpoint.retry_max_ms,
-            create_endpoint.kafka_settings, nullif(create_endpoint.tls_client_cert, ''),
+            create_endpoint.kafka_settings, create_endpoint.format, nullif(create_endpoint.tls_client_cert, ''),
             nullif(create_endpoint.tls_client_key, ''), nullif(create_endpoint.tls_ca, ''),
             create_endpoint.oauth2);
     PERFORM pg_sync._wake(true);
 END
 $$;
+COMMENT ON FUNCTION pg_sync.create_endpoint IS
+    'Registers a target: an http(s) webhook (optional headers, and a secret to sign requests the '
+    'Standard Webhooks way) or a kafka://brokers/topic (kafka_settings: the librdkafka settings '
+    'pg_sync allows). batch_size: events per request; max_attempts before an event becomes a dead '
+    'letter; timeout_ms per request; max_in_flight: requests at once; retry_base_ms and '
+    'retry_max_ms: the retry backoff. https only: tls_client_cert and tls_client_key (PEM, the '
+    'key never shown), tls_ca (PEM CA bundle instead of the system''s). oauth2: client credentials '
+    '(token_url, client_id, client_secret, scope, audience, client_auth), the worker fetches and '
+    'refreshes the bearer token. For pgsync_admin.';
 
 -- NULL leaves a setting unchanged; secret => '' removes the secret, headers => '{}' removes
 -- all headers, kafka_settings => '{}' all Kafka settings, tls_client_cert => '' (with
@@ -64,11 +76,13 @@ $$;
 -- client certificate or access tokens.
 -- A url change sends the rows of every table tracked for the endpoint somewhere else: the caller
 -- must be able to read them all (the same right track() asks for).
+-- A secret given here (a new one, or '' to remove it) ends a rotation in progress
+-- (pg_sync.rotate_secret): the previous secret signs nothing any more.
 -- pg_sync.alter_endpoint() is C (pg_sync_with_caller, src/pg/sql_api.cpp): it runs this as the
 -- extension's owner with the real caller (current_user) as the last argument.
 CREATE OR REPLACE FUNCTION pg_sync._alter_endpoint(
     name text, url text, headers jsonb, secret text, batch_size int, max_attempts int, timeout_ms int,
-    max_in_flight int, retry_base_ms int, retry_max_ms int, kafka_settings jsonb,
+    max_in_flight int, retry_base_ms int, retry_max_ms int, kafka_settings jsonb, format text,
     tls_client_cert text, tls_client_key text, tls_ca text, oauth2 jsonb, caller regrole)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -88,6 +102,7 @@ BEGIN
         coalesce(_alter_endpoint.retry_base_ms, ep.retry_base_ms),
         coalesce(_alter_endpoint.retry_max_ms, ep.retry_max_ms),
         coalesce(_alter_endpoint.kafka_settings, ep.kafka_settings));
+    PERFORM pg_sync._check_format(coalesce(_alter_endpoint.url, ep.url), coalesce(_alter_endpoint.format, ep.format));
     PERFORM pg_sync._check_endpoint_auth(coalesce(_alter_endpoint.url, ep.url),
         coalesce(_alter_endpoint.headers, ep.headers),
         CASE WHEN _alter_endpoint.tls_client_cert IS NULL THEN ep.tls_client_cert
@@ -142,6 +157,9 @@ BEGIN
         retry_base_ms = coalesce(_alter_endpoint.retry_base_ms, e.retry_base_ms),
         retry_max_ms  = coalesce(_alter_endpoint.retry_max_ms, e.retry_max_ms),
         kafka_settings = coalesce(_alter_endpoint.kafka_settings, e.kafka_settings),
+        format        = coalesce(_alter_endpoint.format, e.format),
+        previous_secret = CASE WHEN _alter_endpoint.secret IS NULL THEN e.previous_secret END,
+        previous_secret_until = CASE WHEN _alter_endpoint.secret IS NULL THEN e.previous_secret_until END,
         tls_client_cert = CASE WHEN _alter_endpoint.tls_client_cert IS NULL THEN e.tls_client_cert
                                ELSE nullif(_alter_endpoint.tls_client_cert, '') END,
         tls_client_key = CASE WHEN _alter_endpoint.tls_client_key IS NULL THEN e.tls_client_key
@@ -153,15 +171,81 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
+COMMENT ON FUNCTION pg_sync._alter_endpoint IS
+    'Internal: the body of pg_sync.alter_endpoint(), run as the extension''s owner with the real '
+    'caller as its last argument (who must be able to read every tracked table for a URL change).';
 
 CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
     name text, url text DEFAULT NULL, headers jsonb DEFAULT NULL, secret text DEFAULT NULL,
     batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
     max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL,
-    kafka_settings jsonb DEFAULT NULL,
+    kafka_settings jsonb DEFAULT NULL, format text DEFAULT NULL,
     tls_client_cert text DEFAULT NULL, tls_client_key text DEFAULT NULL, tls_ca text DEFAULT NULL,
     oauth2 jsonb DEFAULT NULL)
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
+COMMENT ON FUNCTION pg_sync.alter_endpoint IS
+    'Changes the given settings of an endpoint; NULL leaves one unchanged, secret => '''' removes '
+    'the secret, headers => ''{}'' all headers, kafka_settings => ''{}'' all Kafka settings. A URL '
+    'of another origin is refused unless the same call gives the credentials (headers, secret, '
+    'kafka_settings, client certificate, oauth2 the endpoint has) again; tls_client_cert => '''' '
+    'with tls_client_key => '''', tls_ca => '''' and oauth2 => ''{}'' drop them. For pgsync_admin.';
+
+-- Secret rotation without downtime: new_secret signs from now on and, for `overlap`, the current
+-- secret signs every request too (webhook-signature "v1,<new> v1,<previous>"), so that receivers
+-- can move to the new secret at their pace. When the overlap ends the worker stops signing with
+-- the previous secret at once (it checks the time for every request) and erases it at its next
+-- pass. Returns the end of the overlap (pg_sync.endpoints.secret_rotation_until shows it).
+-- Refused: an endpoint without secret (set the first one with alter_endpoint(secret => ...)), a
+-- Kafka endpoint (records are not signed), a new secret that is the current one, a negative
+-- overlap. Rotating again during an overlap keeps only the secret current until then as the
+-- previous one. overlap => '0' replaces the secret at once.
+CREATE OR REPLACE FUNCTION pg_sync.rotate_secret(endpoint text, new_secret text, overlap interval DEFAULT '24 hours')
+RETURNS timestamptz
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    ep pg_sync._endpoints;
+    until timestamptz;
+BEGIN
+    PERFORM pg_sync._require(rotate_secret.new_secret, 'new_secret');
+    PERFORM pg_sync._require(rotate_secret.overlap, 'overlap');
+    IF rotate_secret.overlap < interval '0' THEN
+        RAISE EXCEPTION 'overlap must not be negative'
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = format('The value given is %s.', rotate_secret.overlap),
+                  HINT = 'The overlap is how long the previous secret signs too, for example ''24 hours''.';
+    END IF;
+    SELECT * INTO ep FROM pg_sync._endpoints e
+     WHERE e.id = pg_sync._endpoint_id(rotate_secret.endpoint, 'no key update');
+    IF pg_sync._url_origin(ep.url) LIKE 'kafka://%' THEN
+        RAISE EXCEPTION 'endpoint % delivers to Kafka: it has no secret to rotate', pg_sync._quote(rotate_secret.endpoint)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Kafka records are not signed.';
+    END IF;
+    IF ep.secret IS NULL THEN
+        RAISE EXCEPTION 'endpoint % has no secret to rotate', pg_sync._quote(rotate_secret.endpoint)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Set its first secret with pg_sync.alter_endpoint(name, secret => ...).';
+    END IF;
+    PERFORM pg_sync._check_endpoint(NULL, NULL, NULL, rotate_secret.new_secret, NULL, NULL, NULL, NULL,
+                                    NULL, NULL, NULL);
+    IF rotate_secret.new_secret = ep.secret THEN
+        RAISE EXCEPTION 'the new secret of endpoint % is its current secret', pg_sync._quote(rotate_secret.endpoint)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    until := now() + rotate_secret.overlap;
+    UPDATE pg_sync._endpoints e SET
+        secret = rotate_secret.new_secret,
+        previous_secret = CASE WHEN until > now() THEN ep.secret END,
+        previous_secret_until = CASE WHEN until > now() THEN until END
+     WHERE e.id = ep.id;
+    PERFORM pg_sync._wake(true);
+    RETURN until;
+END
+$$;
+COMMENT ON FUNCTION pg_sync.rotate_secret(text, text, interval) IS
+    'Replaces an endpoint''s signing secret without downtime: until now() + overlap every request '
+    'carries both signatures (new and previous) in webhook-signature, then only the new one; '
+    'returns when the overlap ends (pg_sync.endpoints.secret_rotation_until)';
 
 CREATE OR REPLACE FUNCTION pg_sync.drop_endpoint(name text, force bool DEFAULT false) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -252,6 +336,10 @@ BEGIN
     PERFORM pg_sync._config_changed();
 END
 $$;
+COMMENT ON FUNCTION pg_sync.drop_endpoint(text, boolean) IS
+    'Drops an endpoint and its tracking. Refused while events are pending unless force => true, '
+    'which discards them; waits first for open transactions that wrote to its tracked tables or '
+    'emitted to it. For pgsync_admin.';
 
 -- The row lock is taken whether or not the endpoint is paused already, so that concurrent
 -- pauses and resumes are serialized (the last to commit wins), and an unknown name is an error.
@@ -266,6 +354,9 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
+COMMENT ON FUNCTION pg_sync.pause_endpoint(text) IS
+    'Stops sending to an endpoint; capture goes on and events wait in the queue. Idempotent. For '
+    'pgsync_admin.';
 
 CREATE OR REPLACE FUNCTION pg_sync.resume_endpoint(name text) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -277,3 +368,6 @@ BEGIN
     PERFORM pg_sync._wake(true);
 END
 $$;
+COMMENT ON FUNCTION pg_sync.resume_endpoint(text) IS
+    'Restarts sending to a paused endpoint (also one paused by pg_sync itself, see paused_reason). '
+    'Idempotent. For pgsync_admin.';

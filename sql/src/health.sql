@@ -107,3 +107,9 @@ BEGIN
      ORDER BY 1, 2, 3, 4;
 END
 $$;
+COMMENT ON FUNCTION pg_sync.health() IS
+    'One row per current problem (severity critical or warning, endpoint, problem, detail), none '
+    'when all is well: no delivery worker, circuit open, capture disabled, filter role invalid, '
+    'dead letters, lagging (pg_sync.health_max_pending_age), error rate '
+    '(pg_sync.health_max_error_rate), backfill failed, pg_sync tables published or replicated. '
+    'Never scans the queue. For pgsync_monitor.';

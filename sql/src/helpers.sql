@@ -7,6 +7,9 @@
 -- reads as before: "name".
 CREATE OR REPLACE FUNCTION pg_sync._quote(name text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT SET search_path = pg_catalog, pg_temp AS $$ SELECT to_json(name)::text $$;
+COMMENT ON FUNCTION pg_sync._quote(text) IS
+    'Internal: a caller''s name quoted for a message, in double quotes with quotes, backslashes and '
+    'control characters escaped as in a JSON string.';
 
 -- The id of an endpoint, locked in the given mode:
 --   'key share'     (the default) for whatever queues events for it or tracks it (emit, track,
@@ -38,6 +41,9 @@ BEGIN
     RETURN result;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._endpoint_id(text, text) IS
+    'Internal: the id of an endpoint by name, its row locked in the given mode (''key share'', ''no '
+    'key update'' or ''none''); raises when it does not exist.';
 
 CREATE OR REPLACE FUNCTION pg_sync._no_endpoint(endpoint text) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -47,6 +53,8 @@ BEGIN
               HINT = 'See SELECT name FROM pg_sync.endpoints; create one with pg_sync.create_endpoint().';
 END
 $$;
+COMMENT ON FUNCTION pg_sync._no_endpoint(text) IS
+    'Internal: raises "endpoint ... does not exist" with a hint.';
 
 CREATE OR REPLACE FUNCTION pg_sync._require(value anyelement, what text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -56,6 +64,8 @@ BEGIN
     END IF;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._require(anyelement, text) IS
+    'Internal: raises "... must not be null" when the value is NULL.';
 
 -- The columns of a table by name, with attribute numbers; errors name the offending column.
 CREATE OR REPLACE FUNCTION pg_sync._resolve_columns(tbl regclass, names text[], what text)
@@ -97,6 +107,9 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._resolve_columns(regclass, text[], text) IS
+    'Internal: the named columns of a table with their attribute numbers; raises naming a column '
+    'that does not exist or is given twice.';
 
 -- Primary key columns of a table, in key order; NULL when it has none.
 CREATE OR REPLACE FUNCTION pg_sync._primary_key(tbl regclass) RETURNS text[]
@@ -107,6 +120,8 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
       JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
      WHERE i.indrelid = tbl AND i.indisprimary AND k.ord <= i.indnkeyatts
 $$;
+COMMENT ON FUNCTION pg_sync._primary_key(regclass) IS
+    'Internal: a table''s primary key columns in key order; NULL when it has none.';
 
 -- (Re)creates the capture triggers of a table from the union of its endpoints' events. Does
 -- nothing when the triggers already fire on those events, so that tracking a table for one
@@ -189,6 +204,10 @@ BEGIN
     END LOOP;
 END
 $$;
+COMMENT ON FUNCTION pg_sync._sync_triggers(regclass) IS
+    'Internal: creates, changes or re-enables a table''s capture triggers so that they fire on the '
+    'union of its endpoints'' events, drops them when none is left; does nothing (and takes no '
+    'lock) when they are right already.';
 
 -- What keeps a tracked table's changes from being captured, as a phrase (NULL: nothing): a
 -- capture trigger of the table or of one of its partitions that is disabled (tgenabled D, or R:
@@ -226,3 +245,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
             AND NOT EXISTS (SELECT FROM trig g WHERE g.rel = tbl AND g.name = n.name AND g.ours)
           ORDER BY n.name LIMIT 1))
 $$;
+COMMENT ON FUNCTION pg_sync._capture_problem(regclass, text[]) IS
+    'Internal: what keeps a tracked table''s changes from being captured (a capture trigger '
+    'disabled, replica-only, misnamed or missing, on the table or a partition), as a phrase; NULL '
+    'when nothing does. Used by pg_sync.health() and the DDL checks.';

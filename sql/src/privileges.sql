@@ -27,8 +27,9 @@ GRANT SELECT ON pg_sync.endpoints, pg_sync.tracked_tables, pg_sync.endpoint_stat
     TO pgsync_monitor;
 
 GRANT EXECUTE ON FUNCTION
-    pg_sync.create_endpoint(text, text, jsonb, text, int, int, int, int, int, int, jsonb, text, text, text, jsonb),
-    pg_sync.alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, jsonb, text, text, text, jsonb),
+    pg_sync.create_endpoint(text, text, jsonb, text, int, int, int, int, int, int, jsonb, text, text, text, text, jsonb),
+    pg_sync.alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, jsonb, text, text, text, text, jsonb),
+    pg_sync.rotate_secret(text, text, interval),
     pg_sync.drop_endpoint(text, bool),
     pg_sync.pause_endpoint(text),
     pg_sync.resume_endpoint(text),

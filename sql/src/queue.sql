@@ -21,6 +21,9 @@
 -- Any partition is correct for a new row; the current one is what lets the others be truncated.
 CREATE OR REPLACE FUNCTION pg_sync._queue_part() RETURNS smallint
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_queue_part';
+COMMENT ON FUNCTION pg_sync._queue_part() IS
+    'Internal: the queue partition (0 to 2) new events go into, as this database''s delivery worker '
+    'published it (queue rotation); 0 until a worker did.';
 
 DO $$
 BEGIN
@@ -41,7 +44,9 @@ BEGIN
             last_error      text,
             last_status     int,
             first_attempt_at timestamptz,
-            part            smallint NOT NULL DEFAULT pg_sync._queue_part()
+            part            smallint NOT NULL DEFAULT pg_sync._queue_part(),
+            -- The writer's pg_sync.traceparent (W3C, validated when set); NULL: none.
+            traceparent     text
         ) PARTITION BY LIST (part);
         ALTER SEQUENCE pg_sync._queue_id_seq OWNED BY pg_sync._queue.id;
         -- Each partition's primary key leads with endpoint_id: the worker reads each endpoint's
@@ -70,3 +75,20 @@ BEGIN
     END IF;
 END
 $$;
+-- (Commented here, not in the DO block: an update comments the tables it finds too.)
+COMMENT ON TABLE pg_sync._queue IS
+    'Internal: the queue, one row per captured change and endpoint, until it is delivered or dead, '
+    'partitioned in three partitions that take turns (pg_sync.queue_rotation_interval). Read '
+    'through the view pg_sync.endpoint_status (pending, oldest_pending_age). Kept by pg_dump.';
+DO $$
+BEGIN
+    FOR p IN 0..2 LOOP
+        EXECUTE format('COMMENT ON TABLE pg_sync._queue_%s IS %L', p,
+                       format('Internal: partition %s of the queue pg_sync._queue (queue rotation: '
+                              'truncated once it is no longer current and its events left).', p));
+    END LOOP;
+END
+$$;
+COMMENT ON TABLE pg_sync._queue_rotation IS
+    'Internal: where the queue rotation stands (one row, written by the delivery worker): the '
+    'current partition, when it became current, and the queue sequence''s position then.';

@@ -8,6 +8,10 @@
 
 CREATE OR REPLACE FUNCTION pg_sync._ignore_replicated() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'pg_sync_ignore_replicated';
+COMMENT ON FUNCTION pg_sync._ignore_replicated() IS
+    'Internal: trigger function on pg_sync''s tables that skips changes a logical replication '
+    'worker applies to them (fires in replica-role sessions only): each server delivers only the '
+    'events it captured itself.';
 
 -- Created where missing, so that an update (which runs this file again) adds them to new tables
 -- and takes no lock on the tables that have them.

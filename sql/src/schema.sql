@@ -3,6 +3,10 @@
 -- allow_system_table_mods, which CREATE EXTENSION resets when the script ends.
 SET allow_system_table_mods = on;
 CREATE SCHEMA pg_sync;
+COMMENT ON SCHEMA pg_sync IS
+    'pg_sync: change data capture from tables to webhooks and Kafka. Functions to configure it '
+    '(executable by pgsync_admin), views and pg_sync.health() to watch it (readable by '
+    'pgsync_monitor); names starting with an underscore are internal.';
 RESET allow_system_table_mods;
 
 -- ---------------------------------------------------------------------------------------------

@@ -18,6 +18,12 @@ CREATE TABLE pg_sync._endpoints (
     paused_reason text,
     created_at    timestamptz NOT NULL DEFAULT now(),
     kafka_settings jsonb NOT NULL DEFAULT '{}', -- kafka:// endpoints: librdkafka settings
+    -- Request body format: 'webhook' ({"events": [...]}) or 'cloudevents' (JSON batch mode).
+    format        text NOT NULL DEFAULT 'webhook',
+    -- pg_sync.rotate_secret(): the previous secret signs too until previous_secret_until; the
+    -- delivery worker erases it after that.
+    previous_secret       text,
+    previous_secret_until timestamptz,
     -- https:// endpoints: client certificate (PEM, with its chain), its private key (PEM, a
     -- secret) and a CA bundle (PEM) trusted instead of the system's; NULL: none.
     tls_client_cert text,
@@ -26,6 +32,10 @@ CREATE TABLE pg_sync._endpoints (
     -- http(s) endpoints: OAuth2 client credentials (core/oauth2.hpp); '{}': none.
     oauth2        jsonb NOT NULL DEFAULT '{}'
 );
+COMMENT ON TABLE pg_sync._endpoints IS
+    'Internal: the endpoints (pg_sync.create_endpoint()), with their URL, headers, secret and Kafka '
+    'settings. Read through the view pg_sync.endpoints, which shows no secret nor header value; '
+    'changed only through pg_sync''s functions. Kept by pg_dump.';
 
 -- One row per (table, endpoint). Column lists are kept by name (what the capture trigger and
 -- pg_dump use) and by attribute number (so RENAME COLUMN can be followed); attnums_of records
@@ -47,6 +57,10 @@ CREATE TABLE pg_sync._tracked (
     filter_settings text[],
     PRIMARY KEY (tbl, endpoint_id)
 );
+COMMENT ON TABLE pg_sync._tracked IS
+    'Internal: one row per tracked table and endpoint (pg_sync.track()): events, columns, key '
+    'columns and filter, with the filter''s author and session settings. Read through the view '
+    'pg_sync.tracked_tables; changed only through pg_sync''s functions. Kept by pg_dump.';
 
 -- The queue's ids. The queue itself is created in sql/src/queue.sql (at install and updates).
 CREATE SEQUENCE pg_sync._queue_id_seq AS bigint;
@@ -69,8 +83,13 @@ CREATE TABLE pg_sync._dead_letters (
     last_error       text,
     first_attempt_at timestamptz,
     dead_at          timestamptz NOT NULL DEFAULT now(),
+    traceparent      text, -- the writer's pg_sync.traceparent, as in the queue
     PRIMARY KEY (endpoint_id, id)
 );
+COMMENT ON TABLE pg_sync._dead_letters IS
+    'Internal: events that failed max_attempts times, with their last error; later events of their '
+    'key wait behind them. Read through the view pg_sync.dead_letters; pg_sync.redeliver() and '
+    'pg_sync.purge_dead() release them. Kept by pg_dump.';
 
 -- Delivery counters and state per endpoint, written by the delivery worker. No foreign key: the
 -- worker must never fail on an endpoint dropped while its request was in flight.
@@ -88,6 +107,10 @@ CREATE TABLE pg_sync._endpoint_state (
     next_attempt_at       timestamptz,
     updated_at            timestamptz NOT NULL DEFAULT now()
 );
+COMMENT ON TABLE pg_sync._endpoint_state IS
+    'Internal: delivery counters and state per endpoint (delivered, failed attempts, circuit, next '
+    'attempt), written by the delivery worker at most every 200 ms. Read through the view '
+    'pg_sync.endpoint_status.';
 ALTER TABLE pg_sync._endpoint_state SET (fillfactor = 50); -- room for HOT updates
 
 -- The last pg_sync.recent_attempts_size HTTP attempts, as a ring: the worker overwrites slot
@@ -102,6 +125,9 @@ CREATE TABLE pg_sync._attempts (
     error       text,
     lag_ms      float8 -- commit (capture) of the oldest event to the answer
 );
+COMMENT ON TABLE pg_sync._attempts IS
+    'Internal: the last pg_sync.recent_attempts_size requests, as a ring of slots the delivery '
+    'worker overwrites. Read through the view pg_sync.recent_attempts.';
 ALTER TABLE pg_sync._attempts SET (fillfactor = 50);
 
 -- Backfill jobs (pg_sync.backfill(), sql/src/backfill.sql).
@@ -125,6 +151,9 @@ CREATE TABLE pg_sync._backfills (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     finished_at   timestamptz
 );
+COMMENT ON TABLE pg_sync._backfills IS
+    'Internal: backfill jobs (pg_sync.backfill()) and their progress, written by the backfill '
+    'worker. Read through the view pg_sync.backfills.';
 CREATE UNIQUE INDEX _backfills_one_running ON pg_sync._backfills (tbl, endpoint_id) WHERE state = 'running';
 
 SELECT pg_catalog.pg_extension_config_dump('pg_sync._endpoints', '');

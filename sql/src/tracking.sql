@@ -76,6 +76,10 @@ BEGIN
     PERFORM pg_sync._config_changed();
 END
 $$;
+COMMENT ON FUNCTION pg_sync._reconcile(regclass) IS
+    'Internal: after DDL, re-reads a tracked table''s configuration against its columns: follows '
+    'RENAME COLUMN, forgets dropped payload columns, and refuses (aborting the DDL) a change that '
+    'would break tracking (a dropped key column, no primary key, a filter that no longer compiles).';
 
 -- The current name of a tracked column: the same name if it still exists, else the column
 -- now at its attribute number (a rename), else NULL (dropped).
@@ -87,6 +91,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         (SELECT a.attname::text FROM pg_attribute a
           WHERE a.attrelid = tbl AND a.attnum = old_attnum AND a.attnum > 0 AND NOT a.attisdropped))
 $$;
+COMMENT ON FUNCTION pg_sync._current_name(regclass, text, smallint) IS
+    'Internal: the current name of a tracked column: the same name if it still exists, else the '
+    'column now at its attribute number (a rename), else NULL (dropped).';
 
 -- pg_sync.track() is C (src/pg/sql_api.cpp): it checks the caller's rights on the table, then
 -- runs this as the extension's owner, passing the caller as `caller`: a filter runs with the
@@ -194,11 +201,19 @@ BEGIN
     PERFORM pg_sync._config_changed();
 END
 $$;
+COMMENT ON FUNCTION pg_sync._track(regclass, text, text[], text[], text[], text, regrole) IS
+    'Internal: the body of pg_sync.track(), run as the extension''s owner with the caller, who '
+    'becomes the filter''s author, as its last argument.';
 
 CREATE OR REPLACE FUNCTION pg_sync.track(
     tbl regclass, endpoint text, events text[] DEFAULT '{insert,update,delete}',
     columns text[] DEFAULT NULL, key_columns text[] DEFAULT NULL, filter text DEFAULT NULL)
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_track';
+COMMENT ON FUNCTION pg_sync.track(regclass, text, text[], text[], text[], text) IS
+    'Starts (or reconfigures) capture of a table for an endpoint: events (insert, update, delete, '
+    'truncate), columns sent (NULL: all), key_columns (NULL: the primary key), and a filter (a '
+    'boolean SQL expression over NEW and OLD, run with the rights of the role that wrote it). The '
+    'caller needs SELECT on the table. For pgsync_admin.';
 
 CREATE OR REPLACE FUNCTION pg_sync.untrack(tbl regclass, endpoint text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -228,3 +243,6 @@ BEGIN
     PERFORM pg_sync._config_changed();
 END
 $$;
+COMMENT ON FUNCTION pg_sync.untrack(regclass, text) IS
+    'Stops capture of a table for one endpoint, or for all when endpoint is NULL, after waiting for '
+    'open transactions that wrote to it; events already queued stay queued. For pgsync_admin.';

@@ -14,6 +14,11 @@ SELECT e.name,
        e.batch_size, e.max_attempts, e.timeout_ms, e.max_in_flight, e.retry_base_ms,
        e.retry_max_ms, e.paused, e.paused_reason, e.created_at,
        ARRAY(SELECT k FROM jsonb_object_keys(e.kafka_settings) k ORDER BY k) AS kafka_setting_names,
+       e.format,
+       -- A secret rotation in progress (pg_sync.rotate_secret): until when the previous secret
+       -- signs too; NULL when none is.
+       CASE WHEN e.previous_secret IS NOT NULL AND e.previous_secret_until > now()
+            THEN e.previous_secret_until END AS secret_rotation_until,
        -- TLS: whether a client key is set (never the key), when the client certificate expires,
        -- whether a CA bundle replaces the system's.
        e.tls_client_key IS NOT NULL AS has_tls_client_key,
@@ -26,6 +31,40 @@ SELECT e.name,
                    ELSE jsonb_build_object('token_url', pg_sync._url_origin(e.oauth2 ->> 'token_url') || '/...') END
        END AS oauth2
   FROM pg_sync._endpoints e;
+COMMENT ON VIEW pg_sync.endpoints IS
+    'The endpoints and their settings, without secrets or header values (for monitors, of a URL '
+    'only its origin). Readable by pgsync_monitor.';
+COMMENT ON COLUMN pg_sync.endpoints.name IS 'The endpoint''s name';
+COMMENT ON COLUMN pg_sync.endpoints.url IS
+    'Its URL: webhook (http, https) or kafka://brokers/topic; for monitors only its origin followed '
+    'by /...';
+COMMENT ON COLUMN pg_sync.endpoints.header_names IS
+    'Names of the HTTP headers sent with each request (their values are never shown)';
+COMMENT ON COLUMN pg_sync.endpoints.has_secret IS
+    'Whether requests are signed (Standard Webhooks: webhook-id, webhook-timestamp, '
+    'webhook-signature)';
+COMMENT ON COLUMN pg_sync.endpoints.batch_size IS 'Events per request at most';
+COMMENT ON COLUMN pg_sync.endpoints.max_attempts IS
+    'Failed attempts after which an event becomes a dead letter';
+COMMENT ON COLUMN pg_sync.endpoints.timeout_ms IS
+    'Timeout of one request, in milliseconds (Kafka: message.timeout.ms)';
+COMMENT ON COLUMN pg_sync.endpoints.max_in_flight IS 'Requests sent at once at most';
+COMMENT ON COLUMN pg_sync.endpoints.retry_base_ms IS
+    'Retry delay base, in milliseconds: the n-th retry waits up to retry_base_ms * 2^(n-1) (full '
+    'jitter)';
+COMMENT ON COLUMN pg_sync.endpoints.retry_max_ms IS 'Longest retry delay, in milliseconds';
+COMMENT ON COLUMN pg_sync.endpoints.paused IS
+    'Whether sending is paused (pg_sync.pause_endpoint(), or by pg_sync: see paused_reason)';
+COMMENT ON COLUMN pg_sync.endpoints.paused_reason IS
+    'Why pg_sync paused the endpoint itself; NULL when paused by hand or not paused';
+COMMENT ON COLUMN pg_sync.endpoints.created_at IS 'When the endpoint was created';
+COMMENT ON COLUMN pg_sync.endpoints.kafka_setting_names IS
+    'Names of the librdkafka settings of a kafka:// endpoint (their values are never shown)';
+COMMENT ON COLUMN pg_sync.endpoints.format IS
+    'Request body format: webhook ({"events": [...]}) or cloudevents (CloudEvents 1.0 JSON batch)';
+COMMENT ON COLUMN pg_sync.endpoints.secret_rotation_until IS
+    'While a secret rotation is in progress (pg_sync.rotate_secret): until when the previous '
+    'secret signs too; NULL otherwise';
 COMMENT ON COLUMN pg_sync.endpoints.has_tls_client_key IS
     'Whether requests present a TLS client certificate (tls_client_cert with tls_client_key; the '
     'key is never shown)';
@@ -48,6 +87,20 @@ SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,
        t.key_columns IS NULL AS key_is_primary_key,
        CASE WHEN pg_sync._sees_data() THEN t.filter END AS filter
   FROM pg_sync._tracked t JOIN pg_sync._endpoints e ON e.id = t.endpoint_id;
+COMMENT ON VIEW pg_sync.tracked_tables IS
+    'Tracked tables, one row per table and endpoint, as pg_sync.track() configured them. Readable '
+    'by pgsync_monitor.';
+COMMENT ON COLUMN pg_sync.tracked_tables."table" IS 'The tracked table';
+COMMENT ON COLUMN pg_sync.tracked_tables.endpoint IS 'The endpoint its changes go to';
+COMMENT ON COLUMN pg_sync.tracked_tables.events IS
+    'Captured operations: insert, update, delete, truncate';
+COMMENT ON COLUMN pg_sync.tracked_tables.columns IS 'Columns sent in new and old; NULL: all';
+COMMENT ON COLUMN pg_sync.tracked_tables.key_columns IS
+    'Columns of the event key (the primary key unless key_columns was given)';
+COMMENT ON COLUMN pg_sync.tracked_tables.key_is_primary_key IS
+    'Whether the key is the table''s primary key';
+COMMENT ON COLUMN pg_sync.tracked_tables.filter IS
+    'The filter expression (over NEW and OLD); NULL for monitors and when there is none';
 
 -- pending = captured and not yet delivered nor dead (in flight and waiting to retry included).
 -- Nothing here scans the queue (docs/delivery.md, "Monitoring in constant time"):
@@ -88,6 +141,43 @@ SELECT e.name AS endpoint,
                     make_interval(secs => percentile_cont(0.99) WITHIN GROUP (ORDER BY lag_ms) / 1000) AS lag_p99
                FROM pg_sync._attempts WHERE status BETWEEN 200 AND 299 GROUP BY endpoint_id) l
          ON l.endpoint_id = e.id;
+COMMENT ON VIEW pg_sync.endpoint_status IS
+    'Delivery state of every endpoint: pending events, dead letters, lag, counters, circuit. Never '
+    'scans the queue (pending comes from counts in shared memory). Readable by pgsync_monitor.';
+COMMENT ON COLUMN pg_sync.endpoint_status.endpoint IS 'The endpoint''s name';
+COMMENT ON COLUMN pg_sync.endpoint_status.state IS
+    'active, retrying (the last request failed or a retry is due later), circuit_open, or paused';
+COMMENT ON COLUMN pg_sync.endpoint_status.pending IS
+    'Events captured (committed) and not yet delivered nor dead, in flight and waiting to retry '
+    'included; exact';
+COMMENT ON COLUMN pg_sync.endpoint_status.in_flight IS 'Events in requests awaiting an answer';
+COMMENT ON COLUMN pg_sync.endpoint_status.dead IS
+    'Dead letters of the endpoint (see pg_sync.dead_letters)';
+COMMENT ON COLUMN pg_sync.endpoint_status.oldest_pending_age IS
+    'Age of the oldest pending event (since its capture); NULL when none is pending';
+COMMENT ON COLUMN pg_sync.endpoint_status.delivered_total IS
+    'Events delivered (2xx, or Kafka records written) since the endpoint was created; written by '
+    'the worker at most every 200 ms';
+COMMENT ON COLUMN pg_sync.endpoint_status.failed_attempts_total IS
+    'Requests that failed since the endpoint was created';
+COMMENT ON COLUMN pg_sync.endpoint_status.last_success_at IS 'When a request last succeeded';
+COMMENT ON COLUMN pg_sync.endpoint_status.last_failure_at IS 'When a request last failed';
+COMMENT ON COLUMN pg_sync.endpoint_status.last_error IS
+    'The last failure''s error (for monitors its class only, such as HTTP 500 or timeout)';
+COMMENT ON COLUMN pg_sync.endpoint_status.last_status IS
+    'HTTP status of the last failed request; NULL when it got no answer';
+COMMENT ON COLUMN pg_sync.endpoint_status.consecutive_failures IS
+    'Failed requests in a row (pg_sync.circuit_failure_threshold opens the circuit)';
+COMMENT ON COLUMN pg_sync.endpoint_status.next_attempt_at IS
+    'The earliest scheduled retry or the circuit''s reopening; NULL when none is due later';
+COMMENT ON COLUMN pg_sync.endpoint_status.paused_reason IS
+    'Why pg_sync paused the endpoint itself; NULL otherwise';
+COMMENT ON COLUMN pg_sync.endpoint_status.lag_p50 IS
+    'Median time from capture to a 2xx answer, over the endpoint''s recent successful attempts '
+    '(pg_sync.recent_attempts)';
+COMMENT ON COLUMN pg_sync.endpoint_status.lag_p99 IS
+    '99th percentile of the time from capture to a 2xx answer, over the endpoint''s recent '
+    'successful attempts';
 
 -- The last pg_sync.recent_attempts_size HTTP requests of every endpoint, newest first.
 CREATE OR REPLACE VIEW pg_sync.recent_attempts AS
@@ -96,6 +186,19 @@ SELECT e.name AS endpoint, a.started_at, a.events, a.status,
        make_interval(secs => a.lag_ms / 1000) AS lag
   FROM pg_sync._attempts a JOIN pg_sync._endpoints e ON e.id = a.endpoint_id
  ORDER BY a.finished_at DESC;
+COMMENT ON VIEW pg_sync.recent_attempts IS
+    'The last pg_sync.recent_attempts_size requests of this database (HTTP requests, or sets of '
+    'Kafka records), newest first; a ring that never grows. Readable by pgsync_monitor.';
+COMMENT ON COLUMN pg_sync.recent_attempts.endpoint IS 'The endpoint''s name';
+COMMENT ON COLUMN pg_sync.recent_attempts.started_at IS 'When the request was sent';
+COMMENT ON COLUMN pg_sync.recent_attempts.events IS 'Events in the request';
+COMMENT ON COLUMN pg_sync.recent_attempts.status IS
+    'HTTP status; NULL without an answer, and for Kafka';
+COMMENT ON COLUMN pg_sync.recent_attempts.duration IS 'From sending to the answer (or the failure)';
+COMMENT ON COLUMN pg_sync.recent_attempts.error IS
+    'Why it failed; NULL on success (for monitors its class only)';
+COMMENT ON COLUMN pg_sync.recent_attempts.lag IS
+    'From the capture of the request''s oldest event to the answer';
 
 CREATE OR REPLACE VIEW pg_sync.dead_letters AS
 SELECT d.id, e.name AS endpoint, d.tbl AS "table", d.op,
@@ -110,6 +213,29 @@ SELECT d.id, e.name AS endpoint, d.tbl AS "table", d.op,
                             AND (d.tbl IS NULL
                                  OR coalesce(has_table_privilege(to_regclass(d.tbl), 'SELECT'), false))
                             AS sees_data) v;
+COMMENT ON VIEW pg_sync.dead_letters IS
+    'Events that failed max_attempts times, with their last error; later events of their key wait '
+    'behind them until pg_sync.redeliver() or pg_sync.purge_dead(). Key and payload only for admins '
+    'who may read the table. Readable by pgsync_monitor.';
+COMMENT ON COLUMN pg_sync.dead_letters.id IS
+    'The event''s id (kept through redeliver(), so order per key holds)';
+COMMENT ON COLUMN pg_sync.dead_letters.endpoint IS 'The endpoint''s name';
+COMMENT ON COLUMN pg_sync.dead_letters."table" IS
+    'The table the change was captured from; NULL for emitted events';
+COMMENT ON COLUMN pg_sync.dead_letters.op IS
+    'insert, update, delete, truncate, snapshot (backfill) or emit';
+COMMENT ON COLUMN pg_sync.dead_letters.key IS
+    'The event key; NULL for monitors and for those who may not read the table';
+COMMENT ON COLUMN pg_sync.dead_letters.attempts IS 'Attempts made';
+COMMENT ON COLUMN pg_sync.dead_letters.last_status IS
+    'HTTP status of the last attempt; NULL when it got no answer';
+COMMENT ON COLUMN pg_sync.dead_letters.last_error IS
+    'The last attempt''s error (for monitors its class only)';
+COMMENT ON COLUMN pg_sync.dead_letters.first_attempt_at IS 'When the event was first sent';
+COMMENT ON COLUMN pg_sync.dead_letters.dead_at IS 'When it became a dead letter';
+COMMENT ON COLUMN pg_sync.dead_letters.payload IS
+    '{"new", "old"} rows, or {"type", "payload"} for emit; NULL for monitors and for those who may '
+    'not read the table';
 
 -- Backfills (pg_sync.backfill), running and finished, with their progress.
 CREATE OR REPLACE VIEW pg_sync.backfills AS
@@ -128,6 +254,32 @@ SELECT b.id, b.tbl AS "table", e.name AS endpoint, b.state,
                        FROM pg_class c
                       WHERE c.oid = b.tbl AND c.relkind = 'r'
                          OR c.oid IN (SELECT p.relid FROM pg_partition_tree(b.tbl) p WHERE p.isleaf)) t ON true;
+COMMENT ON VIEW pg_sync.backfills IS
+    'Backfills (pg_sync.backfill()), running and finished, with their progress. Readable by '
+    'pgsync_monitor.';
+COMMENT ON COLUMN pg_sync.backfills.id IS
+    'The backfill''s id (for cancel_backfill() and resume_backfill())';
+COMMENT ON COLUMN pg_sync.backfills."table" IS 'The table being sent';
+COMMENT ON COLUMN pg_sync.backfills.endpoint IS 'The endpoint''s name';
+COMMENT ON COLUMN pg_sync.backfills.state IS 'running, done, cancelled or failed';
+COMMENT ON COLUMN pg_sync.backfills.rows_scanned IS 'Rows read so far';
+COMMENT ON COLUMN pg_sync.backfills.rows_enqueued IS
+    'Rows queued as snapshot events so far (those the filter let through)';
+COMMENT ON COLUMN pg_sync.backfills.rows_estimated IS
+    'The planner''s estimate of the table''s rows; NULL before the table was analyzed';
+COMMENT ON COLUMN pg_sync.backfills.percent_done IS
+    'rows_scanned against rows_estimated (at most 99.9 until done); NULL when unknown';
+COMMENT ON COLUMN pg_sync.backfills.batch_rows IS 'Rows per page';
+COMMENT ON COLUMN pg_sync.backfills.batches IS 'Pages committed';
+COMMENT ON COLUMN pg_sync.backfills.last_key IS
+    'Page key of the last row read (NULL: from the start; NULL for monitors)';
+COMMENT ON COLUMN pg_sync.backfills.waiting_for IS
+    'Why the last attempt did not advance: delivery, row lock, retry; NULL when it did';
+COMMENT ON COLUMN pg_sync.backfills.last_error IS 'Why it failed (for monitors its class only)';
+COMMENT ON COLUMN pg_sync.backfills.requested_by IS 'The role that started or last resumed it';
+COMMENT ON COLUMN pg_sync.backfills.started_at IS 'When it started';
+COMMENT ON COLUMN pg_sync.backfills.updated_at IS 'When its progress last changed';
+COMMENT ON COLUMN pg_sync.backfills.finished_at IS 'When it finished, was cancelled or failed';
 
 -- Delivery workers of every database (like pg_stat_activity, the server's view).
 -- last_error: the worker's last failed pass (its class only, for monitors).
@@ -135,3 +287,13 @@ CREATE OR REPLACE VIEW pg_sync.workers AS
 SELECT w.database, w.pid, w.started_at, w.last_active_at, w.state,
        pg_sync._shown_error(w.last_error) AS last_error
   FROM pg_sync._worker_status() w;
+COMMENT ON VIEW pg_sync.workers IS
+    'The delivery workers of every database (like pg_stat_activity). Readable by pgsync_monitor.';
+COMMENT ON COLUMN pg_sync.workers.database IS 'The database the worker delivers for';
+COMMENT ON COLUMN pg_sync.workers.pid IS 'Its process id';
+COMMENT ON COLUMN pg_sync.workers.started_at IS 'When it started';
+COMMENT ON COLUMN pg_sync.workers.last_active_at IS 'When it last did something';
+COMMENT ON COLUMN pg_sync.workers.state IS
+    'starting, idle, delivering, or retrying (its last pass failed and is tried again)';
+COMMENT ON COLUMN pg_sync.workers.last_error IS
+    'The worker''s last failed pass (for monitors its class only); NULL when none';

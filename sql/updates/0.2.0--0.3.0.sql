@@ -23,13 +23,6 @@ DROP FUNCTION IF EXISTS pg_sync.alter_endpoint(text, text, jsonb, text, int, int
 DROP FUNCTION IF EXISTS pg_sync._alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, regrole);
 DROP FUNCTION IF EXISTS pg_sync._check_endpoint(text, text, jsonb, text, int, int, int, int, int, int);
 
--- TLS client certificates and private CAs, OAuth2 client credentials: new last parameters of
--- create_endpoint and alter_endpoint.
-ALTER TABLE pg_sync._endpoints ADD COLUMN IF NOT EXISTS tls_client_cert text,
-                               ADD COLUMN IF NOT EXISTS tls_client_key text,
-                               ADD COLUMN IF NOT EXISTS tls_ca text,
-                               ADD COLUMN IF NOT EXISTS oauth2 jsonb NOT NULL DEFAULT '{}';
-
 -- New signatures or OUT parameters (CREATE OR REPLACE cannot change them).
 DROP FUNCTION IF EXISTS pg_sync._check_filter(regclass, text);
 DROP FUNCTION IF EXISTS pg_sync._track(regclass, text, text[], text[], text[], text);
@@ -40,3 +33,18 @@ DROP FUNCTION IF EXISTS pg_sync._backfill_page(bigint);
 ALTER SEQUENCE pg_sync._queue_id_seq OWNED BY NONE;
 ALTER TABLE pg_sync._queue RENAME TO _queue_before_0_3_0;
 ALTER INDEX pg_sync._queue_pkey RENAME TO _queue_before_0_3_0_pkey;
+
+-- Endpoints: the request format (CloudEvents) and secret rotation (pg_sync.rotate_secret), new
+-- columns and a new last parameter `format` of create_endpoint, alter_endpoint and
+-- _alter_endpoint. Dead letters keep the writer's traceparent, as the queue (sql/src/queue.sql).
+ALTER TABLE pg_sync._endpoints ADD COLUMN IF NOT EXISTS format text NOT NULL DEFAULT 'webhook',
+                               ADD COLUMN IF NOT EXISTS previous_secret text,
+                               ADD COLUMN IF NOT EXISTS previous_secret_until timestamptz;
+
+-- TLS client certificates and private CAs, OAuth2 client credentials: new last parameters of
+-- create_endpoint, alter_endpoint and _alter_endpoint (after format).
+ALTER TABLE pg_sync._endpoints ADD COLUMN IF NOT EXISTS tls_client_cert text,
+                               ADD COLUMN IF NOT EXISTS tls_client_key text,
+                               ADD COLUMN IF NOT EXISTS tls_ca text,
+                               ADD COLUMN IF NOT EXISTS oauth2 jsonb NOT NULL DEFAULT '{}';
+ALTER TABLE pg_sync._dead_letters ADD COLUMN IF NOT EXISTS traceparent text;

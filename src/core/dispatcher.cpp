@@ -1,5 +1,6 @@
 #include "core/dispatcher.hpp"
 
+#include "core/cloudevents.hpp"
 #include "core/envelope.hpp"
 #include "core/kafka_config.hpp"
 #include "core/kafka_records.hpp"
@@ -40,6 +41,7 @@ envelope::EventView envelope_event(const QueuedEvent &q, std::string *captured_a
         e.captured_at = kTimestampShape;
     }
     e.key = view(q.key);
+    e.traceparent = view(q.traceparent);
     if (q.op == "emit") {
         e.type = view(q.type);
         e.payload = view(q.new_row); // emit keeps its payload in new_row
@@ -225,12 +227,14 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
                 m.key = scheduler::emit_key(view(q.key));
             else if (m.kind == scheduler::OrderKind::Row)
                 m.key = scheduler::row_key(q.table.value_or(""), q.key.value_or("null"));
-            m.bytes = envelope::event_size(envelope_event(q, nullptr)) + 1;
+            const envelope::EventView shape = envelope_event(q, nullptr);
+            m.bytes = (c.cloudevents ? cloudevents::event_size(shape, database_) : envelope::event_size(shape)) + 1;
             m.ready = true;
         }
         const std::string_view table =
             m.kind == scheduler::OrderKind::Emit || !q.table ? std::string_view() : std::string_view(*q.table);
-        scheduler::CandidateView e{q.id, m.kind, table, m.key, scheduler::State::Queued, q.next_attempt_ms, m.bytes};
+        scheduler::CandidateView e{q.id,   m.kind, table, m.key, scheduler::State::Queued, q.next_attempt_ms,
+                                   m.bytes, q.traceparent ? std::string_view(*q.traceparent) : std::string_view()};
         if (q.dead)
             e.state = scheduler::State::Dead;
         else if (!q.payload_loaded || ep.in_flight_ids.count(q.id))
@@ -277,12 +281,23 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
             for (const sink::Record &record : r.records)
                 f.body_bytes += record.value.size();
         } else {
-            envelope::append_body(r.body, body_events);
+            if (c.cloudevents) {
+                cloudevents::append_batch(r.body, body_events.data(), body_events.size(), database_);
+                r.content_type = std::string(cloudevents::kBatchContentType);
+            } else {
+                envelope::append_body(r.body, body_events);
+            }
             r.headers = c.header_lines;
             r.tls = c.tls;
             r.oauth2 = c.oauth2;
-            for (const signature::Header &h : signature::headers(f.webhook_id, now_s, r.body, c.key))
+            // A rotation in progress: the previous secret signs too, until the moment it ends.
+            const bool rotating = c.previous_key && now_ms < c.previous_key_until_ms;
+            for (const signature::Header &h :
+                 signature::headers(f.webhook_id, now_s, r.body, c.key, rotating ? c.previous_key : std::nullopt))
                 r.headers.push_back(h.line());
+            // Every event of a request is of one trace (scheduler.hpp, "Traces").
+            if (!body_events.empty() && body_events.front().traceparent)
+                r.headers.push_back("traceparent: " + std::string(*body_events.front().traceparent));
             f.body_bytes = r.body.size();
         }
         for (std::int64_t eid : f.ids)
@@ -433,6 +448,19 @@ std::vector<EndpointStats> Dispatcher::take_stats(std::int64_t now_ms) {
         ep.dirty = false;
     }
     return out;
+}
+
+std::vector<std::int32_t> Dispatcher::take_ended_rotations(std::int64_t now_ms) {
+    std::vector<std::int32_t> ended;
+    for (auto &kv : endpoints_) {
+        EndpointConfig &c = kv.second.config;
+        if (c.previous_key_until_ms != 0 && now_ms >= c.previous_key_until_ms) {
+            ended.push_back(kv.first);
+            c.previous_key.reset();
+            c.previous_key_until_ms = 0;
+        }
+    }
+    return ended;
 }
 
 bool Dispatcher::has_stats() const {

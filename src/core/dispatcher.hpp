@@ -35,6 +35,11 @@ struct EndpointConfig {
     std::string url;
     std::vector<std::string> header_lines; // "Name: value", validated when configured
     std::optional<std::string> key;        // decoded webhook secret; none: unsigned
+    // pg_sync.rotate_secret(): the previous secret, decoded, which also signs every request
+    // planned before previous_key_until_ms (unix ms), and none after it.
+    std::optional<std::string> previous_key;
+    std::int64_t previous_key_until_ms = 0;
+    bool cloudevents = false;              // format 'cloudevents' (core/cloudevents.hpp)
     std::string kafka_settings;            // kafka:// endpoints: librdkafka settings (JSON object)
     std::shared_ptr<const tls::Settings> tls;       // https:// endpoints: client certificate, CA; or null
     std::shared_ptr<const oauth2::Config> oauth2;   // http(s) endpoints: client credentials; or null
@@ -62,6 +67,7 @@ struct QueuedEvent {
     std::optional<std::string> table, key, new_row, old_row, type;
     std::uint64_t txid = 0;
     std::int64_t captured_at_us = 0; // unix microseconds
+    std::optional<std::string> traceparent; // the writer's pg_sync.traceparent; none: no trace
     int attempts = 0;
     std::int64_t next_attempt_ms = 0; // unix ms; 0: ready
     bool dead = false;                // a dead letter: only blocks its key
@@ -125,6 +131,13 @@ class Dispatcher {
   public:
     // scope: names this database for webhook-id (system identifier + database OID).
     Dispatcher(std::string scope, std::uint64_t seed, int failure_threshold);
+
+    // The database's name, for the source of CloudEvents (core/cloudevents.hpp).
+    void set_database(std::string name) { database_ = std::move(name); }
+
+    // Endpoints whose secret rotation ended (previous_key_until_ms <= now_ms): the previous
+    // secret signs nothing any more and is to be erased from the configuration. Forgets it here.
+    std::vector<std::int32_t> take_ended_rotations(std::int64_t now_ms);
 
     // Replaces the configuration. An endpoint that disappears forgets its in-flight requests
     // (their completions are ignored); a changed endpoint keeps them. Resumed endpoints (paused
@@ -209,6 +222,7 @@ class Dispatcher {
     static void release(Endpoint &ep, const InFlight &f); // the request is no longer in flight
 
     std::string scope_;
+    std::string database_;
     retry::Random random_;
     int failure_threshold_;
     std::map<std::int32_t, Endpoint> endpoints_;

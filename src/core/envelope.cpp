@@ -32,10 +32,7 @@ template <class Int> std::size_t integer_size(Int value) {
     return static_cast<std::size_t>(std::to_chars(buf, buf + sizeof buf, value).ptr - buf);
 }
 
-void append_string(std::string &out, std::string_view s) {
-    StringSink sink{out};
-    json::append_string(sink, s.data(), s.size());
-}
+void append_string(std::string &out, std::string_view s) { append_json_string(out, s); }
 
 void append_string_or_null(std::string &out, const std::optional<std::string_view> &s) {
     if (s)
@@ -65,10 +62,16 @@ constexpr std::string_view kOld = ",\"old\":";
 constexpr std::string_view kPayload = ",\"payload\":";
 constexpr std::string_view kTxid = ",\"txid\":";
 constexpr std::string_view kCapturedAt = ",\"captured_at\":";
+constexpr std::string_view kTraceparent = ",\"traceparent\":";
 constexpr std::string_view kBodyOpen = "{\"events\":[";
 constexpr std::string_view kBodyClose = "]}";
 
 } // namespace
+
+void append_json_string(std::string &out, std::string_view s) {
+    StringSink sink{out};
+    json::append_string(sink, s.data(), s.size());
+}
 
 void append_event(std::string &out, const EventView &e) {
     out.append(kId);
@@ -97,6 +100,10 @@ void append_event(std::string &out, const EventView &e) {
     append_integer(out, e.txid);
     out.append(kCapturedAt);
     append_string(out, e.captured_at);
+    if (e.traceparent) {
+        out.append(kTraceparent);
+        append_string(out, *e.traceparent);
+    }
     out.push_back('}');
 }
 
@@ -110,6 +117,8 @@ std::size_t event_size(const EventView &e) {
              (is_truncate(e) ? kNull.size() : fragment_size(e.key)) + kNew.size() + fragment_size(e.new_row) +
              kOld.size() + fragment_size(e.old_row);
     n += kTxid.size() + integer_size(e.txid) + kCapturedAt.size() + e.captured_at.size() + 2 + 1;
+    if (e.traceparent)
+        n += kTraceparent.size() + e.traceparent->size() + 2;
     return n;
 }
 

@@ -8,6 +8,9 @@
 //   {"id":1043,"op":"emit","type":"order.paid","key":"order-7","payload":{...},
 //    "txid":80512,"captured_at":"..."}
 //
+// An event whose writer set pg_sync.traceparent ends with ,"traceparent":"00-...-...-01" (after
+// captured_at); other events have no such field.
+//
 // Fields always appear in this order, with no spaces. JSON fragments (key, new, old, payload) are
 // copied verbatim: they come out of PostgreSQL's json/jsonb output and are valid JSON already, so
 // re-parsing them here would only cost time. Plain strings (op, table, type, captured_at) are
@@ -37,7 +40,11 @@ struct EventView {
     std::optional<std::string_view> payload; // JSON; emit only
     std::uint64_t txid = 0;
     std::string_view captured_at; // "2026-11-23T10:15:02.123456Z" (see below)
+    std::optional<std::string_view> traceparent; // W3C, validated when it was set; none: no trace
 };
+
+// Appends s as a JSON string, escaped as PostgreSQL's to_json escapes it (json_render.hpp).
+void append_json_string(std::string &out, std::string_view s);
 
 // Appends one EVENT object to out.
 void append_event(std::string &out, const EventView &event);

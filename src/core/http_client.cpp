@@ -354,7 +354,8 @@ void Client::submit(Request request) {
     t->header_cap = options_.max_header_bytes;
     t->started_us = now_us();
     t->arrival = ++arrivals_;
-    const std::string content_type = "Content-Type: " + t->request.content_type;
+    const std::string content_type =
+        "Content-Type: " + (t->request.content_type.empty() ? std::string("application/json") : t->request.content_type);
     curl_slist *h = curl_slist_append(nullptr, content_type.c_str());
     h = h ? curl_slist_append(h, "Expect:") : nullptr; // no 100-continue round trip on big bodies
     for (const std::string &line : t->request.headers)

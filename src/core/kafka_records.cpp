@@ -44,6 +44,8 @@ void build_records(const std::vector<envelope::EventView> &events, std::vector<s
         } else if (e.table) {
             r.headers.emplace_back("table", std::string(*e.table));
         }
+        if (e.traceparent)
+            r.headers.emplace_back("traceparent", std::string(*e.traceparent));
 
         if (emit) {
             // Keyed emits are ordered by their key; without one, with nothing.

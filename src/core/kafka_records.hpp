@@ -5,7 +5,8 @@
 //            JSON ({"id":7}), an emit's key argument as a JSON string ("order-7"); no key for a
 //            truncate or an emit without key
 //   value    the event object exactly as in a webhook body's events array (core/envelope.hpp)
-//   headers  id (decimal), op, and table (rows, truncates) or type (emits)
+//   headers  id (decimal), op, and table (rows, truncates) or type (emits); traceparent when the
+//            writer set pg_sync.traceparent
 //   after    the records of the same request that must be written first: the per-key order of
 //            core/scheduler.hpp, inside a request (a row waits for the previous record of its
 //            key or the previous truncate of its table, whichever is later; a truncate for every

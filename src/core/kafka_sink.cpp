@@ -38,7 +38,17 @@ std::string printable(const char *s, std::size_t max = 200) {
 
 enum class Slot : std::uint8_t { Waiting, Ready, InFlight, Written, Failed, Rejected };
 
+// A success report without the record's offset (see acknowledged_at_offset): a transient failure
+// (transport_of: Other), so that the record goes again.
+constexpr int kNotAtOffset = RD_KAFKA_RESP_ERR__INCONSISTENT;
+constexpr const char *kNotAtOffsetDetail =
+    "acknowledged without an offset (librdkafka inferred it from a later batch): sent again";
+
 } // namespace
+
+bool acknowledged_at_offset(int kafka_error, int status, std::int64_t offset) noexcept {
+    return kafka_error == RD_KAFKA_RESP_ERR_NO_ERROR && status == RD_KAFKA_MSG_STATUS_PERSISTED && offset >= 0;
+}
 
 retry::Transport transport_of(int kafka_error) noexcept {
     switch (static_cast<rd_kafka_resp_err_t>(kafka_error)) {
@@ -150,8 +160,15 @@ void on_delivery(rd_kafka_t *, const rd_kafka_message_t *message, void *opaque) 
     auto *record = static_cast<Sink::Pending::Record *>(message->_private);
     if (p->records > 0)
         p->records--;
+    int error = message->err;
+    const char *detail = nullptr;
+    if (error == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        !acknowledged_at_offset(message->err, rd_kafka_message_status(message), message->offset)) {
+        error = kNotAtOffset;
+        detail = kNotAtOffsetDetail;
+    }
     try {
-        p->sink->on_report(*record->owner, record->index, message->err, nullptr);
+        p->sink->on_report(*record->owner, record->index, error, detail);
     } catch (...) {
         callback_failure = std::current_exception();
     }

@@ -29,6 +29,9 @@
 // order). A record that timed out in flight may still be written by the broker: that is a
 // duplicate of the same event id, never a reordering, since nothing after it was sent.
 //
+// Written: a report without error that gives the record's offset (acknowledged_at_offset below);
+// a success that librdkafka inferred without a broker's offset is sent again.
+//
 // Errors: a record refused for good (too large, unknown topic or partition, invalid record,
 // topic or cluster authorization failed) is Rejected (a dead letter); anything else is
 // transient (timeouts, connections, leaders, authentication) and the request is retried with
@@ -58,6 +61,18 @@ struct Options {
 // A librdkafka error code (rd_kafka_resp_err_t) as the retry policy sees it: Rejected for the
 // errors that another attempt cannot fix, else a transient category.
 retry::Transport transport_of(int kafka_error) noexcept;
+
+// Whether a delivery report (its err, rd_kafka_message_status() and offset) says that a broker
+// wrote the record: no error, RD_KAFKA_MSG_STATUS_PERSISTED and the offset the broker gave it.
+// librdkafka's idempotent producer also reports success without an offset when it did not hear
+// it from a broker: a batch that failed (even with an error that says "not persisted") is
+// "implicitly acknowledged" when a later batch of its partition succeeds, on the grounds that a
+// broker accepts a producer's sequence numbers only without gaps; and DUPLICATE_SEQUENCE_NUMBER
+// counts as success. A broker that does not check the sequence (librdkafka's mock cluster checks
+// it only for transactional producers) or a gap accepted anyway thus loses the record while
+// librdkafka reports it written. Such a report is taken as not written: the record is sent again
+// (at worst a duplicate of the same event id, never a loss).
+bool acknowledged_at_offset(int kafka_error, int status, std::int64_t offset) noexcept;
 
 class Sink final : public sink::Sink {
   public:

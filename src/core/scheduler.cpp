@@ -84,10 +84,21 @@ bool Planner::add(const CandidateView &e, std::size_t index, std::int64_t now_ms
                 got = need;
         } else if (!batches_.empty() && fits(batches_.size() - 1, e)) {
             got = static_cast<Slot>(batches_.size() - 1);
-        } else if (batches_.size() < slots_) {
-            batches_.emplace_back();
-            ++open_;
-            got = static_cast<Slot>(batches_.size() - 1);
+        } else {
+            // An open request of the event's trace, when the newest is of another (without
+            // traces an event never joins an older request), else a new request.
+            if (!batches_.empty() && batches_.back().trace != e.trace)
+                for (std::size_t b = batches_.size() - 1; b-- > 0;)
+                    if (fits(b, e)) {
+                        got = static_cast<Slot>(b);
+                        break;
+                    }
+            if (got < 0 && batches_.size() < slots_) {
+                batches_.emplace_back();
+                batches_.back().trace = e.trace;
+                ++open_;
+                got = static_cast<Slot>(batches_.size() - 1);
+            }
         }
     }
 
@@ -111,7 +122,7 @@ bool Planner::add(const CandidateView &e, std::size_t index, std::int64_t now_ms
 
 bool Planner::fits(std::size_t b, const CandidateView &e) const {
     const Batch &batch = batches_[b];
-    if (batch.events.size() >= limits_.batch_size)
+    if (batch.events.size() >= limits_.batch_size || batch.trace != e.trace)
         return false;
     const std::size_t cap = limits_.max_request_bytes;
     return cap == 0 || batch.events.empty() || (batch.bytes <= cap && e.bytes <= cap - batch.bytes);

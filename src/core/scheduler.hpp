@@ -16,6 +16,13 @@
 // a request succeeds or fails as a whole, so they are delivered, retried and dead-lettered together.
 // Delivered events are gone from the queue, so they are not in the input and hold nothing back.
 //
+// Traces. An event may belong to a trace (the W3C traceparent its writer set, sent as the
+// request's traceparent header): a request carries the events of one trace only (events without
+// trace are a trace of their own), so that the header is true of every event in it. An event that
+// must join its predecessor's request (same key) and cannot because that request is of another
+// trace waits, as when the request is full: per-key order is kept, it goes after the predecessor's
+// answer.
+//
 // No head-of-line blocking: a held-back event blocks only its own domains; the scan goes on with
 // other keys. Request content is in id order; requests of one plan carry unrelated events, so they
 // may complete in any order.
@@ -56,6 +63,7 @@ struct Candidate {
     State state = State::Queued;
     std::int64_t next_attempt_at_ms = 0; // 0: ready at once
     std::size_t bytes = 0;               // rendered size of the event in the request body
+    std::string trace;                   // traceparent; empty: none
 };
 
 // A Candidate as views: what Planner::add reads (the caller keeps the strings in place).
@@ -67,6 +75,7 @@ struct CandidateView {
     State state = State::Queued;
     std::int64_t next_attempt_at_ms = 0;
     std::size_t bytes = 0;
+    std::string_view trace;
 };
 
 // Ordering keys. Rows and emits live in separate namespaces (first byte 'r' / 'e'); the table is
@@ -97,6 +106,7 @@ Limits probe_only(Limits limits, std::size_t probe_events = 1);
 struct Batch {
     std::vector<std::size_t> events; // indexes into the input, increasing (so ids increase)
     std::size_t bytes = 0;           // sum of Candidate::bytes
+    std::string_view trace;          // the trace of its events (a view into the caller's strings)
 };
 
 // plan(), fed one event at a time in increasing id order, so that a caller can build candidates
@@ -113,7 +123,8 @@ class Planner {
     // std::invalid_argument when ids do not strictly increase. Returns open().
     bool add(const CandidateView &e, std::size_t index, std::int64_t now_ms);
     bool add(const Candidate &e, std::size_t index, std::int64_t now_ms) {
-        return add(CandidateView{e.id, e.kind, e.table, e.key, e.state, e.next_attempt_at_ms, e.bytes}, index, now_ms);
+        return add(CandidateView{e.id, e.kind, e.table, e.key, e.state, e.next_attempt_at_ms, e.bytes, e.trace}, index,
+                   now_ms);
     }
     std::vector<Batch> take() { return std::move(batches_); }
 
@@ -144,7 +155,9 @@ class Planner {
 // Requests to send now, at most min(max_requests, max_in_flight - in_flight_requests) of them,
 // each non-empty and in id order. Events are placed greedily in id order: an event with no
 // predecessor in this plan goes into the newest request (a new one when that is full); an event
-// whose predecessors are in request b goes into b or, when b is full, waits.
+// whose predecessors are in request b goes into b or, when b is full or of another trace, waits.
+// An event of another trace than the newest request goes into an open request of its trace, or
+// a new one.
 //
 // `pending` holds the endpoint's events in increasing id order; a prefix of the queue (lowest ids
 // first) is a valid input, a sample with gaps is not (a missing predecessor would be taken as

@@ -128,13 +128,17 @@ std::string sign(std::string_view key, std::string_view msg_id, std::int64_t tim
 std::string Header::line() const { return name + ": " + value; }
 
 std::vector<Header> headers(std::string_view msg_id, std::int64_t timestamp, std::string_view body,
-                            const std::optional<std::string> &key) {
+                            const std::optional<std::string> &key, const std::optional<std::string> &previous_key) {
     std::vector<Header> out;
     out.reserve(3);
     out.push_back({std::string(kIdHeader), std::string(msg_id)});
     out.push_back({std::string(kTimestampHeader), decimal(timestamp)});
-    if (key)
-        out.push_back({std::string(kSignatureHeader), sign(*key, msg_id, timestamp, body)});
+    if (key) {
+        std::string value = sign(*key, msg_id, timestamp, body);
+        if (previous_key)
+            value += " " + sign(*previous_key, msg_id, timestamp, body);
+        out.push_back({std::string(kSignatureHeader), std::move(value)});
+    }
     return out;
 }
 

@@ -6,7 +6,9 @@
 //   webhook-signature: v1,<base64 HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<body>")>
 //
 // The key is the base64-decoded part of the endpoint's secret after "whsec_". The signature is
-// sent only when the endpoint has a secret.
+// sent only when the endpoint has a secret. While a secret is being rotated
+// (pg_sync.rotate_secret), the header carries two signatures, space-separated as the
+// specification allows: "v1,<with the new secret> v1,<with the previous one>".
 //
 // Retries: the webhook-id is the same for every attempt of the same request (receivers dedupe
 // on it), while the timestamp is that of each attempt and the signature is recomputed with it,
@@ -44,9 +46,11 @@ struct Header {
     std::string line() const;
 };
 
-// webhook-id, webhook-timestamp and, when key is given, webhook-signature, in that order.
+// webhook-id, webhook-timestamp and, when key is given, webhook-signature, in that order. With
+// previous_key too (a rotation in progress), webhook-signature holds both signatures, key's first.
 std::vector<Header> headers(std::string_view msg_id, std::int64_t timestamp, std::string_view body,
-                            const std::optional<std::string> &key);
+                            const std::optional<std::string> &key,
+                            const std::optional<std::string> &previous_key = std::nullopt);
 
 // The webhook-id of a request carrying these events, in body order:
 //

@@ -57,12 +57,12 @@ struct Request {
     std::uint64_t token = 0; // the caller's handle, returned in the Completion
     std::string url;
     std::vector<std::string> headers; // "Name: value" lines (HTTP adds Content-Type itself)
+    std::string content_type;         // HTTP: the body's media type; empty: application/json
     std::string body;                 // HTTP: {"events":[...]}; empty when records are given
     std::vector<Record> records;      // record transports (kafka:// URLs): one per event, in id order
     std::string settings;             // the transport's own settings (Kafka: a JSON object), or empty
     long timeout_ms = 10000; // connect and total, counted from the moment the transport starts it
     std::int64_t group = 0;  // fair-share unit (the worker: the endpoint id)
-    std::string content_type = "application/json"; // HTTP
     // HTTP: client certificate, key and CA bundle of the endpoint (core/tls_config.hpp); null: none.
     std::shared_ptr<const tls::Settings> tls;
     // HTTP: OAuth2 client credentials (core/oauth2.hpp); core/oauth2_sink.hpp adds the token and

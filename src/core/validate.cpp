@@ -287,6 +287,42 @@ Problem transport_options(std::string_view url, bool has_headers, bool has_secre
     return {};
 }
 
+Problem format(std::string_view url, std::string_view format) {
+    if (format != kFormatWebhook && format != kFormatCloudEvents)
+        return problem("format must be \"webhook\" or \"cloudevents\"", "The value given is \"" + shown(format) + "\".",
+                       "\"webhook\" sends {\"events\": [...]}; \"cloudevents\" sends a CloudEvents JSON batch.");
+    if (format == kFormatCloudEvents && kafka::is_kafka_url(url))
+        return problem("a kafka endpoint has no format", "Kafka records carry one event each, as in the webhook format.",
+                       "Pass format => 'webhook' (the default).");
+    return {};
+}
+
+Problem traceparent(std::string_view v) {
+    const std::string hint = "A W3C traceparent is \"00-\" + 32 lower-case hex digits (trace-id) + \"-\" + 16 "
+                             "(parent-id) + \"-\" + 2 (flags), e.g. "
+                             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.";
+    if (v.empty())
+        return {};
+    auto hex = [](std::string_view s) {
+        for (char c : s)
+            if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                return false;
+        return true;
+    };
+    auto zeros = [](std::string_view s) { return s.find_first_not_of('0') == std::string_view::npos; };
+    if (v.size() != 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || !hex(v.substr(0, 2)) ||
+        !hex(v.substr(3, 32)) || !hex(v.substr(36, 16)) || !hex(v.substr(53, 2)))
+        return problem("invalid traceparent \"" + shown(v.substr(0, 80)) + "\"", {}, hint);
+    if (v.substr(0, 2) != "00")
+        return problem("unsupported traceparent version \"" + std::string(v.substr(0, 2)) + "\"",
+                       "Only version 00 is known.", hint);
+    if (zeros(v.substr(3, 32)))
+        return problem("invalid traceparent: the trace-id is all zeros", {}, hint);
+    if (zeros(v.substr(36, 16)))
+        return problem("invalid traceparent: the parent-id is all zeros", {}, hint);
+    return {};
+}
+
 Problem in_range(const Range &r, long value) {
     if (value < r.min || value > r.max)
         return problem(std::string(r.name) + " must be between " + std::to_string(r.min) + " and " +

@@ -60,6 +60,17 @@ Problem in_range(const Range &r, long value);
 // retry_base_ms <= retry_max_ms
 Problem retry_bounds(long base_ms, long max_ms);
 
+// Request body format of an endpoint: "webhook" ({"events":[...]}) or "cloudevents" (CloudEvents
+// JSON batch mode, core/cloudevents.hpp). A kafka:// endpoint writes one record per event and
+// has no request body: it takes only "webhook" (the default).
+inline constexpr std::string_view kFormatWebhook = "webhook";
+inline constexpr std::string_view kFormatCloudEvents = "cloudevents";
+Problem format(std::string_view url, std::string_view format);
+// W3C Trace Context traceparent, version 00: "00-<32 hex trace-id>-<16 hex parent-id>-<2 hex
+// flags>", lower-case hex, neither id all zeros (https://www.w3.org/TR/trace-context/). The empty
+// string means "no trace" and is valid.
+Problem traceparent(std::string_view value);
+
 // Helpers exposed for tests.
 bool is_header_token(std::string_view name);
 bool is_reserved_header(std::string_view name);

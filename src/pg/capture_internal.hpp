@@ -129,6 +129,8 @@ void leave_role(SavedUser saved);
 // --- queue_writer.cpp ---
 // pg_sync.<name> (a relation of the extension); errors when the extension or it is missing.
 Oid own_relation(const char *name);
+// A new statement captures: reads the writer's pg_sync.traceparent for its rows (once, not per row).
+void queue_writer_new_statement();
 // Writes one queue row (and marks the worker to be woken at commit).
 void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datum new_row, Datum old_row,
                   bool key_null, bool new_null, bool old_null);

@@ -95,6 +95,7 @@ void accept_config_changes() {
     seen_statement_start = start;
     seen_command_id = cid;
     pg_sync::pg::capture_new_statement();
+    queue_writer_new_statement();
     AcceptInvalidationMessages();
 }
 

@@ -31,6 +31,7 @@
 #include "core/payload_gate.hpp"
 #include "core/signature.hpp"
 #include "core/tls_config.hpp"
+#include "core/validate.hpp"
 #include "pg/delivery.hpp"
 #include "pg/guard.hpp"
 #include "pg/queue_counters.hpp"
@@ -69,6 +70,7 @@ dispatch::QueuedEvent event_of(const qs::EventRow &r) {
     q.type = text(r.emit_type);
     q.txid = std::uint64_t(int_or(r.txid, 0));
     q.captured_at_us = int_or(r.captured_at, 0) + kUnixEpochShiftUs;
+    q.traceparent = text(r.traceparent);
     q.attempts = int(int_or(r.attempts, 0));
     q.next_attempt_ms = r.next_attempt_at.null ? 0 : unix_ms(r.next_attempt_at.value);
     if (OidIsValid(r.table) && ItemPointerIsValid(&r.tid))
@@ -80,7 +82,8 @@ dispatch::QueuedEvent event_of(const qs::EventRow &r) {
 // Memory an event read from the queue takes in the worker, roughly.
 std::size_t event_bytes(const dispatch::QueuedEvent &q) {
     auto len = [](const std::optional<std::string> &s) { return s ? s->size() : 0; };
-    return sizeof(q) + q.op.size() + len(q.table) + len(q.key) + len(q.new_row) + len(q.old_row) + len(q.type);
+    return sizeof(q) + q.op.size() + len(q.table) + len(q.key) + len(q.new_row) + len(q.old_row) + len(q.type) +
+           len(q.traceparent);
 }
 
 void load_endpoints(DeliveryWorker &w) {
@@ -97,6 +100,12 @@ void load_endpoints(DeliveryWorker &w) {
         c.url = text(r.url).value_or("");
         if (std::optional<std::string> secret = text(r.secret))
             c.key = signature::decode_secret(*secret);
+        // A secret rotation (pg_sync.rotate_secret): the previous secret signs until it ends.
+        if (std::optional<std::string> previous = text(r.previous_secret); previous && !r.previous_secret_until.null) {
+            c.previous_key = signature::decode_secret(*previous);
+            c.previous_key_until_ms = unix_ms(r.previous_secret_until.value);
+        }
+        c.cloudevents = text(r.format) == std::optional<std::string>(validate::kFormatCloudEvents);
         // (The columns are NOT NULL; the fallbacks are the defaults, written once.)
         namespace d = endpoint_defaults;
         c.batch_size = std::size_t(int_or(r.batch_size, d::batch_size));
@@ -410,6 +419,17 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
     }
     // Queue rotation sees this pass's deletes; the heads read below see its truncations.
     rotate_queue(w, unix_ms(now));
+
+    // Secret rotations that ended: the previous secret signs nothing from now on (the dispatcher
+    // checks the time for every request it plans) and is erased here. A row locked by a
+    // configuration change is skipped: the configuration is read again and the next pass retries.
+    const std::vector<std::int32_t> ended = w.dispatcher.take_ended_rotations(unix_ms(now));
+    if (!ended.empty()) {
+        int erased = 0;
+        postgres_call([&] { erased = qs::end_rotations(ended.data(), int(ended.size())); });
+        if (erased < int(ended.size()))
+            w.configured = false;
+    }
 
     bool reloaded = false;
     if (!w.configured || generation != w.config_generation) {

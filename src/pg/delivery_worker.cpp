@@ -100,8 +100,13 @@ extern "C" void pg_sync_worker_main(Datum arg) {
     StartTransactionCommand();
     const Oid extension_oid = get_extension_oid("pg_sync", true);
     const bool installed = OidIsValid(extension_oid);
+    // The database's name, for the source of CloudEvents (a database is not renamed while
+    // connected to).
+    char database[NAMEDATALEN] = {0};
+    if (const char *name = get_database_name(dboid))
+        strlcpy(database, name, sizeof database);
     if (installed)
-        ereport(LOG, (errmsg("pg_sync: delivery worker started for database \"%s\"", get_database_name(dboid))));
+        ereport(LOG, (errmsg("pg_sync: delivery worker started for database \"%s\"", database)));
     CommitTransactionCommand();
     if (!installed) {
         slot->no_extension = true;
@@ -121,6 +126,7 @@ extern "C" void pg_sync_worker_main(Datum arg) {
         DeliveryWorker *worker =
             new DeliveryWorker(scope, std::uint64_t(MyProcPid) ^ std::uint64_t(GetCurrentTimestamp()),
                                settings.circuit_failure_threshold, *transport);
+        worker->dispatcher.set_database(database);
         run_delivery_loop(*worker, slot, extension_oid, settings_reloaded);
     } catch (const std::exception &e) {
         snprintf(failure, sizeof failure, "%s", e.what());

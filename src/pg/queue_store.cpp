@@ -14,11 +14,14 @@ namespace {
 enum Statement {
     S_READ_ENDPOINTS,
     S_READ_HEAD,
+    S_READ_HEAD_UNTRACED,
     S_READ_DEAD_HEADS,
     S_DELETE_DELIVERED,
     S_SCHEDULE_RETRY,
     S_MOVE_TO_DEAD,
+    S_MOVE_TO_DEAD_UNTRACED,
     S_PAUSE_GONE,
+    S_END_ROTATIONS,
     S_WRITE_STATE,
     S_RESET_STATE,
     S_INSERT_ATTEMPTS,
@@ -44,21 +47,23 @@ struct StatementDef {
 
 // Result columns of the reads, in the order of the enums below.
 enum EndpointCol { E_ID, E_NAME, E_URL, E_SECRET, E_BATCH, E_ATTEMPTS, E_TIMEOUT, E_IN_FLIGHT, E_BASE, E_MAX,
-                   E_PAUSED, E_HEADERS, E_KAFKA, E_TLS_CERT, E_TLS_KEY, E_TLS_CA, E_OAUTH2, E_NCOLS };
+                   E_PAUSED, E_HEADERS, E_KAFKA, E_FORMAT, E_PREV_SECRET, E_PREV_UNTIL, E_TLS_CERT, E_TLS_KEY,
+                   E_TLS_CA, E_OAUTH2, E_NCOLS };
 const Column endpoint_columns[E_NCOLS] = {
     {"id", INT4OID},           {"name", TEXTOID},          {"url", TEXTOID},          {"secret", TEXTOID},
     {"batch_size", INT4OID},   {"max_attempts", INT4OID},  {"timeout_ms", INT4OID},   {"max_in_flight", INT4OID},
     {"retry_base_ms", INT4OID}, {"retry_max_ms", INT4OID}, {"paused", BOOLOID},       {"header_lines", TEXTOID},
-    {"kafka_settings", TEXTOID}, {"tls_client_cert", TEXTOID}, {"tls_client_key", TEXTOID},
+    {"kafka_settings", TEXTOID}, {"format", TEXTOID},        {"previous_secret", TEXTOID},
+    {"previous_secret_until", TIMESTAMPTZOID}, {"tls_client_cert", TEXTOID}, {"tls_client_key", TEXTOID},
     {"tls_ca", TEXTOID},         {"oauth2", TEXTOID}};
 
 enum EventCol { V_ID, V_OP, V_TBL, V_KEY, V_NEW, V_OLD, V_TYPE, V_TXID, V_CAPTURED, V_ATTEMPTS, V_NEXT, V_TABLEOID,
-                V_CTID, V_NCOLS };
+                V_CTID, V_TRACE, V_NCOLS };
 const Column event_columns[V_NCOLS] = {
     {"id", INT8OID},       {"op", TEXTOID},          {"tbl", TEXTOID},      {"key", JSONOID},
     {"new_row", JSONOID},  {"old_row", JSONOID},     {"emit_type", TEXTOID}, {"txid", XID8OID},
     {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}, {"next_attempt_at", TIMESTAMPTZOID},
-    {"tableoid", OIDOID},  {"ctid", TIDOID}};
+    {"tableoid", OIDOID},  {"ctid", TIDOID},         {"traceparent", TEXTOID}};
 constexpr int kDeadColumns = V_KEY + 1; // the dead-letter read has the first four
 
 const Column next_slot_columns[1] = {{"next_slot", INT4OID}};
@@ -70,6 +75,10 @@ const StatementDef statements[S_COUNT] = {
      "          FROM pg_catalog.jsonb_each_text(e.headers) h) AS header_lines,"
      // (through to_jsonb: a database not yet updated to 0.3.0 has no such column)
      "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'kafka_settings' AS kafka_settings,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'format' AS format,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'previous_secret' AS previous_secret,"
+     "       (pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'previous_secret_until')::pg_catalog.timestamptz"
+     "         AS previous_secret_until,"
      "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_client_cert' AS tls_client_cert,"
      "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_client_key' AS tls_client_key,"
      "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_ca' AS tls_ca,"
@@ -80,8 +89,14 @@ const StatementDef statements[S_COUNT] = {
     // would be an I/O conversion that detoasts every payload in the query, also of the events
     // the worker drops (in flight, blocked); these stay in TOAST until payload().
     // tableoid and ctid: where the row is, for the delete of delivered events (delete_delivered).
+    // traceparent: the writer's trace (pg_sync.traceparent); a queue from before 0.3.0 has none
+    // (S_READ_HEAD_UNTRACED, until ALTER EXTENSION UPDATE).
     {"SELECT id, op, tbl, key, new_row, old_row, emit_type, txid,"
-     "       captured_at, attempts, next_attempt_at, tableoid, ctid"
+     "       captured_at, attempts, next_attempt_at, tableoid, ctid, traceparent"
+     "  FROM pg_sync._queue WHERE endpoint_id = $1 ORDER BY id LIMIT $2",
+     2, {INT4OID, INT8OID}, SPI_OK_SELECT, event_columns, V_NCOLS},
+    {"SELECT id, op, tbl, key, new_row, old_row, emit_type, txid,"
+     "       captured_at, attempts, next_attempt_at, tableoid, ctid, NULL::pg_catalog.text AS traceparent"
      "  FROM pg_sync._queue WHERE endpoint_id = $1 ORDER BY id LIMIT $2",
      2, {INT4OID, INT8OID}, SPI_OK_SELECT, event_columns, V_NCOLS},
     // The first dead letter of each key (and each dead truncate) is enough to block what follows.
@@ -96,12 +111,24 @@ const StatementDef statements[S_COUNT] = {
      6, {INT4OID, INT8ARRAYOID, TIMESTAMPTZOID, TEXTOID, INT4OID, TIMESTAMPTZOID}, SPI_OK_UPDATE, nullptr, 0},
     {"WITH moved AS (DELETE FROM pg_sync._queue WHERE endpoint_id = $1 AND id = ANY ($2) RETURNING *)"
      " INSERT INTO pg_sync._dead_letters (id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid,"
+     "        captured_at, attempts, last_status, last_error, first_attempt_at, dead_at, traceparent)"
+     " SELECT id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid, captured_at, attempts + 1,"
+     "        $3, $4, coalesce(first_attempt_at, $5), now(), traceparent FROM moved",
+     5, {INT4OID, INT8ARRAYOID, INT4OID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_INSERT, nullptr, 0},
+    {"WITH moved AS (DELETE FROM pg_sync._queue WHERE endpoint_id = $1 AND id = ANY ($2) RETURNING *)"
+     " INSERT INTO pg_sync._dead_letters (id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid,"
      "        captured_at, attempts, last_status, last_error, first_attempt_at, dead_at)"
      " SELECT id, endpoint_id, op, tbl, key, new_row, old_row, emit_type, txid, captured_at, attempts + 1,"
      "        $3, $4, coalesce(first_attempt_at, $5), now() FROM moved",
      5, {INT4OID, INT8ARRAYOID, INT4OID, TEXTOID, TIMESTAMPTZOID}, SPI_OK_INSERT, nullptr, 0},
     {"UPDATE pg_sync._endpoints SET paused = true, paused_reason = $2 WHERE id = $1 AND NOT paused", 2,
      {INT4OID, TEXTOID}, SPI_OK_UPDATE, nullptr, 0},
+    // The end of secret rotations (pg_sync.rotate_secret): the previous secret is erased. Rows an
+    // alter_endpoint() or the like holds are skipped (the worker must not wait): tried again later.
+    {"UPDATE pg_sync._endpoints e SET previous_secret = NULL, previous_secret_until = NULL"
+     " WHERE e.id IN (SELECT s.id FROM pg_sync._endpoints s WHERE s.id = ANY ($1)"
+     "                   AND s.previous_secret_until <= pg_catalog.now() FOR NO KEY UPDATE SKIP LOCKED)",
+     1, {INT4ARRAYOID}, SPI_OK_UPDATE, nullptr, 0},
     {"INSERT INTO pg_sync._endpoint_state AS s (endpoint_id, delivered_total, failed_attempts_total,"
      "        last_success_at, last_failure_at, last_error, last_status, in_flight, consecutive_failures,"
      "        circuit, next_attempt_at, updated_at)"
@@ -137,6 +164,10 @@ const StatementDef statements[S_COUNT] = {
 };
 
 SPIPlanPtr plans[S_COUNT];
+// Whether this pass's queue and dead letters have the traceparent column (begin_pass), and the
+// head read of the cursor open_head() opened.
+bool traced = false;
+Statement head_statement = S_READ_HEAD;
 // Attribute numbers (1-based) of each read's columns, once checked; 0: not yet.
 constexpr int kMaxReadColumns = int(V_NCOLS) > int(E_NCOLS) ? int(V_NCOLS) : int(E_NCOLS);
 AttrNumber attnums[S_COUNT][kMaxReadColumns];
@@ -234,7 +265,8 @@ void read_event(HeapTuple tuple, TupleDesc desc, Statement s, int ncolumns, Even
     out->op = text_at(row, s, V_OP);
     out->tbl = text_at(row, s, V_TBL);
     out->key = text_at(row, s, V_KEY);
-    if (s == S_READ_HEAD) {
+    const bool head = s == S_READ_HEAD || s == S_READ_HEAD_UNTRACED;
+    if (head) {
         // Payloads stay unread (TOAST pointers in the held tuples) until payload().
         out->new_row = out->old_row = none;
         const int inew = attnums[s][V_NEW] - 1, iold = attnums[s][V_OLD] - 1;
@@ -252,7 +284,8 @@ void read_event(HeapTuple tuple, TupleDesc desc, Statement s, int ncolumns, Even
     out->next_attempt_at = ncolumns > V_NEXT ? int_at(row, s, V_NEXT) : null_int;
     out->table = InvalidOid;
     ItemPointerSetInvalid(&out->tid);
-    if (s == S_READ_HEAD) {
+    out->traceparent = ncolumns > V_TRACE ? text_at(row, s, V_TRACE) : none;
+    if (head) {
         const int itab = attnums[s][V_TABLEOID] - 1, itid = attnums[s][V_CTID] - 1;
         if (!row.nulls[itab] && !row.nulls[itid]) {
             out->table = DatumGetObjectId(row.values[itab]);
@@ -311,6 +344,11 @@ void begin_pass() {
         elog(ERROR, "pg_sync: SPI_connect failed");
     PushActiveSnapshot(GetTransactionSnapshot());
     pgstat_report_activity(STATE_RUNNING, "pg_sync delivery pass");
+    // A queue from before 0.3.0 (until ALTER EXTENSION UPDATE) has no traceparent column.
+    // (Without the schema, DROP EXTENSION ran: lock_extension() finds that out.)
+    const Oid nsp = get_namespace_oid("pg_sync", true);
+    const Oid queue = OidIsValid(nsp) ? get_relname_relid("_queue", nsp) : InvalidOid;
+    traced = OidIsValid(queue) && get_attnum(queue, "traceparent") != InvalidAttrNumber;
 }
 
 bool lock_extension(Oid extension_oid) {
@@ -456,7 +494,7 @@ void move_to_dead_letters(int32 endpoint_id, const int64 *ids, int n, int32 stat
     char nulls[6] = "     ";
     if (status == 0)
         nulls[2] = 'n';
-    run(S_MOVE_TO_DEAD, v, nulls);
+    run(traced ? S_MOVE_TO_DEAD : S_MOVE_TO_DEAD_UNTRACED, v, nulls);
     queue_counters_add(endpoint_id, -int64(SPI_processed)); // rows moved = rows deleted from the queue
 }
 
@@ -464,6 +502,15 @@ void pause_gone(int32 endpoint_id, const char *reason) {
     Datum v[2] = {Int32GetDatum(endpoint_id), CStringGetTextDatum(reason)};
     run(S_PAUSE_GONE, v, nullptr);
     ereport(LOG, (errmsg("pg_sync: endpoint %d paused: %s", endpoint_id, reason)));
+}
+
+int end_rotations(const int32 *endpoint_ids, int n) {
+    Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n + 1)));
+    for (int i = 0; i < n; ++i)
+        elems[i] = Int32GetDatum(endpoint_ids[i]);
+    Datum v[1] = {PointerGetDatum(construct_array(elems, n, INT4OID, 4, true, TYPALIGN_INT))};
+    run(S_END_ROTATIONS, v, nullptr);
+    return int(SPI_processed);
 }
 
 void trim_attempts(int size) {
@@ -552,6 +599,9 @@ int read_endpoints(EndpointRow **rows) {
         e.paused = int_at(row, s, E_PAUSED);
         e.header_lines = text_at(row, s, E_HEADERS);
         e.kafka_settings = text_at(row, s, E_KAFKA);
+        e.format = text_at(row, s, E_FORMAT);
+        e.previous_secret = text_at(row, s, E_PREV_SECRET);
+        e.previous_secret_until = int_at(row, s, E_PREV_UNTIL);
         e.tls_client_cert = text_at(row, s, E_TLS_CERT);
         e.tls_client_key = text_at(row, s, E_TLS_KEY);
         e.tls_ca = text_at(row, s, E_TLS_CA);
@@ -578,7 +628,8 @@ int read_dead_letter_heads(int32 endpoint_id, EventRow **rows) {
 
 Portal open_head(int32 endpoint_id, int64 window) {
     Datum v[2] = {Int32GetDatum(endpoint_id), Int64GetDatum(window)};
-    Portal cursor = SPI_cursor_open(nullptr, plan(S_READ_HEAD), v, nullptr, true);
+    head_statement = traced ? S_READ_HEAD : S_READ_HEAD_UNTRACED;
+    Portal cursor = SPI_cursor_open(nullptr, plan(head_statement), v, nullptr, true);
     if (!cursor)
         elog(ERROR, "pg_sync: could not open the queue cursor");
     return cursor;
@@ -591,8 +642,8 @@ int fetch_head(Portal cursor, long count, EventRow **rows) {
         *rows = nullptr;
         return 0;
     }
-    check_columns(S_READ_HEAD, SPI_tuptable->tupdesc);
-    const int n = read_events(S_READ_HEAD, rows);
+    check_columns(head_statement, SPI_tuptable->tupdesc);
+    const int n = read_events(head_statement, rows);
     return n;
 }
 

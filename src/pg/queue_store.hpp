@@ -41,6 +41,7 @@ struct EventRow {
     Int captured_at;     // TimestampTz
     Int attempts;
     Int next_attempt_at; // TimestampTz
+    Text traceparent;    // head reads: the writer's pg_sync.traceparent (NULL: none)
     Oid table;           // head reads: the table (or partition) the row is in, and its TID
     ItemPointerData tid;
 };
@@ -48,7 +49,8 @@ struct EventRow {
 // A row of pg_sync._endpoints, headers joined as "Name: value" lines separated by '\n'.
 struct EndpointRow {
     Int id, batch_size, max_attempts, timeout_ms, max_in_flight, retry_base_ms, retry_max_ms, paused;
-    Text name, url, secret, header_lines, kafka_settings;
+    Text name, url, secret, header_lines, kafka_settings, format, previous_secret;
+    Int previous_secret_until; // TimestampTz; NULL: no rotation
     Text tls_client_cert, tls_client_key, tls_ca, oauth2; // NULL when not set; oauth2 '{}' when not set
 };
 
@@ -105,6 +107,9 @@ void move_to_dead_letters(int32 endpoint_id, const int64 *ids, int n, int32 stat
                           TimestampTz attempt_started_at);
 // 410 Gone: pauses the endpoint (unless paused already) and logs it.
 void pause_gone(int32 endpoint_id, const char *reason);
+// Erases the previous secret of these endpoints whose rotation ended (pg_sync.rotate_secret),
+// skipping rows locked by a configuration change; returns how many were erased.
+int end_rotations(const int32 *endpoint_ids, int n);
 void trim_attempts(int size);
 // Where the ring continues after a restart: after the newest row.
 int32 attempts_next_slot();

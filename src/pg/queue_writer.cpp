@@ -22,6 +22,7 @@
 #include "pg/capture.hpp"
 #include "pg/capture_internal.hpp"
 #include "pg/queue_counters.hpp"
+#include "pg/settings.hpp"
 #include "pg/workers.hpp"
 
 namespace pg_sync::pg::capture {
@@ -34,7 +35,9 @@ int queue_part = -1;
 Oid queue_seqid = InvalidOid;
 
 // Attribute numbers of the queue columns the trigger fills, checked when the queue is looked up.
-enum QueueCol { Q_ID, Q_ENDPOINT, Q_OP, Q_TBL, Q_KEY, Q_NEW, Q_OLD, Q_TXID, Q_CAPTURED_AT, Q_ATTEMPTS, Q_PART, Q_NCOLS };
+enum QueueCol {
+    Q_ID, Q_ENDPOINT, Q_OP, Q_TBL, Q_KEY, Q_NEW, Q_OLD, Q_TXID, Q_CAPTURED_AT, Q_ATTEMPTS, Q_PART, Q_TRACEPARENT, Q_NCOLS
+};
 struct QueueColumnSpec {
     const char *name;
     Oid type;
@@ -42,7 +45,7 @@ struct QueueColumnSpec {
 const QueueColumnSpec queue_columns[Q_NCOLS] = {
     {"id", INT8OID},       {"endpoint_id", INT4OID}, {"op", TEXTOID},   {"tbl", TEXTOID},
     {"key", JSONOID},      {"new_row", JSONOID},     {"old_row", JSONOID}, {"txid", XID8OID},
-    {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}, {"part", INT2OID}};
+    {"captured_at", TIMESTAMPTZOID}, {"attempts", INT4OID}, {"part", INT2OID}, {"traceparent", TEXTOID}};
 AttrNumber queue_attnum[Q_NCOLS];
 int queue_natts = 0;
 // The queue's indexes with their IndexInfo, built once per lookup_queue() (CacheMemoryContext).
@@ -119,8 +122,9 @@ void lookup_queue(int part) {
                                    NameStr(att->attname)),
                             errhint("Run ALTER EXTENSION pg_sync UPDATE, or install the matching library.")));
     }
+    // (part and traceparent are new in 0.3.0: a queue from before has neither.)
     for (int c = 0; c < Q_NCOLS; ++c)
-        if (queue_attnum[c] == InvalidAttrNumber && !(c == Q_PART && !partitioned))
+        if (queue_attnum[c] == InvalidAttrNumber && !((c == Q_PART || c == Q_TRACEPARENT) && !partitioned))
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                             errmsg("pg_sync queue has no column \"%s\" of the expected type",
                                    queue_columns[c].name),
@@ -358,7 +362,25 @@ void write_pending() {
     discard_pending();
 }
 
+// The writer's pg_sync.traceparent as a text datum, read once per statement
+// (queue_writer_new_statement); validated when it was set, so at most 55 bytes.
+union {
+    char data[VARHDRSZ + 64];
+    int32 align;
+} statement_traceparent;
+bool statement_traced = false;
+
 } // namespace
+
+void queue_writer_new_statement() {
+    const char *v = settings.traceparent;
+    const size_t len = v ? strlen(v) : 0;
+    statement_traced = len > 0 && len <= sizeof statement_traceparent.data - VARHDRSZ;
+    if (statement_traced) {
+        SET_VARSIZE(statement_traceparent.data, VARHDRSZ + len);
+        memcpy(VARDATA(statement_traceparent.data), v, len);
+    }
+}
 
 void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datum new_row, Datum old_row,
                   bool key_null, bool new_null, bool old_null) {
@@ -385,6 +407,8 @@ void queue_insert(int32 endpoint_id, uint8 op, text *table_name, Datum key, Datu
     set(Q_ATTEMPTS, Int32GetDatum(0), false);
     if (queue_attnum[Q_PART] != InvalidAttrNumber)
         set(Q_PART, Int16GetDatum(int16(queue_part)), false);
+    if (queue_attnum[Q_TRACEPARENT] != InvalidAttrNumber && statement_traced)
+        set(Q_TRACEPARENT, PointerGetDatum(statement_traceparent.data), false);
     TupleDesc desc = RelationGetDescr(writer.rel);
 
     const SubTransactionId subxact = GetCurrentSubTransactionId();

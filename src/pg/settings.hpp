@@ -39,6 +39,7 @@ struct Settings {
     int ack_delay_ms;              // sighup: how long a 2xx may wait to be recorded (a crash resends its events)
     int debug_pass_pause_ms;       // superuser, tests only: pause between a pass's two queue reads
     int queue_rotation_interval_ms; // sighup: how long a queue partition stays current
+    char *traceparent;             // user: the writer's W3C traceparent ("" : none); the GUC owns it
 };
 extern Settings settings;
 

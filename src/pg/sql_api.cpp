@@ -88,6 +88,20 @@ extern "C" Datum pg_sync_check_endpoint(PG_FUNCTION_ARGS) {
     PG_RETURN_VOID();
 }
 
+// pg_sync._check_format(url, format): the endpoint's request format (core/validate), for the
+// URL it will have.
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_sync_check_format);
+}
+extern "C" Datum pg_sync_check_format(PG_FUNCTION_ARGS) {
+    const char *url = text_arg(fcinfo, 0);
+    const char *format = text_arg(fcinfo, 1);
+    pg_sync::pg::run_cxx(ERRCODE_INVALID_PARAMETER_VALUE, [&]() -> Problem {
+        return format ? v::format(url ? url : "", format) : Problem{};
+    });
+    PG_RETURN_VOID();
+}
+
 // pg_sync.track(tbl, endpoint, events, columns, key_columns, filter) — SECURITY INVOKER, in C,
 // because it must know who is really calling: tracking sends a table's rows elsewhere, so the
 // caller (current_user, which a SECURITY DEFINER plpgsql function could not see) must be able

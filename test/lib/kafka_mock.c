@@ -16,6 +16,10 @@
  *
  * Ends at end of input. Brokers are numbered from 1; every topic has 3 replicas.
  *
+ * Unlike a real broker, the mock does not check an idempotent (non-transactional) producer's
+ * sequence numbers: a batch that follows a failed one is appended, and librdkafka then reports the
+ * failed batch written, without an offset (docs/delivery.md, "Written means a broker's offset").
+ *
  * The mock brokers' sockets get TCP_NODELAY, as a real Kafka broker's have (Apache Kafka sets it
  * on every connection it accepts): without it, a broker that answers two requests of one
  * connection back to back holds the second answer until the client acknowledges the first, and

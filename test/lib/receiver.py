@@ -25,7 +25,8 @@ answer, so that none of them can act on it before the SIGKILL. It fires once, an
 lists it under "kills" (the request's log number n, time, event ids, freeze, and kill errors).
 Control: POST /_control {"mode": ..., options} replaces the whole behaviour (and restarts
 fail_first's count); {"secret": S or null} and {"ok_status": N} may come alone or with a mode.
-GET /_stats returns counters over the whole --out file (a restarted receiver appending to the
+A body that is a CloudEvents JSON batch (an array of CloudEvents) is logged with "cloudevents"
+(the array) and "events" (the data of each). GET /_stats returns counters over the whole --out file (a restarted receiver appending to the
 same file continues them). Control requests are never logged.
 """
 
@@ -302,6 +303,11 @@ class Handler(BaseHTTPRequestHandler):
             doc = json.loads(body, parse_constant=_reject_constant)
             if isinstance(doc, dict) and isinstance(doc.get("events"), list):
                 rec["body_ok"], rec["events"] = True, doc["events"]
+            elif isinstance(doc, list) and all(isinstance(e, dict) and "specversion" in e for e in doc):
+                # A CloudEvents JSON batch (format => 'cloudevents'): the events are the data of
+                # each CloudEvent; the CloudEvents themselves are kept for the test to check.
+                rec["body_ok"], rec["cloudevents"] = True, doc
+                rec["events"] = [e.get("data") for e in doc]
         except ValueError:
             pass
         if not rec["body_ok"]:

@@ -804,7 +804,7 @@ TEST(SchedulerPlanner, ViewsPlanLikeCandidates) {
     scheduler::Planner planner(limits(10, 4));
     for (std::size_t i = 0; i < events.size(); ++i) {
         const Event &e = events[i];
-        planner.add(scheduler::CandidateView{e.id, e.kind, e.table, e.key, e.state, e.next_attempt_at_ms, e.bytes}, i,
+        planner.add(scheduler::CandidateView{e.id, e.kind, e.table, e.key, e.state, e.next_attempt_at_ms, e.bytes, {}}, i,
                     kNow);
     }
     EXPECT_EQ(ids_of(planner.take(), events), plan_ids(events, limits(10, 4)));
