@@ -5,7 +5,7 @@ EXTVERSION  = 0.3.0
 
 MODULE_big  = pg_sync
 OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slots.o src/pg/wakeups.o \
-              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o src/pg/shown_data.o \
+              src/pg/launcher.o src/pg/utility_commands.o src/pg/guard.o src/pg/sql_api.o src/pg/sql_endpoint_auth.o src/pg/shown_data.o \
               src/pg/capture_trigger.o src/pg/capture_plans.o src/pg/capture_filter.o src/pg/value_render.o \
               src/pg/session_settings.o src/pg/queue_writer.o src/pg/queue_counters.o \
               src/pg/delivery_worker.o src/pg/delivery_loop.o src/pg/delivery_pass.o src/pg/queue_store.o \
@@ -15,7 +15,7 @@ OBJS        = src/pg/module.o src/pg/settings.o src/pg/hooks.o src/pg/shared_slo
               src/core/signature.o src/core/http_client.o src/core/dispatcher.o src/core/payload_gate.o \
               src/core/head_cache.o src/core/worker_policy.o src/core/queue_rotation.o src/core/pending_counts.o \
               src/core/kafka_config.o src/core/kafka_records.o src/core/kafka_sink.o src/core/sink_router.o \
-              src/core/rate_limit.o
+              src/core/rate_limit.o src/core/tls_config.o src/core/oauth2.o src/core/oauth2_sink.o
 
 # SQL scripts, generated (build outputs, never committed or edited; see "SQL scripts" below):
 #   sql/pg_sync--$(EXTVERSION).sql       install: SQL_ONCE_FIRST + SQL_DEFINITIONS + SQL_ONCE_LAST
@@ -54,7 +54,7 @@ EXTRA_CLEAN = pg_sync.control $(OBJS:.o=.d) results regression.diffs regression.
 #   make check-temp     the same suites in temporary instances (tmp_check/, tmp_check_iso/) with
 #                       test/regress.conf; initdb refuses root (scripts/test.sh runs it as postgres)
 REGRESS      = endpoints track bulk_capture capture_types ddl privileges bad_input emit views delivery dead_letters health \
-               backfill recent_attempts hostile_input privileges_hostile security kafka endpoint_features
+               backfill recent_attempts hostile_input privileges_hostile security kafka endpoint_features endpoint_auth
 ISOLATION      = concurrent_capture concurrent_track concurrent_endpoint concurrent_pause concurrent_redeliver
 TEMP_INSTANCE  = $(if $(CHECK_TEMP),--temp-instance=$(1) --temp-config=test/regress.conf)
 REGRESS_OPTS   = --inputdir=test $(call TEMP_INSTANCE,tmp_check)

@@ -107,6 +107,11 @@ seed scheduler_fuzz mixed '\x04\x04\x00\xff\x00\x00\x00\x0a\x0c\x04\x00\x10\x0d\
 seed scheduler_fuzz byte_cap '\x03\x02\x00\x02\x40\x00\x00\x0a\x0c\x04\x00\x03\x0c\x04\x00\x03\x0c\x08\x00\x03\x0c\x0c\x00\x03\x0c\x04\x00\xff\x0d\x00\x00\x03'
 seed scheduler_fuzz probe_raw '\x05\x03\x01\x03\x00\x00\x06\x0b\x0c\x04\x00\x01\x0e\x04\x00\x01\x0c\x08\x00\x01\x04\x0c\x00\x01\x0c\x0c\x00\x01'
 seed scheduler_fuzz bad_ids '\x04\x04\x00\xff\x00\x00\x08\x0a\x0c\x04\x05\x10\x0c\x08\xff\x10'
+seed endpoint_auth_fuzz token '\x00{"access_token":"abc.def","token_type":"Bearer","expires_in":3600}'
+seed endpoint_auth_fuzz token_error '\x00{"error":"invalid_client","error_description":"bad"}'
+seed endpoint_auth_fuzz config '\x01{"token_url":"https://auth.example.com/t","client_id":"a b","client_secret":"s&t","scope":"x:y","client_auth":"body"}'
+seed endpoint_auth_fuzz pem '\x02-----BEGIN CERTIFICATE-----\nMIIBizCCATGgAwIBAgIU\n-----END CERTIFICATE-----\n'
+seed endpoint_auth_fuzz tls '\x03-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\x00-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\x00'
 
 # Committed inputs (regression reproducers), copied: libFuzzer adds new inputs to its corpus directory.
 for d in fuzz/corpus/*/; do

@@ -12,7 +12,9 @@ CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
     retry_base_ms int DEFAULT @default:retry_base_ms@, retry_max_ms int DEFAULT @default:retry_max_ms@,
     kafka_settings jsonb DEFAULT '{}',
     max_rate float8 DEFAULT @default:max_rate@, max_request_bytes int DEFAULT @default:max_request_bytes@,
-    permanent_statuses int[] DEFAULT '{}', format text DEFAULT 'webhook')
+    permanent_statuses int[] DEFAULT '{}', format text DEFAULT 'webhook',
+    tls_client_cert text DEFAULT NULL, tls_client_key text DEFAULT NULL, tls_ca text DEFAULT NULL,
+    oauth2 jsonb DEFAULT '{}')
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -30,6 +32,7 @@ BEGIN
     PERFORM pg_sync._require(create_endpoint.max_rate, 'max_rate');
     PERFORM pg_sync._require(create_endpoint.max_request_bytes, 'max_request_bytes');
     PERFORM pg_sync._require(create_endpoint.permanent_statuses, 'permanent_statuses');
+    PERFORM pg_sync._require(create_endpoint.oauth2, 'oauth2');
     PERFORM pg_sync._check_endpoint(create_endpoint.name, create_endpoint.url,
         create_endpoint.headers, create_endpoint.secret, create_endpoint.batch_size,
         create_endpoint.max_attempts, create_endpoint.timeout_ms, create_endpoint.max_in_flight,
@@ -37,6 +40,9 @@ BEGIN
     PERFORM pg_sync._check_format(create_endpoint.url, create_endpoint.format);
     PERFORM pg_sync._check_delivery_limits(create_endpoint.max_rate, create_endpoint.max_request_bytes,
         create_endpoint.permanent_statuses);
+    PERFORM pg_sync._check_endpoint_auth(create_endpoint.url, create_endpoint.headers,
+        nullif(create_endpoint.tls_client_cert, ''), nullif(create_endpoint.tls_client_key, ''),
+        nullif(create_endpoint.tls_ca, ''), create_endpoint.oauth2);
     IF EXISTS (SELECT FROM pg_sync._endpoints e WHERE e.name = create_endpoint.name) THEN
         RAISE EXCEPTION 'endpoint "%" already exists', create_endpoint.name
             USING ERRCODE = 'duplicate_object',
@@ -44,13 +50,16 @@ BEGIN
     END IF;
     INSERT INTO pg_sync._endpoints (name, url, headers, secret, batch_size, max_attempts,
                                     timeout_ms, max_in_flight, retry_base_ms, retry_max_ms,
-                                    kafka_settings, max_rate, max_request_bytes, permanent_statuses, format)
+                                    kafka_settings, max_rate, max_request_bytes, permanent_statuses, format,
+                                    tls_client_cert, tls_client_key, tls_ca, oauth2)
     VALUES (create_endpoint.name, create_endpoint.url, create_endpoint.headers,
             create_endpoint.secret, create_endpoint.batch_size, create_endpoint.max_attempts,
             create_endpoint.timeout_ms, create_endpoint.max_in_flight,
             create_endpoint.retry_base_ms, create_endpoint.retry_max_ms,
             create_endpoint.kafka_settings, create_endpoint.max_rate, create_endpoint.max_request_bytes,
-            create_endpoint.permanent_statuses, create_endpoint.format);
+            create_endpoint.permanent_statuses, create_endpoint.format, nullif(create_endpoint.tls_client_cert, ''),
+            nullif(create_endpoint.tls_client_key, ''), nullif(create_endpoint.tls_ca, ''),
+            create_endpoint.oauth2);
     PERFORM pg_sync._wake(true);
 END
 $$;
@@ -59,15 +68,21 @@ COMMENT ON FUNCTION pg_sync.create_endpoint IS
     'Standard Webhooks way) or a kafka://brokers/topic (kafka_settings: the librdkafka settings '
     'pg_sync allows). batch_size: events per request; max_attempts before an event becomes a dead '
     'letter; timeout_ms per request; max_in_flight: requests at once; retry_base_ms and '
-    'retry_max_ms: the retry backoff. For pgsync_admin.';
+    'retry_max_ms: the retry backoff. https only: tls_client_cert and tls_client_key (PEM, the '
+    'key never shown), tls_ca (PEM CA bundle instead of the system''s). oauth2: client credentials '
+    '(token_url, client_id, client_secret, scope, audience, client_auth), the worker fetches and '
+    'refreshes the bearer token. For pgsync_admin.';
 
 -- NULL leaves a setting unchanged; secret => '' removes the secret, headers => '{}' removes
--- all headers, kafka_settings => '{}' all Kafka settings. Credentials never follow a URL to
--- another origin: a url of another origin (scheme, host, port; for Kafka, the broker list) is
--- refused unless the same call gives headers (when the endpoint has any), secret (when it has
--- one) and kafka_settings (when it has any: they can hold SASL credentials) again, so that no
--- admin can point another admin's endpoint at a host of their choosing and receive its
--- Authorization header, signed payloads or SASL password.
+-- all headers, kafka_settings => '{}' all Kafka settings, tls_client_cert => '' (with
+-- tls_client_key => '') the client certificate, tls_ca => '' the CA bundle, oauth2 => '{}' the
+-- OAuth2 credentials (oauth2 is replaced whole). Credentials never follow a URL to another
+-- origin: a url of another origin (scheme, host, port; for Kafka, the broker list) is refused
+-- unless the same call gives headers (when the endpoint has any), secret (when it has one),
+-- kafka_settings (when it has any: they can hold SASL credentials), tls_client_key (when it has
+-- one) and oauth2 (when it has it) again, so that no admin can point another admin's endpoint at
+-- a host of their choosing and receive its Authorization header, signed payloads, SASL password,
+-- client certificate or access tokens.
 -- A url change sends the rows of every table tracked for the endpoint somewhere else: the caller
 -- must be able to read them all (the same right track() asks for).
 -- A secret given here (a new one, or '' to remove it) ends a rotation in progress
@@ -77,7 +92,8 @@ COMMENT ON FUNCTION pg_sync.create_endpoint IS
 CREATE OR REPLACE FUNCTION pg_sync._alter_endpoint(
     name text, url text, headers jsonb, secret text, batch_size int, max_attempts int, timeout_ms int,
     max_in_flight int, retry_base_ms int, retry_max_ms int, kafka_settings jsonb,
-    max_rate float8, max_request_bytes int, permanent_statuses int[], format text, caller regrole)
+    max_rate float8, max_request_bytes int, permanent_statuses int[], format text,
+    tls_client_cert text, tls_client_key text, tls_ca text, oauth2 jsonb, caller regrole)
 RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -99,6 +115,14 @@ BEGIN
     PERFORM pg_sync._check_format(coalesce(_alter_endpoint.url, ep.url), coalesce(_alter_endpoint.format, ep.format));
     PERFORM pg_sync._check_delivery_limits(_alter_endpoint.max_rate, _alter_endpoint.max_request_bytes,
         _alter_endpoint.permanent_statuses);
+    PERFORM pg_sync._check_endpoint_auth(coalesce(_alter_endpoint.url, ep.url),
+        coalesce(_alter_endpoint.headers, ep.headers),
+        CASE WHEN _alter_endpoint.tls_client_cert IS NULL THEN ep.tls_client_cert
+             ELSE nullif(_alter_endpoint.tls_client_cert, '') END,
+        CASE WHEN _alter_endpoint.tls_client_key IS NULL THEN ep.tls_client_key
+             ELSE nullif(_alter_endpoint.tls_client_key, '') END,
+        CASE WHEN _alter_endpoint.tls_ca IS NULL THEN ep.tls_ca ELSE nullif(_alter_endpoint.tls_ca, '') END,
+        coalesce(_alter_endpoint.oauth2, ep.oauth2));
     IF _alter_endpoint.url IS NOT NULL AND _alter_endpoint.url IS DISTINCT FROM ep.url THEN
         SELECT t.tbl INTO unreadable FROM pg_sync._tracked t
          WHERE t.endpoint_id = ep.id AND NOT has_table_privilege(caller, t.tbl, 'SELECT')
@@ -115,18 +139,23 @@ BEGIN
        AND pg_sync._url_origin(_alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
        AND (ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
             OR ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL
-            OR ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL) THEN
+            OR ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL
+            OR ep.tls_client_key IS NOT NULL AND _alter_endpoint.tls_client_key IS NULL
+            OR ep.oauth2 <> '{}' AND _alter_endpoint.oauth2 IS NULL) THEN
         RAISE EXCEPTION 'the new URL of endpoint % is on another origin: its % must be given again',
                         pg_sync._quote(_alter_endpoint.name),
                         array_to_string(ARRAY[
                             CASE WHEN ep.headers <> '{}' AND _alter_endpoint.headers IS NULL THEN 'headers' END,
                             CASE WHEN ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'secret' END,
                             CASE WHEN ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL
-                                 THEN 'kafka_settings' END], ' and ')
+                                 THEN 'kafka_settings' END,
+                            CASE WHEN ep.tls_client_key IS NOT NULL AND _alter_endpoint.tls_client_key IS NULL
+                                 THEN 'tls_client_cert and tls_client_key' END,
+                            CASE WHEN ep.oauth2 <> '{}' AND _alter_endpoint.oauth2 IS NULL THEN 'oauth2' END], ' and ')
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('The endpoint''s headers, secret and kafka_settings were given for %s; they are not sent to %s unless the same call gives them.',
+                  DETAIL = format('The endpoint''s credentials (headers, secret, Kafka settings, client certificate, OAuth2) were given for %s; they are not sent to %s unless the same call gives them.',
                                   pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url)),
-                  HINT = 'Pass headers => ..., secret => ... and kafka_settings => ... with the new url (headers => ''{}'', secret => '''' and kafka_settings => ''{}'' drop them).';
+                  HINT = 'Pass them again with the new url, or drop them: headers => ''{}'', secret => '''', kafka_settings => ''{}'', tls_client_cert => '''' with tls_client_key => '''', oauth2 => ''{}''.';
     END IF;
     UPDATE pg_sync._endpoints e SET
         url           = coalesce(_alter_endpoint.url, e.url),
@@ -145,7 +174,14 @@ BEGIN
         permanent_statuses = coalesce(_alter_endpoint.permanent_statuses, e.permanent_statuses),
         format        = coalesce(_alter_endpoint.format, e.format),
         previous_secret = CASE WHEN _alter_endpoint.secret IS NULL THEN e.previous_secret END,
-        previous_secret_until = CASE WHEN _alter_endpoint.secret IS NULL THEN e.previous_secret_until END
+        previous_secret_until = CASE WHEN _alter_endpoint.secret IS NULL THEN e.previous_secret_until END,
+        tls_client_cert = CASE WHEN _alter_endpoint.tls_client_cert IS NULL THEN e.tls_client_cert
+                               ELSE nullif(_alter_endpoint.tls_client_cert, '') END,
+        tls_client_key = CASE WHEN _alter_endpoint.tls_client_key IS NULL THEN e.tls_client_key
+                              ELSE nullif(_alter_endpoint.tls_client_key, '') END,
+        tls_ca        = CASE WHEN _alter_endpoint.tls_ca IS NULL THEN e.tls_ca
+                             ELSE nullif(_alter_endpoint.tls_ca, '') END,
+        oauth2        = coalesce(_alter_endpoint.oauth2, e.oauth2)
      WHERE e.id = ep.id;
     PERFORM pg_sync._wake(true);
 END
@@ -159,13 +195,16 @@ CREATE OR REPLACE FUNCTION pg_sync.alter_endpoint(
     batch_size int DEFAULT NULL, max_attempts int DEFAULT NULL, timeout_ms int DEFAULT NULL,
     max_in_flight int DEFAULT NULL, retry_base_ms int DEFAULT NULL, retry_max_ms int DEFAULT NULL,
     kafka_settings jsonb DEFAULT NULL, max_rate float8 DEFAULT NULL, max_request_bytes int DEFAULT NULL,
-    permanent_statuses int[] DEFAULT NULL, format text DEFAULT NULL)
+    permanent_statuses int[] DEFAULT NULL, format text DEFAULT NULL,
+    tls_client_cert text DEFAULT NULL, tls_client_key text DEFAULT NULL, tls_ca text DEFAULT NULL,
+    oauth2 jsonb DEFAULT NULL)
 RETURNS void LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'pg_sync_with_caller';
 COMMENT ON FUNCTION pg_sync.alter_endpoint IS
     'Changes the given settings of an endpoint; NULL leaves one unchanged, secret => '''' removes '
     'the secret, headers => ''{}'' all headers, kafka_settings => ''{}'' all Kafka settings. A URL '
     'of another origin is refused unless the same call gives the credentials (headers, secret, '
-    'kafka_settings the endpoint has) again. For pgsync_admin.';
+    'kafka_settings, client certificate, oauth2 the endpoint has) again; tls_client_cert => '''' '
+    'with tls_client_key => '''', tls_ca => '''' and oauth2 => ''{}'' drop them. For pgsync_admin.';
 
 -- Secret rotation without downtime: new_secret signs from now on and, for `overlap`, the current
 -- secret signs every request too (webhook-signature "v1,<new> v1,<previous>"), so that receivers

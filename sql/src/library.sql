@@ -84,6 +84,21 @@ CREATE OR REPLACE FUNCTION pg_sync._check_delivery_limits(max_rate float8, max_r
 COMMENT ON FUNCTION pg_sync._check_delivery_limits(float8, int, int[]) IS
     'Internal: refuses a max_rate, max_request_bytes or permanent_statuses out of bounds (C); NULL '
     'arguments are not checked';
+-- The TLS material and OAuth2 setting an endpoint will have, with the URL and headers it will
+-- have (src/pg/sql_endpoint_auth.cpp): PEM shape, key matches certificate, https only; oauth2
+-- keys and token_url, http(s) only, no Authorization header beside it. NULL: not set.
+CREATE OR REPLACE FUNCTION pg_sync._check_endpoint_auth(url text, headers jsonb, tls_client_cert text,
+                                                        tls_client_key text, tls_ca text, oauth2 jsonb)
+    RETURNS void LANGUAGE c IMMUTABLE AS 'MODULE_PATHNAME', 'pg_sync_check_endpoint_auth';
+COMMENT ON FUNCTION pg_sync._check_endpoint_auth(text, jsonb, text, text, text, jsonb) IS
+    'Internal: checks the TLS client certificate, key and CA bundle and the OAuth2 setting an '
+    'endpoint will have, with its URL and headers; raises the first problem found.';
+
+-- When a PEM certificate (the first of the text) expires; NULL when none decodes.
+CREATE OR REPLACE FUNCTION pg_sync._cert_not_after(pem text) RETURNS timestamptz
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pg_sync_cert_not_after';
+COMMENT ON FUNCTION pg_sync._cert_not_after(text) IS
+    'Internal: the end of the validity of the first certificate of a PEM text (the endpoints view).';
 
 -- The origin of an http(s) URL: lower-case scheme and host, and the port (the scheme's default
 -- when none is given), e.g. 'https://example.com:443'; of a kafka URL, every broker:

@@ -27,8 +27,8 @@ GRANT SELECT ON pg_sync.endpoints, pg_sync.tracked_tables, pg_sync.endpoint_stat
     TO pgsync_monitor;
 
 GRANT EXECUTE ON FUNCTION
-    pg_sync.create_endpoint(text, text, jsonb, text, int, int, int, int, int, int, jsonb, float8, int, int[], text),
-    pg_sync.alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, jsonb, float8, int, int[], text),
+    pg_sync.create_endpoint(text, text, jsonb, text, int, int, int, int, int, int, jsonb, float8, int, int[], text, text, text, text, jsonb),
+    pg_sync.alter_endpoint(text, text, jsonb, text, int, int, int, int, int, int, jsonb, float8, int, int[], text, text, text, text, jsonb),
     pg_sync.rotate_secret(text, text, interval),
     pg_sync.drop_endpoint(text, bool),
     pg_sync.pause_endpoint(text),
@@ -43,7 +43,7 @@ GRANT EXECUTE ON FUNCTION
     TO pgsync_admin;
 GRANT EXECUTE ON FUNCTION pg_sync._workers(), pg_sync._worker_status() TO pgsync_monitor; -- pg_sync.workers and health() call them as the reader
 GRANT EXECUTE ON FUNCTION pg_sync._sees_data(), pg_sync._url_origin(text), pg_sync._error_class(text),
-    pg_sync._shown_error(text), pg_sync._pending(int, bool) TO pgsync_monitor; -- the views call them as the reader
+    pg_sync._shown_error(text), pg_sync._pending(int, bool), pg_sync._cert_not_after(text) TO pgsync_monitor; -- the views call them as the reader
 GRANT EXECUTE ON FUNCTION pg_sync.health() TO pgsync_monitor;
 -- Admins may pass emit() on to application roles.
 GRANT EXECUTE ON FUNCTION pg_sync.emit(text, text, jsonb, text) TO pgsync_admin WITH GRANT OPTION;

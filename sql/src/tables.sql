@@ -26,7 +26,14 @@ CREATE TABLE pg_sync._endpoints (
     -- pg_sync.rotate_secret(): the previous secret signs too until previous_secret_until; the
     -- delivery worker erases it after that.
     previous_secret       text,
-    previous_secret_until timestamptz
+    previous_secret_until timestamptz,
+    -- https:// endpoints: client certificate (PEM, with its chain), its private key (PEM, a
+    -- secret) and a CA bundle (PEM) trusted instead of the system's; NULL: none.
+    tls_client_cert text,
+    tls_client_key text,
+    tls_ca        text,
+    -- http(s) endpoints: OAuth2 client credentials (core/oauth2.hpp); '{}': none.
+    oauth2        jsonb NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE pg_sync._endpoints IS
     'Internal: the endpoints (pg_sync.create_endpoint()), with their URL, headers, secret and Kafka '

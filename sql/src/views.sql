@@ -19,7 +19,18 @@ SELECT e.name,
        -- A secret rotation in progress (pg_sync.rotate_secret): until when the previous secret
        -- signs too; NULL when none is.
        CASE WHEN e.previous_secret IS NOT NULL AND e.previous_secret_until > now()
-            THEN e.previous_secret_until END AS secret_rotation_until
+            THEN e.previous_secret_until END AS secret_rotation_until,
+       -- TLS: whether a client key is set (never the key), when the client certificate expires,
+       -- whether a CA bundle replaces the system's.
+       e.tls_client_key IS NOT NULL AS has_tls_client_key,
+       pg_sync._cert_not_after(e.tls_client_cert) AS tls_client_cert_expires,
+       e.tls_ca IS NOT NULL AS has_tls_ca,
+       -- OAuth2 without client_secret; for monitors, of token_url only its origin (like url).
+       CASE WHEN e.oauth2 <> '{}' THEN
+           (e.oauth2 - 'client_secret')
+           || CASE WHEN pg_sync._sees_data() THEN '{}'::jsonb
+                   ELSE jsonb_build_object('token_url', pg_sync._url_origin(e.oauth2 ->> 'token_url') || '/...') END
+       END AS oauth2
   FROM pg_sync._endpoints e;
 COMMENT ON VIEW pg_sync.endpoints IS
     'The endpoints and their settings, without secrets or header values (for monitors, of a URL '
@@ -61,6 +72,16 @@ COMMENT ON COLUMN pg_sync.endpoints.format IS
 COMMENT ON COLUMN pg_sync.endpoints.secret_rotation_until IS
     'While a secret rotation is in progress (pg_sync.rotate_secret): until when the previous '
     'secret signs too; NULL otherwise';
+COMMENT ON COLUMN pg_sync.endpoints.has_tls_client_key IS
+    'Whether requests present a TLS client certificate (tls_client_cert with tls_client_key; the '
+    'key is never shown)';
+COMMENT ON COLUMN pg_sync.endpoints.tls_client_cert_expires IS
+    'When the TLS client certificate expires; NULL without one';
+COMMENT ON COLUMN pg_sync.endpoints.has_tls_ca IS
+    'Whether the endpoint trusts its own CA bundle (tls_ca) instead of the system''s';
+COMMENT ON COLUMN pg_sync.endpoints.oauth2 IS
+    'OAuth2 client credentials setting without client_secret (for monitors, of token_url only its '
+    'origin followed by /...); NULL without OAuth2';
 
 CREATE OR REPLACE VIEW pg_sync.tracked_tables AS
 SELECT t.tbl AS "table", e.name AS endpoint, t.events, t.columns,

@@ -50,4 +50,11 @@ ALTER INDEX pg_sync._queue_pkey RENAME TO _queue_before_0_3_0_pkey;
 ALTER TABLE pg_sync._endpoints ADD COLUMN IF NOT EXISTS format text NOT NULL DEFAULT 'webhook',
                                ADD COLUMN IF NOT EXISTS previous_secret text,
                                ADD COLUMN IF NOT EXISTS previous_secret_until timestamptz;
+
+-- TLS client certificates and private CAs, OAuth2 client credentials: new last parameters of
+-- create_endpoint, alter_endpoint and _alter_endpoint (after format).
+ALTER TABLE pg_sync._endpoints ADD COLUMN IF NOT EXISTS tls_client_cert text,
+                               ADD COLUMN IF NOT EXISTS tls_client_key text,
+                               ADD COLUMN IF NOT EXISTS tls_ca text,
+                               ADD COLUMN IF NOT EXISTS oauth2 jsonb NOT NULL DEFAULT '{}';
 ALTER TABLE pg_sync._dead_letters ADD COLUMN IF NOT EXISTS traceparent text;

@@ -316,6 +316,8 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
                 envelope::append_body(r.body, body_events);
             }
             r.headers = c.header_lines;
+            r.tls = c.tls;
+            r.oauth2 = c.oauth2;
             // A rotation in progress: the previous secret signs too, until the moment it ends.
             const bool rotating = c.previous_key && now_ms < c.previous_key_until_ms;
             for (const signature::Header &h :

@@ -10,15 +10,18 @@
 #pragma once
 
 #include "core/endpoint_defaults.hpp"
+#include "core/oauth2.hpp"
 #include "core/rate_limit.hpp"
 #include "core/retry_policy.hpp"
 #include "core/scheduler.hpp"
 #include "core/sink.hpp"
+#include "core/tls_config.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -39,6 +42,8 @@ struct EndpointConfig {
     std::int64_t previous_key_until_ms = 0;
     bool cloudevents = false;              // format 'cloudevents' (core/cloudevents.hpp)
     std::string kafka_settings;            // kafka:// endpoints: librdkafka settings (JSON object)
+    std::shared_ptr<const tls::Settings> tls;       // https:// endpoints: client certificate, CA; or null
+    std::shared_ptr<const oauth2::Config> oauth2;   // http(s) endpoints: client credentials; or null
     std::size_t batch_size = endpoint_defaults::batch_size;
     std::size_t max_in_flight = endpoint_defaults::max_in_flight;
     long timeout_ms = endpoint_defaults::timeout_ms;

@@ -1,5 +1,7 @@
 #include "core/http_client.hpp"
 
+#include "core/tls_config.hpp"
+
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
@@ -148,9 +150,10 @@ std::size_t on_body(char *data, std::size_t size, std::size_t n, void *user) noe
     auto *t = static_cast<Client::Transfer *>(user);
     const std::size_t len = size * n;
     t->received += len;
-    if (t->body_start.size() < 200) {
+    const std::size_t keep = t->request.keep_body ? t->cap : 200;
+    if (t->body_start.size() < keep) {
         try {
-            t->body_start.append(data, std::min(len, 200 - t->body_start.size()));
+            t->body_start.append(data, std::min(len, keep - t->body_start.size()));
         } catch (...) {
             return 0;
         }
@@ -383,6 +386,31 @@ void Client::submit(Request request) {
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (const tls::Settings *tls = t->request.tls.get()) {
+        // From memory, copied by libcurl (CURL_BLOB_COPY): no file ever holds the key. libcurl
+        // matches reused connections on these too, so endpoints with other material never share
+        // one. tls_ca replaces the system's CA store for this endpoint.
+        auto blob = [](const std::string &pem) {
+            curl_blob b;
+            b.data = const_cast<char *>(pem.data());
+            b.len = pem.size();
+            b.flags = CURL_BLOB_COPY;
+            return b;
+        };
+        if (!tls->client_cert.empty()) {
+            curl_blob cert = blob(tls->client_cert), key = blob(tls->client_key);
+            curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+            curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
+            curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+            curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
+        }
+        if (!tls->ca.empty()) {
+            curl_blob ca = blob(tls->ca);
+            curl_easy_setopt(e, CURLOPT_CAINFO, nullptr);
+            curl_easy_setopt(e, CURLOPT_CAPATH, nullptr);
+            curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &ca);
+        }
+    }
     curl_easy_setopt(e, CURLOPT_PROXY, options_.proxy.c_str()); // "" disables env proxies
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -511,7 +539,9 @@ void Client::drain_messages() {
             curl_header *ra = nullptr;
             if (curl_easy_header(e, "Retry-After", 0, CURLH_HEADER, -1, &ra) == CURLHE_OK && ra)
                 c.retry_after = std::string(ra->value);
-            if (status < 200 || status > 299)
+            if (t->request.keep_body)
+                c.body = std::move(t->body_start);
+            else if (status < 200 || status > 299)
                 c.detail = printable(t->body_start, 120);
         } else if (t->headers_too_large) {
             c.transport = retry::Transport::Other;

@@ -118,6 +118,8 @@ const char *transport_reason(Transport t) {
         return "target address not allowed (pg_sync.allow_private_targets is off)";
     case Transport::Rejected:
         return "rejected";
+    case Transport::Auth:
+        return "OAuth2 token request failed";
     case Transport::Other:
         break;
     }

@@ -92,6 +92,7 @@ enum class Transport {
     ConnectionLost, // reset, or closed before a complete response
     Blocked,        // target address refused by pg_sync.allow_private_targets = off
     Rejected,       // record transports: refused for good (too large, unknown topic, not authorized)
+    Auth,           // OAuth2: the access token could not be obtained (core/oauth2_sink.hpp)
     Other,          // any other libcurl failure
 };
 

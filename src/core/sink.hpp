@@ -20,10 +20,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace pg_sync::tls {
+struct Settings;
+}
+namespace pg_sync::oauth2 {
+struct Config;
+}
 
 namespace pg_sync::sink {
 
@@ -55,6 +63,14 @@ struct Request {
     std::string settings;             // the transport's own settings (Kafka: a JSON object), or empty
     long timeout_ms = 10000; // connect and total, counted from the moment the transport starts it
     std::int64_t group = 0;  // fair-share unit (the worker: the endpoint id)
+    // HTTP: client certificate, key and CA bundle of the endpoint (core/tls_config.hpp); null: none.
+    std::shared_ptr<const tls::Settings> tls;
+    // HTTP: OAuth2 client credentials (core/oauth2.hpp); core/oauth2_sink.hpp adds the token and
+    // clears this before the request reaches the HTTP client. Null: none.
+    std::shared_ptr<const oauth2::Config> oauth2;
+    // HTTP: Completion::body gets the whole response body (up to the client's cap), for the
+    // token requests of core/oauth2_sink.hpp. Deliveries keep only the start, for the error text.
+    bool keep_body = false;
 };
 
 // How a submitted request ended.
@@ -68,6 +84,7 @@ struct Completion {
     // Record transports, when the request did not succeed as a whole: one per record, in order.
     // Empty: every event of the request shares the verdict.
     std::vector<RecordResult> records;
+    std::string body; // the response body, for requests with keep_body only
 
     // The view retry::classify takes; valid while this Completion lives.
     retry::Response response() const;

@@ -27,8 +27,10 @@
 // taken statistics go back to the dispatcher, cached heads and the ring position are read again.
 #include "pg/pg_prelude.hpp"
 
+#include "core/oauth2.hpp"
 #include "core/payload_gate.hpp"
 #include "core/signature.hpp"
+#include "core/tls_config.hpp"
 #include "core/validate.hpp"
 #include "pg/delivery.hpp"
 #include "pg/guard.hpp"
@@ -39,6 +41,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -122,6 +125,17 @@ void load_endpoints(DeliveryWorker &w) {
             c.max_request_bytes = std::size_t(std::max(1L, std::strtol(bytes->c_str(), nullptr, 10)));
         if (std::optional<std::string> statuses = text(r.permanent_statuses))
             c.policy.permanent_statuses = worker::split_ints(*statuses);
+        tls::Settings tls_settings;
+        tls_settings.client_cert = text(r.tls_client_cert).value_or("");
+        tls_settings.client_key = text(r.tls_client_key).value_or("");
+        tls_settings.ca = text(r.tls_ca).value_or("");
+        if (!tls_settings.empty())
+            c.tls = std::make_shared<const tls::Settings>(std::move(tls_settings));
+        if (std::optional<std::string> o = text(r.oauth2); o && *o != "{}") {
+            validate::Problem ignored; // checked when it was configured
+            if (std::optional<oauth2::Config> config = oauth2::parse_config(*o, &ignored))
+                c.oauth2 = std::make_shared<const oauth2::Config>(std::move(*config));
+        }
         endpoints.push_back(std::move(c));
     }
     postgres_call([&] { qs::release_rows(); });

@@ -13,6 +13,7 @@
 
 #include "core/http_client.hpp"
 #include "core/kafka_sink.hpp"
+#include "core/oauth2_sink.hpp"
 #include "core/sink_router.hpp"
 #include "pg/delivery.hpp"
 #include "pg/workers.hpp"
@@ -119,7 +120,9 @@ extern "C" void pg_sync_worker_main(Datum arg) {
         // sink starts librdkafka only when a kafka:// endpoint has something to send.
         http_client = new pg_sync::http::Client(http_options());
         kafka_sink = new pg_sync::kafka::Sink(kafka_options());
-        auto *transport = new pg_sync::sink::Router(*http_client, *kafka_sink);
+        // OAuth2 tokens are fetched through the HTTP client, in front of it (core/oauth2_sink.hpp).
+        auto *oauth2_sink = new pg_sync::oauth2::Sink(*http_client);
+        auto *transport = new pg_sync::sink::Router(*oauth2_sink, *kafka_sink);
         DeliveryWorker *worker =
             new DeliveryWorker(scope, std::uint64_t(MyProcPid) ^ std::uint64_t(GetCurrentTimestamp()),
                                settings.circuit_failure_threshold, *transport);

@@ -49,14 +49,15 @@ struct StatementDef {
 // Result columns of the reads, in the order of the enums below.
 enum EndpointCol { E_ID, E_NAME, E_URL, E_SECRET, E_BATCH, E_ATTEMPTS, E_TIMEOUT, E_IN_FLIGHT, E_BASE, E_MAX,
                    E_PAUSED, E_HEADERS, E_KAFKA, E_FORMAT, E_PREV_SECRET, E_PREV_UNTIL, E_RATE, E_REQUEST_BYTES,
-                   E_PERMANENT, E_STATE_LIMITS, E_NCOLS };
+                   E_PERMANENT, E_STATE_LIMITS, E_TLS_CERT, E_TLS_KEY, E_TLS_CA, E_OAUTH2, E_NCOLS };
 const Column endpoint_columns[E_NCOLS] = {
     {"id", INT4OID},           {"name", TEXTOID},          {"url", TEXTOID},          {"secret", TEXTOID},
     {"batch_size", INT4OID},   {"max_attempts", INT4OID},  {"timeout_ms", INT4OID},   {"max_in_flight", INT4OID},
     {"retry_base_ms", INT4OID}, {"retry_max_ms", INT4OID}, {"paused", BOOLOID},       {"header_lines", TEXTOID},
     {"kafka_settings", TEXTOID}, {"format", TEXTOID},        {"previous_secret", TEXTOID},
     {"previous_secret_until", TIMESTAMPTZOID},              {"max_rate", TEXTOID},    {"max_request_bytes", TEXTOID},
-    {"permanent_statuses", TEXTOID}, {"state_has_limits", BOOLOID}};
+    {"permanent_statuses", TEXTOID}, {"state_has_limits", BOOLOID}, {"tls_client_cert", TEXTOID},
+    {"tls_client_key", TEXTOID}, {"tls_ca", TEXTOID},         {"oauth2", TEXTOID}};
 
 enum EventCol { V_ID, V_OP, V_TBL, V_KEY, V_NEW, V_OLD, V_TYPE, V_TXID, V_CAPTURED, V_ATTEMPTS, V_NEXT, V_TABLEOID,
                 V_CTID, V_TRACE, V_NCOLS };
@@ -87,7 +88,11 @@ const StatementDef statements[S_COUNT] = {
      "           pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->) 'permanent_statuses')), ',') AS permanent_statuses,"
      "       EXISTS (SELECT FROM pg_catalog.pg_attribute a"
      "                WHERE a.attrelid OPERATOR(pg_catalog.=) 'pg_sync._endpoint_state'::pg_catalog.regclass"
-     "                  AND a.attname OPERATOR(pg_catalog.=) 'rate_limited' AND NOT a.attisdropped) AS state_has_limits"
+     "                  AND a.attname OPERATOR(pg_catalog.=) 'rate_limited' AND NOT a.attisdropped) AS state_has_limits,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_client_cert' AS tls_client_cert,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_client_key' AS tls_client_key,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'tls_ca' AS tls_ca,"
+     "       pg_catalog.to_jsonb(e) OPERATOR(pg_catalog.->>) 'oauth2' AS oauth2"
      "  FROM pg_sync._endpoints e ORDER BY e.id",
      0, {}, SPI_OK_SELECT, endpoint_columns, E_NCOLS},
     // json columns as they are: json is text inside (read the same way), and a cast to text
@@ -231,7 +236,7 @@ void run(Statement s, Datum *values, const char *nulls, bool read_only = false) 
 
 // One result row, deformed once (reading column by column would walk the tuple from the start
 // for every column after the first variable-length one).
-constexpr int kMaxColumns = 24;
+constexpr int kMaxColumns = 32;
 struct Deformed {
     Datum values[kMaxColumns];
     bool nulls[kMaxColumns];
@@ -624,6 +629,10 @@ int read_endpoints(EndpointRow **rows) {
         e.max_request_bytes = text_at(row, s, E_REQUEST_BYTES);
         e.permanent_statuses = text_at(row, s, E_PERMANENT);
         state_has_limits = int_at(row, s, E_STATE_LIMITS).value != 0;
+        e.tls_client_cert = text_at(row, s, E_TLS_CERT);
+        e.tls_client_key = text_at(row, s, E_TLS_KEY);
+        e.tls_ca = text_at(row, s, E_TLS_CA);
+        e.oauth2 = text_at(row, s, E_OAUTH2);
     }
     MemoryContextSwitchTo(old);
     held_table = SPI_tuptable;

@@ -52,6 +52,7 @@ struct EndpointRow {
     Text name, url, secret, header_lines, kafka_settings, format, previous_secret;
     Int previous_secret_until; // TimestampTz; NULL: no rotation
     Text max_rate, max_request_bytes, permanent_statuses; // as text; null before 0.3.0's update
+    Text tls_client_cert, tls_client_key, tls_ca, oauth2; // NULL when not set; oauth2 '{}' when not set
 };
 
 // A row of the ring pg_sync._attempts.

@@ -81,7 +81,7 @@ SELECT p.oid::regprocedure AS unpinned_function, l.lanname, p.prosecdef
 -- ==========================================================================================
 -- 3. The privilege matrix of everything in schema pg_sync. The policy: writers and PUBLIC
 -- nothing; monitors SELECT on the views, EXECUTE on health(), _workers(), _worker_status(), _sees_data(),
--- _url_origin(), _error_class() and _shown_error() (behind the views); admins what monitors have, plus EXECUTE on the functions without a leading
+-- _url_origin(), _error_class(), _shown_error() and _cert_not_after() (behind the views); admins what monitors have, plus EXECUTE on the functions without a leading
 -- underscore. No role holds any other privilege on a pg_sync table, sequence or function, and
 -- nobody but the owner may create in the schema. Violations of that policy (none expected):
 
@@ -112,7 +112,8 @@ SELECT rolname, object, kind, priv AS violation FROM ph_matrix m
    AND NOT (rolname IN ('regress_ph_monitor', 'regress_ph_admin') AND kind = 'function'
             AND object IN ('pg_sync.health()', 'pg_sync._workers()', 'pg_sync._worker_status()', 'pg_sync._sees_data()',
                            'pg_sync._url_origin(text)', 'pg_sync._error_class(text)',
-                           'pg_sync._shown_error(text)', 'pg_sync._pending(integer,boolean)'))
+                           'pg_sync._shown_error(text)', 'pg_sync._pending(integer,boolean)',
+                           'pg_sync._cert_not_after(text)'))
    AND NOT (rolname = 'regress_ph_admin' AND kind = 'function' AND object !~ '^pg_sync\._')
  ORDER BY rolname COLLATE "C", object COLLATE "C", priv COLLATE "C";
 -- What each role may do, as the policy allows it (the writer and PUBLIC: nothing).

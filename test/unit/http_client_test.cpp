@@ -174,6 +174,22 @@ TEST(HttpClient, PostsAndReportsStatusAndRetryAfter) {
     EXPECT_EQ(client.in_flight(), 0u);
 }
 
+// The token requests of core/oauth2_sink.hpp read the whole answer; deliveries only its start.
+TEST(HttpClient, KeepsTheWholeBodyWhenAsked) {
+    const std::string body(5000, 'x');
+    OneShotServer server("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\nConnection: close\r\n\r\n" + body);
+    http::Client client(http::Options{});
+    sink::Request r = post(server.url(), 1);
+    r.keep_body = true;
+    r.content_type = "application/x-www-form-urlencoded";
+    client.submit(r);
+    auto done = run_until_done(client, 1);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].status, 200);
+    EXPECT_EQ(done[0].body, body);
+    EXPECT_EQ(done[0].detail, "");
+}
+
 TEST(HttpClient, DoesNotFollowRedirects) {
     OneShotServer server("HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/elsewhere\r\nContent-Length: 0\r\n"
                          "Connection: close\r\n\r\n");
