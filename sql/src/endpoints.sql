@@ -82,7 +82,8 @@ COMMENT ON FUNCTION pg_sync.create_endpoint IS
 -- kafka_settings (when it has any: they can hold SASL credentials), tls_client_key (when it has
 -- one) and oauth2 (when it has it) again, so that no admin can point another admin's endpoint at
 -- a host of their choosing and receive its Authorization header, signed payloads, SASL password,
--- client certificate or access tokens.
+-- client certificate or access tokens. A changed tls_ca (set, replaced or removed) needs them
+-- again too: a CA of the caller's choosing could vouch for a server of theirs at the same origin.
 -- A url change sends the rows of every table tracked for the endpoint somewhere else: the caller
 -- must be able to read them all (the same right track() asks for).
 -- A secret given here (a new one, or '' to remove it) ends a rotation in progress
@@ -99,6 +100,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     ep pg_sync._endpoints;
     unreadable regclass;
+    moved bool;
 BEGIN
     SELECT * INTO ep FROM pg_sync._endpoints e
      WHERE e.id = pg_sync._endpoint_id(_alter_endpoint.name, 'no key update');
@@ -135,15 +137,20 @@ BEGIN
                       HINT = 'Ask a role that may read every table tracked for the endpoint.';
         END IF;
     END IF;
-    IF _alter_endpoint.url IS NOT NULL
-       AND pg_sync._url_origin(_alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url)
+    -- A new tls_ca is a new judge of which server is the receiver (a CA of the caller's could
+    -- vouch for a server of theirs at the same origin): it needs the credentials again too.
+    moved := _alter_endpoint.url IS NOT NULL
+             AND pg_sync._url_origin(_alter_endpoint.url) IS DISTINCT FROM pg_sync._url_origin(ep.url);
+    IF (moved OR _alter_endpoint.tls_ca IS NOT NULL AND nullif(_alter_endpoint.tls_ca, '') IS DISTINCT FROM ep.tls_ca)
        AND (ep.headers <> '{}' AND _alter_endpoint.headers IS NULL
             OR ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL
             OR ep.kafka_settings <> '{}' AND _alter_endpoint.kafka_settings IS NULL
             OR ep.tls_client_key IS NOT NULL AND _alter_endpoint.tls_client_key IS NULL
             OR ep.oauth2 <> '{}' AND _alter_endpoint.oauth2 IS NULL) THEN
-        RAISE EXCEPTION 'the new URL of endpoint % is on another origin: its % must be given again',
+        RAISE EXCEPTION 'the new % of endpoint % %: its % must be given again',
+                        CASE WHEN moved THEN 'URL' ELSE 'tls_ca' END,
                         pg_sync._quote(_alter_endpoint.name),
+                        CASE WHEN moved THEN 'is on another origin' ELSE 'changes which server is trusted' END,
                         array_to_string(ARRAY[
                             CASE WHEN ep.headers <> '{}' AND _alter_endpoint.headers IS NULL THEN 'headers' END,
                             CASE WHEN ep.secret IS NOT NULL AND _alter_endpoint.secret IS NULL THEN 'secret' END,
@@ -153,8 +160,10 @@ BEGIN
                                  THEN 'tls_client_cert and tls_client_key' END,
                             CASE WHEN ep.oauth2 <> '{}' AND _alter_endpoint.oauth2 IS NULL THEN 'oauth2' END], ' and ')
             USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = format('The endpoint''s credentials (headers, secret, Kafka settings, client certificate, OAuth2) were given for %s; they are not sent to %s unless the same call gives them.',
-                                  pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url)),
+                  DETAIL = CASE WHEN moved THEN
+                      format('The endpoint''s credentials (headers, secret, Kafka settings, client certificate, OAuth2) were given for %s; they are not sent to %s unless the same call gives them.',
+                             pg_sync._url_origin(ep.url), pg_sync._url_origin(_alter_endpoint.url))
+                      ELSE 'A CA bundle decides which server is taken for the receiver: the endpoint''s credentials (headers, secret, client certificate, OAuth2) are not sent to a server a new one vouches for unless the same call gives them.' END,
                   HINT = 'Pass them again with the new url, or drop them: headers => ''{}'', secret => '''', kafka_settings => ''{}'', tls_client_cert => '''' with tls_client_key => '''', oauth2 => ''{}''.';
     END IF;
     UPDATE pg_sync._endpoints e SET

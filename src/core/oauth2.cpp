@@ -194,22 +194,35 @@ TokenCache::Use TokenCache::acquire(std::int64_t now_ms) {
     if (!token_.empty())
         u.token = token_;
     if (!fetching_ && (token_.empty() || now_ms >= refresh_at_ms_)) {
-        fetching_ = true;
-        u.start_fetch = true;
+        if (now_ms >= retry_at_ms_) {
+            fetching_ = true;
+            u.start_fetch = true;
+        } else if (token_.empty()) {
+            u.backing_off = true;
+        }
     }
     return u;
 }
 
-void TokenCache::fetched(const Token &token, std::int64_t sent_ms) {
+void TokenCache::fetched(const Token &token, std::int64_t sent_ms, std::int64_t received_ms) {
+    if (received_ms < 0)
+        received_ms = sent_ms;
     fetching_ = false;
+    failures_ = 0;
+    retry_at_ms_ = 0;
     const std::int64_t lifetime = token.expires_in_s ? *token.expires_in_s * 1000 : kDefaultLifetimeMs;
     const std::int64_t margin = std::min(kMaxMarginMs, lifetime / 4);
     token_ = token.access_token;
-    use_until_ms_ = sent_ms + lifetime - margin / 4;
-    refresh_at_ms_ = sent_ms + lifetime - margin;
+    use_until_ms_ = std::max(sent_ms + lifetime - margin / 4, received_ms + kMinUseMs);
+    refresh_at_ms_ = std::min(use_until_ms_, std::max(sent_ms + lifetime - margin, received_ms));
 }
 
-void TokenCache::failed() { fetching_ = false; }
+void TokenCache::failed(std::int64_t now_ms) {
+    fetching_ = false;
+    failures_ = std::min(failures_ + 1, 30);
+    const std::int64_t backoff = std::min<std::int64_t>(kMaxFetchBackoffMs, kFetchBackoffMs << std::min(failures_ - 1, 6));
+    retry_at_ms_ = now_ms + backoff;
+}
 
 bool TokenCache::invalidate(const std::string &token) {
     if (token_.empty() || token != token_)

@@ -76,20 +76,31 @@ std::string error_code(std::string_view body);
 // F + E - margin on (the old token still serves meanwhile), margin = min(60 s, E / 4); F is when
 // the token request was sent, so the time it took counts against the token. Without expires_in a
 // token is refreshed after an hour, and at once when a receiver answers 401 to it.
+// A token is usable for at least kMinUseMs after its answer arrived, whatever its expires_in (0,
+// or a fetch slower than the token's life), so that the requests that waited for it go out.
+// After a failed fetch the next one waits kFetchBackoffMs, doubling to kMaxFetchBackoffMs: a token
+// endpoint that refuses is not asked once per request; meanwhile a request without a usable token
+// fails at once (the endpoint's retry backoff and circuit breaker take over).
 inline constexpr std::int64_t kMaxMarginMs = 60000;
 inline constexpr std::int64_t kDefaultLifetimeMs = 3600000;
+inline constexpr std::int64_t kMinUseMs = 1000;
+inline constexpr std::int64_t kFetchBackoffMs = 1000;
+inline constexpr std::int64_t kMaxFetchBackoffMs = 60000;
 
 class TokenCache {
   public:
     struct Use {
         std::optional<std::string> token; // send with this token now; none: wait for a fetch
         bool start_fetch = false;         // the caller must start a token request now
+        bool backing_off = false;         // no token, and no fetch before fetch_retry_at_ms()
     };
     // What a request should do at now_ms.
     Use acquire(std::int64_t now_ms);
-    // The token request that acquire() asked for was sent at sent_ms and succeeded / failed.
-    void fetched(const Token &token, std::int64_t sent_ms);
-    void failed();
+    // The token request that acquire() asked for was sent at sent_ms and its answer arrived at
+    // received_ms (default: sent_ms); it succeeded / failed (at now_ms).
+    void fetched(const Token &token, std::int64_t sent_ms, std::int64_t received_ms = -1);
+    void failed(std::int64_t now_ms = 0);
+    std::int64_t fetch_retry_at_ms() const { return retry_at_ms_; }
     // A receiver answered 401 to `token`: when it is the current one, it is dropped (the next
     // acquire() fetches). Returns whether it was dropped.
     bool invalidate(const std::string &token);
@@ -103,6 +114,8 @@ class TokenCache {
     std::int64_t use_until_ms_ = 0;
     std::int64_t refresh_at_ms_ = 0;
     bool fetching_ = false;
+    int failures_ = 0;             // fetches failed in a row
+    std::int64_t retry_at_ms_ = 0; // no fetch before this after a failure
 };
 
 } // namespace pg_sync::oauth2

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 
 namespace pg_sync::oauth2 {
 
@@ -58,11 +59,21 @@ void Sink::send(std::uint64_t token) {
     if (use.start_fetch)
         start_fetch(group, e, p.request.timeout_ms);
     if (!use.token) {
+        if (use.backing_off) {
+            // The last token request failed and the next one is not due yet.
+            complete_now(token, retry::Transport::Auth, e.last_error.empty() ? "token endpoint failed" : e.last_error);
+            return;
+        }
         e.waiting.push_back(token);
         waiting_++;
         return;
     }
-    p.token = *use.token;
+    send_with(token, *use.token);
+}
+
+void Sink::send_with(std::uint64_t token, const std::string &access_token) {
+    Pending &p = pending_.at(token);
+    p.token = access_token;
     sink::Request r = p.request;
     r.oauth2.reset();
     r.headers.push_back("Authorization: Bearer " + p.token);
@@ -87,8 +98,32 @@ void Sink::start_fetch(std::int64_t group, Endpoint &e, long timeout_ms) {
         inner_.submit(std::move(r));
     } catch (...) {
         fetches_.erase(r.token);
-        e.cache.failed();
+        e.cache.failed(now());
         throw;
+    }
+}
+
+void Sink::complete_now(std::uint64_t token, retry::Transport transport, const std::string &detail) {
+    auto it = pending_.find(token);
+    if (it == pending_.end())
+        return;
+    sink::Completion c;
+    c.token = token;
+    c.transport = transport;
+    c.detail = detail;
+    c.duration_us = std::uint64_t(std::max<std::int64_t>(0, now() - it->second.submitted_ms)) * 1000;
+    pending_.erase(it);
+    done_.push_back(std::move(c));
+}
+
+void Sink::send_or_fail(std::uint64_t token, const std::string *access_token) {
+    try {
+        if (access_token)
+            send_with(token, *access_token);
+        else
+            send(token);
+    } catch (const std::exception &e) {
+        complete_now(token, retry::Transport::Other, e.what());
     }
 }
 
@@ -123,13 +158,14 @@ void Sink::fetched(const sink::Completion &c) {
     if (c.transport == retry::Transport::Ok && c.status >= 200 && c.status < 300) {
         std::string error;
         if (std::optional<Token> token = parse_token_response(c.body, &error)) {
-            e.cache.fetched(*token, fetch.sent_ms);
+            e.cache.fetched(*token, fetch.sent_ms, now());
             std::deque<std::uint64_t> waiting;
             waiting.swap(e.waiting);
             waiting_ -= waiting.size();
+            // With the token just fetched, not through acquire(): they waited for this one.
             for (std::uint64_t t : waiting)
                 if (pending_.count(t))
-                    send(t);
+                    send_or_fail(t, &token->access_token);
             return;
         }
         detail = "token endpoint answered HTTP " + std::to_string(c.status) + ", but " + error;
@@ -142,7 +178,8 @@ void Sink::fetched(const sink::Completion &c) {
     } else {
         detail = "token endpoint: " + c.detail;
     }
-    e.cache.failed();
+    e.cache.failed(now());
+    e.last_error = detail;
     fail_waiting(e, detail);
 }
 
@@ -163,7 +200,7 @@ std::vector<sink::Completion> Sink::take_completions() {
             // fresh one. A second 401 is the request's answer.
             p.resent = true;
             endpoints_[p.request.group].cache.invalidate(p.token);
-            send(c.token);
+            send_or_fail(c.token);
             continue;
         }
         if (p.resent) // both attempts

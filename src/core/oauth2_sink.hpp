@@ -62,6 +62,7 @@ class Sink final : public sink::Sink {
         TokenCache cache;
         std::deque<std::uint64_t> waiting; // requests waiting for a token, oldest first
         std::uint64_t generation = 0;      // a configuration change forgets fetches under way
+        std::string last_error;            // of the last failed token request
     };
     struct Fetch {
         std::int64_t group;
@@ -70,6 +71,11 @@ class Sink final : public sink::Sink {
     };
     std::int64_t now() const;
     void send(std::uint64_t token);            // with the cached token, or waiting for a fetch
+    void send_with(std::uint64_t token, const std::string &access_token);
+    // send()/send_with() from take_completions(), where a failure to submit (out of memory, no
+    // curl handle) becomes this request's completion instead of losing the others.
+    void send_or_fail(std::uint64_t token, const std::string *access_token = nullptr);
+    void complete_now(std::uint64_t token, retry::Transport transport, const std::string &detail);
     void start_fetch(std::int64_t group, Endpoint &e, long timeout_ms);
     void fetched(const sink::Completion &c);
     void fail_waiting(Endpoint &e, const std::string &detail);

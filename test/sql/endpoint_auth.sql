@@ -50,6 +50,9 @@ SELECT pg_sync.alter_endpoint('mtls', tls_client_cert => '');
 -- The client certificate is a credential: it does not follow the URL to another origin.
 SELECT pg_sync.alter_endpoint('mtls', url => 'https://evil.example.com/in');
 SELECT * FROM ep;
+-- Nor to a server another CA bundle vouches for (set, replaced or removed): found in review.
+SELECT pg_sync.alter_endpoint('mtls', tls_ca => '');
+SELECT has_tls_ca FROM ep WHERE name = 'mtls';
 -- Dropped with ''; then the URL may go anywhere.
 SELECT pg_sync.alter_endpoint('mtls', tls_client_cert => '', tls_client_key => '', tls_ca => '');
 SELECT pg_sync.alter_endpoint('mtls', url => 'http://other.example.com/in');

@@ -244,6 +244,15 @@ TEST(OAuth2Sink, AFailedFetchFailsTheWaitingRequestsWithoutTheSecret) {
     EXPECT_EQ(o.verdict, retry::Verdict::Retry);
     EXPECT_EQ(o.reason, "OAuth2 token request failed: token endpoint answered HTTP 401 (invalid_client)");
     EXPECT_EQ(s.in_flight(), 0u);
+    // Within the fetch backoff (1 s after one failure) a request fails at once with the last
+    // error, and the token endpoint is not asked again.
+    s.submit(delivery(30, c));
+    done = s.take_completions();
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].transport, retry::Transport::Auth);
+    EXPECT_EQ(done[0].detail, "token endpoint answered HTTP 401 (invalid_client)");
+    EXPECT_EQ(s.token_requests(), 1u);
+    now += oauth2::kFetchBackoffMs;
     // A 200 that is not a token, and a transport failure.
     s.submit(delivery(3, c));
     inner.answer(1 + 0, 0); // (index 1 is the new token request)
@@ -252,6 +261,7 @@ TEST(OAuth2Sink, AFailedFetchFailsTheWaitingRequestsWithoutTheSecret) {
     done = s.take_completions();
     ASSERT_EQ(done.size(), 1u);
     EXPECT_EQ(done[0].detail, "token endpoint: Failed to connect");
+    now += 2 * oauth2::kFetchBackoffMs; // two failures in a row: 2 s
     s.submit(delivery(4, c));
     inner.answer(2, 200, R"({"token":"x"})");
     done = s.take_completions();
@@ -283,4 +293,60 @@ TEST(OAuth2Sink, ExpiryAndChangedSettingsFetchAgain) {
     ASSERT_EQ(inner.sent.size(), 6u);
     EXPECT_EQ(inner.sent[5].url, "https://auth.example.com/token");
     EXPECT_EQ(s.token_requests(), 3u);
+}
+
+// Found in review: a token that expires at once (expires_in 0, or a fetch slower than its life)
+// must still carry the requests that waited for it, instead of a new fetch for each, forever.
+TEST(OAuth2Cache, ATokenIsUsableForAMomentWhateverItsExpiry) {
+    oauth2::TokenCache cache;
+    ASSERT_TRUE(cache.acquire(0).start_fetch);
+    cache.fetched(oauth2::Token{"t0", 0}, 0, 1900);
+    EXPECT_EQ(cache.use_until_ms(), 1900 + oauth2::kMinUseMs);
+    auto u = cache.acquire(1901);
+    EXPECT_EQ(u.token, "t0");
+    EXPECT_TRUE(u.start_fetch); // refreshed at once, in the background
+    cache.fetched(oauth2::Token{"t1", 2}, 2000, 3900); // a 1.9 s fetch of a 2 s token
+    EXPECT_EQ(cache.acquire(3901).token, "t1");
+}
+
+TEST(OAuth2Sink, ATokenThatExpiresAtOnceStillCarriesTheWaitingRequests) {
+    FakeSink inner;
+    std::int64_t now = 0;
+    oauth2::Sink s(inner, [&] { return now; });
+    auto c = std::make_shared<const oauth2::Config>(config());
+    s.submit(delivery(1, c));
+    s.submit(delivery(2, c));
+    ASSERT_EQ(inner.sent.size(), 1u);
+    now = 1900;
+    inner.answer(0, 200, R"({"access_token":"brief","expires_in":0})");
+    EXPECT_TRUE(s.take_completions().empty());
+    ASSERT_EQ(inner.sent.size(), 3u); // both deliveries, not another token request
+    EXPECT_EQ(inner.header(1, "Authorization"), "Bearer brief");
+    EXPECT_EQ(inner.header(2, "Authorization"), "Bearer brief");
+    EXPECT_EQ(s.token_requests(), 1u);
+}
+
+TEST(OAuth2Cache, FailedFetchesBackOff) {
+    oauth2::TokenCache cache;
+    ASSERT_TRUE(cache.acquire(0).start_fetch);
+    cache.failed(100);
+    auto u = cache.acquire(500);
+    EXPECT_FALSE(u.start_fetch);
+    EXPECT_TRUE(u.backing_off);
+    u = cache.acquire(100 + oauth2::kFetchBackoffMs);
+    EXPECT_TRUE(u.start_fetch);
+    cache.failed(2000);
+    EXPECT_EQ(cache.fetch_retry_at_ms(), 2000 + 2 * oauth2::kFetchBackoffMs);
+    for (int i = 0; i < 20; ++i) {
+        ASSERT_TRUE(cache.acquire(cache.fetch_retry_at_ms()).start_fetch);
+        cache.failed(cache.fetch_retry_at_ms());
+    }
+    const std::int64_t t = cache.fetch_retry_at_ms();
+    ASSERT_TRUE(cache.acquire(t).start_fetch);
+    cache.failed(t);
+    EXPECT_EQ(cache.fetch_retry_at_ms(), t + oauth2::kMaxFetchBackoffMs);
+    // A success resets it.
+    ASSERT_TRUE(cache.acquire(cache.fetch_retry_at_ms()).start_fetch);
+    cache.fetched(oauth2::Token{"ok", 3600}, t + oauth2::kMaxFetchBackoffMs);
+    EXPECT_EQ(cache.fetch_retry_at_ms(), 0);
 }
