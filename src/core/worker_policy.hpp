@@ -77,8 +77,8 @@ class AckGroup {
     // WAL writer flushes them within 3 * wal_writer_delay), whose events are then sent again,
     // which Guarantee 3 allows (docs/design.md: the duplicate bound says so); the WAL is
     // replayed as a prefix, so per key the events sent again are still the last ones delivered.
-    // (Waiting for that flush, about 100 times a second, took 35-45 % of the worker's time
-    // under pgbench TPC-B: bench/results/sustained-latest.md.)
+    // (Waiting for that flush, about 100 times a second, was the worker's wait event in 164 and
+    // 200 of 301 1-s samples under pgbench TPC-B: bench/results/sustained-diagnosis.md.)
     bool durable(std::int64_t delay_ms) const { return delay_ms <= 0 || urgent_; }
     // A pass committed every answer of the group.
     void recorded() {
