@@ -27,21 +27,25 @@ Head merge_dead_letters(std::vector<QueuedEvent> head, std::vector<QueuedEvent> 
     return merged;
 }
 
-HeadCache::Action HeadCache::before_plan(std::int32_t id, bool full, bool held, std::size_t in_flight_events,
+HeadCache::Action HeadCache::before_plan(std::int32_t id, Wake wake, bool held, std::size_t in_flight_events,
                                          std::size_t refill, bool memory_full, bool in_pass) {
     Cached &cached = heads_[id];
+    const bool stale = wake != Wake::Answers;
     if (held) {
-        if (full)
+        if (stale)
             cached.valid = false;
         return Action::Skip;
     }
-    if (!full && cached.valid && !(in_pass && cached.released)) {
+    if (wake != Wake::Reread && cached.valid && !(in_pass && cached.released)) {
         const std::size_t waiting = cached.events.size() > in_flight_events ? cached.events.size() - in_flight_events : 0;
-        if (cached.whole || waiting >= refill)
+        if (wake == Wake::Answers && (cached.whole || waiting >= refill))
+            return Action::PlanCached;
+        // Commits: the new events cannot go before the cached ones (see the header).
+        if (wake == Wake::Commits && !cached.whole && !cached.blocked && waiting >= refill)
             return Action::PlanCached;
     }
     if (memory_full) {
-        if (full)
+        if (stale)
             cached.valid = false;
         return Action::Skip;
     }

@@ -5,9 +5,10 @@
 //
 // Why planning from a cached head is safe: between full passes the worker plans from it instead of
 // reading the queue again; everything committed later announces itself by setting the worker's
-// latch (which makes the next pass full and reloads), and a commit cannot put an event before a
-// same-key event it has already seen (row locks order same-key writers, and the wake-up happens
-// before the writer releases its locks).
+// latch (which makes the next pass full: it reads again unless the cache, not whole, still fills
+// the free request slots, see before_plan), and a commit cannot put an event before a same-key
+// event it has already seen (row locks order same-key writers, and the wake-up happens before the
+// writer releases its locks).
 #pragma once
 
 #include "core/dispatcher.hpp"
@@ -33,20 +34,38 @@ class HeadCache {
         Read,       // read the queue, store() it, then plan from events(id)
     };
 
+    // Why the worker plans now: what may have changed in the queue since the cache was read.
+    enum class Wake {
+        Answers, // only answers came (a partial pass, or planning between passes): nothing was
+                 // committed since the read, or the latch would have made the pass Commits
+        Commits, // a commit set the latch: events may have been queued since the read
+        Reread,  // read again whatever the cache holds: the worker started, a sweep (what no
+                 // commit announced), a due retry, a configuration change (redeliver, purge), a
+                 // recount (someone changed the queue by hand), a pass that failed before
+    };
+
     // What an endpoint's pass does:
-    //   full:            a commit, a sweep, a due retry or a configuration change woke the pass
+    //   wake:            see Wake
     //   held:            Dispatcher::held(): nothing could be sent now whatever the queue holds
     //   in_flight_events: the endpoint's events now in flight
     //   refill:          events that fill the request slots free now (batch_size * free slots)
     //   memory_full:     the endpoint's request bodies in flight alone take its memory share
     //   in_pass:         a pass asks (it may read); false: planning between passes (pipelining)
-    // A held or memory-full endpoint is skipped; when the pass is full, what it caches is then
-    // stale (a commit may have brought events), so the next pass that plans it reads again. A
-    // partial pass (and planning between passes) plans from a valid cache that has every pending
-    // event (whole) or enough to fill the free request slots; a pass also reads again when a 2xx
-    // may have released events the cache holds without payload (see on_outcome). Read drops the
-    // cached events first, so that an old and a new head are never in memory together.
-    Action before_plan(std::int32_t id, bool full, bool held, std::size_t in_flight_events, std::size_t refill,
+    // A held or memory-full endpoint is skipped; when the wake is not Answers, what it caches is
+    // then stale (a commit may have brought events), so the next pass that plans it reads again.
+    // On Answers, a valid cache that has every pending event (whole) or enough to fill the free
+    // request slots is planned from; a pass also reads again when a 2xx may have released events
+    // the cache holds without payload (see on_outcome). On Commits, a valid cache that is not
+    // whole, holds no blocked event and fills the free slots is planned from too: it is the
+    // lowest pending ids as of its read minus what was delivered, and what committed since
+    // cannot go before any of them (a same-key event committed later has a larger id than every
+    // cached event of its key: the writers are ordered by row locks, and the later one took its
+    // id after the earlier one committed); it is read when the cache can no longer fill the
+    // slots, or at the next Reread (the sweep, every pg_sync.sweep_interval). A whole cache is
+    // read again on Commits: the new events are beyond it and nothing else would fetch them.
+    // Read drops the cached events first, so that an old and a new head are never in memory
+    // together.
+    Action before_plan(std::int32_t id, Wake wake, bool held, std::size_t in_flight_events, std::size_t refill,
                        bool memory_full, bool in_pass = true);
 
     // A head just read: the lowest `window` queue rows (fewer: `head` has them all, unless `cut`,

@@ -73,6 +73,17 @@ class AckGroup {
         return at >= 0 && at <= now_ms;
     }
     bool empty() const { return count_ == 0; }
+    // Whether the pass that records the group waits for its commit to reach the disk (a WAL
+    // flush). Only with pg_sync.ack_delay = 0 (0.3.0's exact bound: a crash resends only what was
+    // in flight or being recorded) or when the group holds an answer that is not a 2xx (retries,
+    // dead letters and 410 pauses are not forgotten by a crash). Otherwise a group of 2xx
+    // commits asynchronously: a crash can forget the groups committed in the last moments (the
+    // WAL writer flushes them within 3 * wal_writer_delay), whose events are then sent again,
+    // which Guarantee 3 allows (docs/design.md: the duplicate bound says so); the WAL is
+    // replayed as a prefix, so per key the events sent again are still the last ones delivered.
+    // (Waiting for that flush, about 100 times a second, was the worker's wait event in 164 and
+    // 200 of 301 1-s samples under pgbench TPC-B: bench/results/sustained-diagnosis.md.)
+    bool durable(std::int64_t delay_ms) const { return delay_ms <= 0 || urgent_; }
     // A pass committed every answer of the group.
     void recorded() {
         count_ = 0;

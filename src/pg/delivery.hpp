@@ -62,6 +62,10 @@ struct PassRequest {
     bool all_endpoints;  // plan every endpoint (a commit, a sweep, a due retry, a configuration
                          // change woke it); otherwise only those with completions
     bool worker_started; // the first pass of this process: reset what the last one left
+    bool reread;         // read every endpoint's queue again, whatever its cached head holds (a
+                         // sweep, a due retry, a configuration change, the first pass, a pass
+                         // after a failed one); a commit alone may leave a cache that still fills
+                         // the free request slots in place (core/head_cache.hpp, Wake::Commits)
 };
 
 // Runs one pass. On a PostgreSQL ERROR the transaction has been aborted (guard.hpp), the

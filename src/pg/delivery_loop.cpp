@@ -158,7 +158,7 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
         if ((full || stats || read_needed || (tokens && ack_delay == 0) || w.acks.due(now_ms, ack_delay)) &&
             w.pass_retry.may_run(now_ms)) {
             // After a failure the pass looks at every endpoint: what woke the failed one is gone.
-            const PassRequest request{full, first};
+            const PassRequest request{full, first, sweep || retry_due || config || first || retry_pass};
             ErrorReport error;
             if (!run_pass(w, slot, extension_oid, request, &error)) {
                 pass_failed(w, slot, error);

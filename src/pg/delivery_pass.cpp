@@ -299,8 +299,8 @@ void plan_from_head(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms) {
 }
 
 // What an endpoint's planning does now (core/head_cache.hpp); Skip for an unknown or paused one.
-dispatch::HeadCache::Action head_action(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full,
-                                        bool in_pass) {
+dispatch::HeadCache::Action head_action(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms,
+                                        dispatch::HeadCache::Wake wake, bool in_pass) {
     const dispatch::EndpointConfig *c = w.dispatcher.endpoint(id);
     if (!c || c->paused)
         return dispatch::HeadCache::Action::Skip;
@@ -308,7 +308,7 @@ dispatch::HeadCache::Action head_action(DeliveryWorker &w, std::int32_t id, std:
     // while this endpoint's request bodies alone take its share, a new read would only hold them
     // a second time (the requests it could plan wait for those anyway).
     const std::size_t free_slots = c->max_in_flight - std::min(c->max_in_flight, w.dispatcher.in_flight_requests(id));
-    return w.heads.before_plan(id, full, w.dispatcher.held(id, now_ms), w.dispatcher.in_flight_events(id),
+    return w.heads.before_plan(id, wake, w.dispatcher.held(id, now_ms), w.dispatcher.in_flight_events(id),
                                c->batch_size * free_slots, w.dispatcher.in_flight_bytes(id) >= memory_share(w),
                                in_pass);
 }
@@ -326,8 +326,9 @@ void submit_planned(DeliveryWorker &w) {
 
 // Plans the endpoint from its cached head when that is what it needs now (or nothing, when it
 // is skipped); returns whether it needs a read of its queue instead (the cache is dropped).
-bool plan_cached(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full, bool in_pass) {
-    switch (head_action(w, id, now_ms, full, in_pass)) {
+bool plan_cached(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, dispatch::HeadCache::Wake wake,
+                 bool in_pass) {
+    switch (head_action(w, id, now_ms, wake, in_pass)) {
     case dispatch::HeadCache::Action::Skip:
         return false;
     case dispatch::HeadCache::Action::PlanCached:
@@ -339,8 +340,8 @@ bool plan_cached(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool f
     return false;
 }
 
-void plan_endpoint(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, bool full) {
-    if (!plan_cached(w, id, now_ms, full, true))
+void plan_endpoint(DeliveryWorker &w, std::int32_t id, std::int64_t now_ms, dispatch::HeadCache::Wake wake) {
+    if (!plan_cached(w, id, now_ms, wake, true))
         return;
     const std::size_t share = memory_share(w);
     // The dead letters and the head are read under one snapshot: a redeliver() committing
@@ -394,7 +395,7 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
     // DROP EXTENSION wakes the worker with a configuration change, which makes the pass full.
     const uint32 generation = slot->config_generation;
     if (generation != w.config_generation)
-        request.all_endpoints = true;
+        request.all_endpoints = request.reread = true;
     // Hold the extension for the pass (DROP EXTENSION locks it first, then waits for us); then
     // make sure it is still there.
     bool present = false;
@@ -403,7 +404,12 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
         postgres_call([&] { qs::exit_extension_dropped(slot); });
     // Pending counts (queue_counters.cpp): recounted at the worker's start and when asked for,
     // before this pass changes the queue.
-    postgres_call([] { queue_counters_recount_if_due(); });
+    // A recount asked for by someone who changed the queue by hand (a DELETE, a TRUNCATE): the
+    // cached heads may hold events that are gone.
+    bool recounted = false;
+    postgres_call([&] { recounted = queue_counters_recount_if_due(); });
+    if (recounted)
+        request.all_endpoints = request.reread = true;
     if (request.worker_started)
         postgres_call([] { qs::reset_endpoint_state(); });
 
@@ -446,17 +452,19 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
         load_endpoints(w);
         w.config_generation = generation;
         w.configured = true;
-        request.all_endpoints = true;
+        request.all_endpoints = request.reread = true;
         w.heads.retain(w.dispatcher.endpoint_ids());
     }
 
     const std::int64_t now_ms = unix_ms(now);
+    using Wake = dispatch::HeadCache::Wake;
     if (request.all_endpoints) {
+        const Wake wake = request.reread ? Wake::Reread : Wake::Commits;
         for (std::int32_t id : w.dispatcher.endpoint_ids())
-            plan_endpoint(w, id, now_ms, true);
+            plan_endpoint(w, id, now_ms, wake);
     } else {
         for (std::int32_t id : w.touched)
-            plan_endpoint(w, id, now_ms, false);
+            plan_endpoint(w, id, now_ms, Wake::Answers);
     }
     w.replan.clear();
     // Pipelining (pg_sync.ack_delay > 0): sent before the commit. Nothing below changes what they
@@ -478,7 +486,9 @@ void pass_body(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, PassReque
         w.next_backfill_check = TimestampTzPlusMilliseconds(now, kBackfillCheckMs);
         postgres_call([&] { effects.start_backfill = qs::backfills_running(); });
     }
-    postgres_call([] { qs::commit_pass(); });
+    // A group of 2xx commits without waiting for the WAL flush (core/worker_policy AckGroup).
+    const bool durable = w.acks.durable(settings.ack_delay_ms);
+    postgres_call([&] { qs::commit_pass(durable); });
     // Committed: what the pass recorded is true now, whatever happens next.
     w.outcomes.clear();
     w.acks.recorded();
@@ -524,7 +534,7 @@ void undo_pass(DeliveryWorker &w, PassEffects &effects) {
 bool plan_pipelined(DeliveryWorker &w, std::int64_t now_ms) {
     bool read_needed = false;
     for (std::int32_t id : w.replan) // (a read is for the pass: w.touched has the endpoint)
-        read_needed = plan_cached(w, id, now_ms, false, false) || read_needed;
+        read_needed = plan_cached(w, id, now_ms, dispatch::HeadCache::Wake::Answers, false) || read_needed;
     w.replan.clear();
     submit_planned(w);
     return read_needed;

@@ -519,12 +519,12 @@ void queue_counters_utility(Node *tree) {
 
 // --- the delivery worker -------------------------------------------------------------------------
 
-void queue_counters_recount_if_due() {
+bool queue_counters_recount_if_due() {
     if (!shared)
-        return;
+        return false;
     const Oid queue = current_queue_relid();
     if (!OidIsValid(queue))
-        return;
+        return false;
     LWLockAcquire(shared->lock, LW_SHARED);
     const DbCounts *d = find_db(MyDatabaseId);
     const bool due = !d || d->owner != MyProcPid || d->queue_relid != queue || !d->valid || d->recounting ||
@@ -532,6 +532,7 @@ void queue_counters_recount_if_due() {
     LWLockRelease(shared->lock);
     if (due)
         recount(queue);
+    return due;
 }
 
 } // namespace pg_sync::pg

@@ -41,6 +41,6 @@ void queue_counters_utility(Node *tree);
 // First thing in a pass, before it changes the queue: recounts this database's queue when the
 // worker has just started (shared memory is empty after a restart), when something asked for a
 // recount, or when the extension was created again. Raises on error (the pass fails).
-void queue_counters_recount_if_due();
+bool queue_counters_recount_if_due(); // true: it recounted
 
 } // namespace pg_sync::pg

@@ -382,7 +382,12 @@ void exit_extension_dropped(WorkerSlot *slot) {
     proc_exit(0);
 }
 
-void commit_pass() {
+void commit_pass(bool durable) {
+    // For this transaction only (GUC_ACTION_LOCAL: back to the server's setting at its end, after
+    // the commit record was written).
+    if (!durable)
+        (void)set_config_option("synchronous_commit", "off", PGC_SUSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                false);
     PopActiveSnapshot();
     SPI_finish();
     CommitTransactionCommand();

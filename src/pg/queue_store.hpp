@@ -90,8 +90,9 @@ void begin_pass();
 bool lock_extension(Oid extension_oid);
 // DROP EXTENSION: commits, marks the slot and ends the process.
 pg_attribute_noreturn() void exit_extension_dropped(WorkerSlot *slot);
-// Commits the pass.
-void commit_pass();
+// Commits the pass; !durable: with synchronous_commit = off for this commit only (it does not wait
+// for the WAL flush; core/worker_policy AckGroup::durable says when).
+void commit_pass(bool durable);
 // After the commit: the activity and statistics reports (their errors are not the pass's).
 void report_idle();
 

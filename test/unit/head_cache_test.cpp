@@ -8,6 +8,7 @@ using namespace pg_sync;
 using dispatch::HeadCache;
 using dispatch::QueuedEvent;
 using Action = HeadCache::Action;
+using Wake = HeadCache::Wake;
 
 namespace {
 
@@ -27,6 +28,14 @@ std::vector<std::int64_t> ids(const dispatch::Head &v) {
     for (const QueuedEvent &q : v)
         out.push_back(q.id);
     return out;
+}
+
+// Events 1..n with their payload: a read that filled a window of n.
+std::vector<QueuedEvent> events_1_to(int n) {
+    std::vector<QueuedEvent> head;
+    for (int i = 1; i <= n; ++i)
+        head.push_back(ev(i));
+    return head;
 }
 
 dispatch::Outcome delivered(std::int32_t ep, std::vector<std::int64_t> ids) {
@@ -64,54 +73,107 @@ TEST(MergeDeadLetters, EmptyHeadStaysEmpty) {
 
 TEST(HeadCache, FirstPlanReadsThenStoresAndPlansFromIt) {
     HeadCache c;
-    EXPECT_EQ(c.before_plan(1, false, false, 0, 10, false), Action::Read);
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 0, 10, false), Action::Read);
     c.store(1, {ev(1), ev(2)}, {}, 64, false);
     EXPECT_TRUE(c.valid(1));
     EXPECT_TRUE(c.whole(1)); // fewer than the window: nothing beyond it
     EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{1, 2}));
-    EXPECT_EQ(c.before_plan(1, false, false, 2, 10, false), Action::PlanCached);
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 2, 10, false), Action::PlanCached);
 }
 
-TEST(HeadCache, FullPassAlwaysReadsAgain) {
+TEST(HeadCache, RereadAlwaysReadsAgain) {
     HeadCache c;
     c.store(1, {ev(1)}, {}, 64, false);
-    EXPECT_EQ(c.before_plan(1, true, false, 0, 10, false), Action::Read);
+    EXPECT_EQ(c.before_plan(1, Wake::Reread, false, 0, 10, false), Action::Read);
     EXPECT_TRUE(c.events(1).empty()); // dropped before the read: never two heads in memory
     EXPECT_FALSE(c.valid(1));
 }
 
 TEST(HeadCache, PartialHeadPlansFromCacheOnlyWithEnoughWaiting) {
     HeadCache c;
-    std::vector<QueuedEvent> head;
-    for (int i = 1; i <= 64; ++i)
-        head.push_back(ev(i));
+    const std::vector<QueuedEvent> head = events_1_to(64);
     c.store(1, head, {}, 64, false); // the read filled the window: more may be queued
     EXPECT_FALSE(c.whole(1));
-    EXPECT_EQ(c.before_plan(1, false, false, 54, 10, false), Action::PlanCached); // 10 waiting
-    EXPECT_EQ(c.before_plan(1, false, false, 55, 10, false), Action::Read);       // 9 waiting
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 54, 10, false), Action::PlanCached); // 10 waiting
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 55, 10, false), Action::Read);       // 9 waiting
+}
+
+TEST(HeadCache, CommitKeepsAPartialCacheThatFillsTheFreeSlots) {
+    // A commit woke the pass: a cache that is not whole and still fills the free slots is the
+    // lowest pending ids minus what was delivered; nothing committed since can go before them.
+    HeadCache c;
+    const std::vector<QueuedEvent> head = events_1_to(64);
+    c.store(1, head, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, Wake::Commits, false, 54, 10, false), Action::PlanCached); // 10 waiting
+    EXPECT_TRUE(c.valid(1));
+    EXPECT_EQ(c.events(1).size(), 64u);
+    EXPECT_EQ(c.before_plan(1, Wake::Commits, false, 55, 10, false), Action::Read); // 9 waiting
+    EXPECT_FALSE(c.valid(1));
+    EXPECT_TRUE(c.events(1).empty());
+}
+
+TEST(HeadCache, CommitReadsAWholeCacheAgain) {
+    // Whole: nothing was pending beyond it at the read, so the new events are beyond it and only
+    // a read finds them.
+    HeadCache c;
+    c.store(1, {ev(1), ev(2), ev(3)}, {}, 64, false);
+    EXPECT_TRUE(c.whole(1));
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 0, 1, false), Action::PlanCached);
+    EXPECT_EQ(c.before_plan(1, Wake::Commits, false, 0, 1, false), Action::Read);
+}
+
+TEST(HeadCache, CommitReadsACacheWithBlockedEventsAgain) {
+    // Events read without payload (behind a retry, a dead letter, an event in flight) can only go
+    // after a read; a commit (a redeliver, a retry's neighbour) may be what frees them.
+    HeadCache c;
+    std::vector<QueuedEvent> head = events_1_to(64);
+    head[4].payload_loaded = false; // id 5
+    c.store(1, head, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 0, 10, false), Action::PlanCached);
+    EXPECT_EQ(c.before_plan(1, Wake::Commits, false, 0, 10, false), Action::Read);
+}
+
+TEST(HeadCache, CommitReadsACutCacheOnlyWhenItCannotFillTheSlots) {
+    HeadCache c;
+    c.store(1, {ev(1), ev(2), ev(3)}, {}, 64, true); // the memory share ended the read
+    EXPECT_EQ(c.before_plan(1, Wake::Commits, false, 0, 3, false), Action::PlanCached);
+    EXPECT_EQ(c.before_plan(1, Wake::Commits, false, 1, 3, false), Action::Read);
+}
+
+TEST(HeadCache, CommitMakesAHeldOrMemoryFullCacheStaleRereadAlwaysReads) {
+    HeadCache c;
+    const std::vector<QueuedEvent> head = events_1_to(64);
+    c.store(1, head, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, Wake::Reread, false, 0, 10, false), Action::Read); // sweep, retry, config
+    c.store(1, head, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, Wake::Commits, true, 0, 10, false), Action::Skip);
+    EXPECT_FALSE(c.valid(1));
+    c.store(1, head, {}, 64, false);
+    EXPECT_EQ(c.before_plan(1, Wake::Commits, false, 60, 10, true), Action::Skip);
+    EXPECT_FALSE(c.valid(1));
 }
 
 TEST(HeadCache, CutReadIsNotWhole) {
     HeadCache c;
     c.store(1, {ev(1)}, {}, 64, true);
     EXPECT_FALSE(c.whole(1));
-    EXPECT_EQ(c.before_plan(1, false, false, 1, 10, false), Action::Read);
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 1, 10, false), Action::Read);
 }
 
 TEST(HeadCache, HeldEndpointIsSkippedAndAFullPassMakesItStale) {
     HeadCache c;
     c.store(1, {ev(1)}, {}, 64, false);
-    EXPECT_EQ(c.before_plan(1, false, true, 0, 10, false), Action::Skip);
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, true, 0, 10, false), Action::Skip);
     EXPECT_TRUE(c.valid(1));
-    EXPECT_EQ(c.before_plan(1, true, true, 0, 10, false), Action::Skip);
+    EXPECT_EQ(c.before_plan(1, Wake::Reread, true, 0, 10, false), Action::Skip);
     EXPECT_FALSE(c.valid(1)); // a commit may have brought events: read next time
 }
 
 TEST(HeadCache, MemoryFullSkipsUnlessTheCacheCanServe) {
     HeadCache c;
     c.store(1, {ev(1), ev(2)}, {}, 64, false);
-    EXPECT_EQ(c.before_plan(1, false, false, 0, 10, true), Action::PlanCached);
-    EXPECT_EQ(c.before_plan(1, true, false, 0, 10, true), Action::Skip);
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 0, 10, true), Action::PlanCached);
+    EXPECT_EQ(c.before_plan(1, Wake::Reread, false, 0, 10, true), Action::Skip);
     EXPECT_FALSE(c.valid(1));
 }
 
@@ -140,7 +202,7 @@ TEST(HeadCache, EventsWithoutPayloadNeedANewRead) {
     HeadCache c;
     c.store(1, {ev(1), ev(2, false, false)}, {}, 64, false);
     c.on_outcome(delivered(1, {1}));
-    EXPECT_EQ(c.before_plan(1, false, false, 0, 1, false), Action::Read); // by the next pass
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 0, 1, false), Action::Read); // by the next pass
 }
 
 TEST(HeadCache, StoreMergesDeadLetters) {
@@ -187,15 +249,15 @@ TEST(HeadCache, AfterADeliveryBlockedEventsWaitForTheNextPassToRead) {
     // that have their payload; the next pass reads.
     HeadCache c;
     c.store(1, {read_in_flight(1), ev(2, false, false), ev(3)}, {}, 64, false);
-    EXPECT_EQ(c.before_plan(1, false, false, 1, 1, false, true), Action::PlanCached); // nothing released yet
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 1, 1, false, true), Action::PlanCached); // nothing released yet
     c.on_outcome(delivered(1, {1}));
     EXPECT_TRUE(c.valid(1));
     EXPECT_EQ(ids(c.events(1)), (std::vector<std::int64_t>{2, 3}));
-    EXPECT_EQ(c.before_plan(1, false, false, 0, 1, false, false), Action::PlanCached); // between passes
-    EXPECT_EQ(c.before_plan(1, false, false, 0, 1, false, true), Action::Read);        // a pass
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 0, 1, false, false), Action::PlanCached); // between passes
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 0, 1, false, true), Action::Read);        // a pass
     c.store(1, {ev(2), ev(3)}, {}, 64, false);
     c.on_outcome(delivered(1, {2}));
-    EXPECT_EQ(c.before_plan(1, false, false, 0, 1, false, true), Action::PlanCached); // nothing blocked
+    EXPECT_EQ(c.before_plan(1, Wake::Answers, false, 0, 1, false, true), Action::PlanCached); // nothing blocked
 }
 
 TEST(HeadCache, DeliveredEventsLeaveInAnyOrderAndPattern) {

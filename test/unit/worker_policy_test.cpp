@@ -146,6 +146,20 @@ TEST(AckGroup, AFailureOrAFullGroupIsDueAtOnce) {
     EXPECT_TRUE(g.due(2001, 60000));
 }
 
+TEST(AckGroup, OnlyAGroupOfSuccessesCommitsWithoutWaitingForTheDisk) {
+    AckGroup g;
+    EXPECT_FALSE(g.durable(10)); // nothing to record (a read, statistics)
+    EXPECT_TRUE(g.durable(0));   // ack_delay = 0: every commit waits, as in 0.3.0
+    g.add(1000, true);
+    g.add(1001, true);
+    EXPECT_FALSE(g.durable(10));
+    EXPECT_TRUE(g.durable(0));
+    g.add(1002, false); // a retry, a dead letter, a 410: recorded durably
+    EXPECT_TRUE(g.durable(10));
+    g.recorded();
+    EXPECT_FALSE(g.durable(10));
+}
+
 TEST(AckGroup, StatisticsAloneDoNotCutAGroupShort) {
     EXPECT_EQ(stats_pass_ms(-1, 1500), -1);   // nothing to write
     EXPECT_EQ(stats_pass_ms(1200, -1), 1200); // no answer waits
