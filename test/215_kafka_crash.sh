@@ -28,6 +28,8 @@ in_flight() { cond "(SELECT in_flight > 0 FROM pg_sync.endpoint_status WHERE end
 # last crash (kafka_verify). The crash's time is read right after kill -9: read before it, the
 # records the worker handed to librdkafka between that reading and the kill (a whole request, on
 # a loaded machine) counted as first written after the crash.
+per_crash=$(q -c "SELECT max_in_flight * batch_size FROM pg_sync.endpoints WHERE name = 'k'")
+[ -n "$per_crash" ] || fail "no endpoint k"
 
 # --- a) kill -9 of the delivery worker --------------------------------------------------------------
 wait_status k 30 "pending = 0" "a: the first rows delivered"
@@ -43,7 +45,7 @@ wait_for "a: server back after crash recovery" 60 server_up
 wait_for "a: a new worker" 60 cond "(SELECT count(*) = 1 AND min(pid) <> $old_pid FROM pg_sync.workers)"
 grep -q "background worker \"pg_sync worker\" (PID $old_pid) was terminated by signal 9" "$PG_DIR/server.log" \
     || fail "a: no crash of the worker in the server log"
-kafka_verify a 400 "$t_kill"
+kafka_verify a "$per_crash" "$t_kill"
 echo "ok a: nothing lost, per-key order kept across kill -9 of the worker"
 
 # --- b) kill -9 of the whole server -------------------------------------------------------------
@@ -57,7 +59,7 @@ postmaster_gone() { ! kill -0 "$PG_PID" 2>/dev/null; }
 wait_for "b: the killed postmaster reaped" 60 postmaster_gone
 wait "$WRITERS_PID" && fail "b: pgbench did not notice the crash" || true
 pg_restart_after_crash
-kafka_verify b 800 "$t_kill"
+kafka_verify b $((2 * per_crash)) "$t_kill"
 echo "ok b: nothing lost, per-key order kept across kill -9 of the server"
 
 if grep -E "PANIC|TRAP:|delivery worker failed" "$PG_DIR/server.log"; then

@@ -6,11 +6,17 @@ superuser). The endpoint is paused with EVENTS events queued. Resumes it, polls 
 empty (max(id) of the endpoint through the queue's primary key every 5 ms, and the endpoint's
 pending count every second), pauses it again and prints one JSON object: events, seconds,
 worker_pid, worker_cpu_s (utime + stime over the drain, from /proc: the worker's own thread and
-librdkafka's threads in it), threads (the worker's threads at the end), pending_after,
-failed_attempts (during the drain).
+librdkafka's threads in it), worker_thread_cpu_s and worker_runqueue_s (the worker's main thread
+alone, from /proc/PID/schedstat: time on a CPU and time runnable but waiting for one; the rest of
+the drain it slept, waiting for answers or work), threads (the worker's threads at the end),
+pending_after, failed_attempts (during the drain).
+With PERF_OUT set (a file name), perf record --call-graph dwarf samples the worker from the moment the endpoint's
+pending count first falls until the queue is empty (for a profile; the timing is then not clean).
 """
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -21,6 +27,13 @@ def proc_cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def schedstat(pid):
+    """The main thread's time on a CPU and time waiting in a run queue, seconds."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        on_cpu, waiting = f.read().split()[:2]
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
 def status(cur, endpoint):
@@ -42,9 +55,17 @@ def main():
     cur.execute("SELECT pid FROM pg_sync.workers WHERE database = current_database()")
     pid = cur.fetchone()[0]
     cpu0 = proc_cpu_seconds(pid)
+    sched0 = schedstat(pid)
     start = time.monotonic()
     cur.execute("SELECT pg_sync.resume_endpoint(%s)", (endpoint,))
     deadline, next_full, done = start + timeout, start + 1.0, None
+    perf, perf_out = None, os.environ.get("PERF_OUT")
+    while perf_out and perf is None and time.monotonic() < deadline:
+        if status(cur, endpoint)[0] < events:
+            perf = subprocess.Popen(["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", "999", "-p", str(pid), "-o", perf_out],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            break
+        time.sleep(0.005)
     while done is None and time.monotonic() < deadline:
         cur.execute("SELECT max(id) FROM pg_sync._queue WHERE endpoint_id = %s", (endpoint_id,))
         if cur.fetchone()[0] is None:
@@ -57,6 +78,10 @@ def main():
                 break
         time.sleep(0.005)
     cpu1 = proc_cpu_seconds(pid)
+    sched1 = schedstat(pid)
+    if perf is not None:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
     threads = len(os.listdir(f"/proc/{pid}/task"))
     cur.execute("SELECT pg_sync.pause_endpoint(%s)", (endpoint,))
     if done is None:
@@ -64,7 +89,9 @@ def main():
     time.sleep(1.2)  # the worker writes its statistics at most once a second
     pending, failed1 = status(cur, endpoint)
     print(json.dumps({"events": events, "seconds": round(done - start, 4), "worker_pid": pid,
-                      "worker_cpu_s": round(cpu1 - cpu0, 2), "threads": threads, "pending_after": pending,
+                      "worker_cpu_s": round(cpu1 - cpu0, 2),
+                      "worker_thread_cpu_s": round(sched1[0] - sched0[0], 3),
+                      "worker_runqueue_s": round(sched1[1] - sched0[1], 3), "threads": threads, "pending_after": pending,
                       "failed_attempts": failed1 - failed0}))
 
 

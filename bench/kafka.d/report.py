@@ -42,15 +42,16 @@ def main():
         cpu = [r[cpu_key] / r["events"] * 100000 for r in rs]
         rate = statistics.median(rates)
         name = {"kcat": "kcat -P (one producer, records from a file)",
-                "http": "reference: pg_sync b100x16 to nginx (webhooks)"}.get(v, "pg_sync " + v)
+                "http": "reference: pg_sync b100x16 to nginx (webhooks)",
+                "sql": "reference: the queue alone in plain SQL (read, delete by TID, commit; 1000 a batch)"}.get(v, "pg_sync " + v)
         line = f"| {name} | " \
                f"{rs[0]['events']:,} | {fmt_int(rate)} ({fmt_int(min(rates))}–{fmt_int(max(rates))}) | "
         if v == "kcat":
             line += f"1.00x | {statistics.median(cpu):.2f} (kcat) | |"
-        elif v == "http":
+        elif v in ("http", "sql"):
             ratios = [(r["events"] / r["seconds"]) / (kcat[r["round"]]["events"] / kcat[r["round"]]["seconds"])
                       for r in rs if r["round"] in kcat]
-            line += f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f}) | {statistics.median(cpu):.2f} (worker) | |"
+            line += f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f}) | {statistics.median(cpu):.2f} ({'backend' if v == 'sql' else 'worker'}) | |"
         else:
             ratios = [(r["events"] / r["seconds"]) / (kcat[r["round"]]["events"] / kcat[r["round"]]["seconds"])
                       for r in rs if r["round"] in kcat]
@@ -67,6 +68,24 @@ def main():
                "shared machine moves both. CPU = utime + stime over the drain (the worker process: its own thread "
                "and librdkafka's), or of the kcat process. Every drain wrote its own topic; the records written "
                "were counted from the partitions' end offsets (kcat -Q).")
+    timed = [v for v in variants if any("worker_runqueue_s" in r for r in runs if r["variant"] == v)]
+    if timed:
+        out.append("")
+        out.append("## The worker's main thread during the drains (medians; /proc/PID/schedstat)")
+        out.append("")
+        out.append("| variant | on a CPU | runnable, waiting for a CPU | asleep (waiting for answers or work) |")
+        out.append("|---|---:|---:|---:|")
+        for v in timed:
+            rs = [r for r in runs if r["variant"] == v and "worker_runqueue_s" in r]
+            on = statistics.median(r["worker_thread_cpu_s"] / r["seconds"] for r in rs)
+            rq = statistics.median(r["worker_runqueue_s"] / r["seconds"] for r in rs)
+            asleep = statistics.median(max(0.0, 1 - (r["worker_thread_cpu_s"] + r["worker_runqueue_s"]) / r["seconds"])
+                                       for r in rs)
+            out.append(f"| {v} | {100 * on:.0f} % | {100 * rq:.0f} % | {100 * asleep:.0f} % |")
+        out.append("")
+        out.append("Shares of the drain's wall time. Time runnable but waiting for a CPU is the shared machine's "
+                   "(other processes, the mock brokers, librdkafka's own threads); time asleep is the worker "
+                   "waiting for delivery reports, answers or the next pass.")
     if missed:
         out.append("")
         out.append("Targets missed:")

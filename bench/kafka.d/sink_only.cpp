@@ -4,7 +4,9 @@
 // on_timeout). Prints one JSON line: events, seconds, cpu_s (this process: the records, the sink
 // and librdkafka's threads).
 //
-//   sink_only BOOTSTRAP TOPIC EVENTS BATCH IN_FLIGHT
+//   sink_only BOOTSTRAP TOPIC EVENTS BATCH IN_FLIGHT [SETTINGS]
+//
+// SETTINGS: the endpoint's kafka_settings as a JSON object (default none).
 #include "core/kafka_records.hpp"
 #include "core/kafka_sink.hpp"
 
@@ -20,8 +22,8 @@
 using namespace pg_sync;
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        std::fprintf(stderr, "usage: sink_only BOOTSTRAP TOPIC EVENTS BATCH IN_FLIGHT\n");
+    if (argc != 6 && argc != 7) {
+        std::fprintf(stderr, "usage: sink_only BOOTSTRAP TOPIC EVENTS BATCH IN_FLIGHT [SETTINGS]\n");
         return 2;
     }
     const std::string url = std::string("kafka://") + argv[1] + "/" + argv[2];
@@ -63,6 +65,8 @@ int main(int argc, char **argv) {
             r.token = token++;
             r.url = url;
             r.timeout_ms = 60000;
+            if (argc == 7)
+                r.settings = argv[6];
             kafka::build_records(views, r.records);
             sink.submit(std::move(r));
             ++out;

@@ -4,11 +4,13 @@
 -- A kafka:// URL delivers to a Kafka topic (README, "Kafka"): kafka_settings holds the
 -- librdkafka settings it allows (core/kafka_config.hpp); such an endpoint has no headers and no
 -- secret. format: 'webhook' ({"events": [...]}) or 'cloudevents' (CloudEvents JSON batch mode,
--- src/core/cloudevents.hpp); a Kafka endpoint takes only 'webhook'.
+-- src/core/cloudevents.hpp); a Kafka endpoint takes only 'webhook'. max_in_flight NULL (the
+-- default) is @default:max_in_flight@ for a webhook, @default:kafka_max_in_flight@ for Kafka
+-- (src/core/endpoint_defaults.hpp).
 CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
     name text, url text, headers jsonb DEFAULT '{}', secret text DEFAULT NULL,
     batch_size int DEFAULT @default:batch_size@, max_attempts int DEFAULT @default:max_attempts@,
-    timeout_ms int DEFAULT @default:timeout_ms@, max_in_flight int DEFAULT @default:max_in_flight@,
+    timeout_ms int DEFAULT @default:timeout_ms@, max_in_flight int DEFAULT NULL,
     retry_base_ms int DEFAULT @default:retry_base_ms@, retry_max_ms int DEFAULT @default:retry_max_ms@,
     kafka_settings jsonb DEFAULT '{}',
     max_rate float8 DEFAULT @default:max_rate@, max_request_bytes int DEFAULT @default:max_request_bytes@,
@@ -18,13 +20,16 @@ CREATE OR REPLACE FUNCTION pg_sync.create_endpoint(
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
+    IF create_endpoint.max_in_flight IS NULL THEN
+        create_endpoint.max_in_flight := CASE WHEN create_endpoint.url ILIKE 'kafka://%'
+                                              THEN @default:kafka_max_in_flight@ ELSE @default:max_in_flight@ END;
+    END IF;
     PERFORM pg_sync._require(create_endpoint.name, 'name');
     PERFORM pg_sync._require(create_endpoint.url, 'url');
     PERFORM pg_sync._require(create_endpoint.headers, 'headers');
     PERFORM pg_sync._require(create_endpoint.batch_size, 'batch_size');
     PERFORM pg_sync._require(create_endpoint.max_attempts, 'max_attempts');
     PERFORM pg_sync._require(create_endpoint.timeout_ms, 'timeout_ms');
-    PERFORM pg_sync._require(create_endpoint.max_in_flight, 'max_in_flight');
     PERFORM pg_sync._require(create_endpoint.retry_base_ms, 'retry_base_ms');
     PERFORM pg_sync._require(create_endpoint.retry_max_ms, 'retry_max_ms');
     PERFORM pg_sync._require(create_endpoint.kafka_settings, 'kafka_settings');
@@ -67,11 +72,11 @@ COMMENT ON FUNCTION pg_sync.create_endpoint IS
     'Registers a target: an http(s) webhook (optional headers, and a secret to sign requests the '
     'Standard Webhooks way) or a kafka://brokers/topic (kafka_settings: the librdkafka settings '
     'pg_sync allows). batch_size: events per request; max_attempts before an event becomes a dead '
-    'letter; timeout_ms per request; max_in_flight: requests at once; retry_base_ms and '
-    'retry_max_ms: the retry backoff. https only: tls_client_cert and tls_client_key (PEM, the '
-    'key never shown), tls_ca (PEM CA bundle instead of the system''s). oauth2: client credentials '
-    '(token_url, client_id, client_secret, scope, audience, client_auth), the worker fetches and '
-    'refreshes the bearer token. For pgsync_admin.';
+    'letter; timeout_ms per request; max_in_flight: requests at once (by default @default:max_in_flight@, '
+    'for Kafka @default:kafka_max_in_flight@); retry_base_ms and retry_max_ms: the retry backoff. '
+    'https only: tls_client_cert and tls_client_key (PEM, the key never shown), tls_ca (PEM CA bundle '
+    'instead of the system''s). oauth2: client credentials (token_url, client_id, client_secret, '
+    'scope, audience, client_auth), the worker fetches and refreshes the bearer token. For pgsync_admin.';
 
 -- NULL leaves a setting unchanged; secret => '' removes the secret, headers => '{}' removes
 -- all headers, kafka_settings => '{}' all Kafka settings, tls_client_cert => '' (with

@@ -11,6 +11,14 @@ SELECT name, url, header_names, has_secret, kafka_setting_names FROM pg_sync.end
 SELECT count(*) AS shown FROM pg_sync.endpoints e WHERE e::text LIKE '%hunter2%';
 SELECT pg_sync._url_origin(url) FROM pg_sync._endpoints;
 
+-- max_in_flight's default: 16 for Kafka (any case of the scheme), 4 for webhooks; given, it wins.
+SELECT pg_sync.create_endpoint('k_default', 'KAFKA://broker/t');
+SELECT pg_sync.create_endpoint('k_given', 'kafka://broker/t', max_in_flight => 2);
+SELECT pg_sync.create_endpoint('k_null', 'kafka://broker/t', max_in_flight => NULL);
+SELECT pg_sync.create_endpoint('h_default', 'http://127.0.0.1:9/hook');
+SELECT name, max_in_flight FROM pg_sync.endpoints WHERE name IN ('k_default', 'k_given', 'k_null', 'h_default') ORDER BY name;
+SELECT pg_sync.drop_endpoint(name) FROM pg_sync.endpoints WHERE name IN ('k_default', 'k_given', 'k_null', 'h_default');
+
 -- Bad URLs.
 SELECT pg_sync.create_endpoint('k', 'kafka://broker:9092');
 SELECT pg_sync.create_endpoint('k', 'kafka://broker:9092/');
