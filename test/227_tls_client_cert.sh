@@ -139,11 +139,14 @@ wait_status mtls 20 "pending = 0 AND dead = 0" "c: the backlog delivered after t
 echo "c) without the client certificate nginx answered 400, the 3 events were retried and delivered after alter_endpoint"
 
 # --- d) a wrong CA: the handshake fails; fixed by alter_endpoint ----------------------------------------
-qp "SELECT pg_sync.alter_endpoint('mtls', tls_ca => :'wrong_ca')" >/dev/null
+# (A new CA bundle is refused without the client certificate given again: the credentials do not
+# go to a server another CA vouches for.)
+refused "SELECT pg_sync.alter_endpoint('mtls', tls_ca => :'wrong_ca')" "changes which server is trusted"
+qp "SELECT pg_sync.alter_endpoint('mtls', tls_ca => :'wrong_ca', tls_client_cert => :'cert', tls_client_key => :'key')" >/dev/null
 q -c "INSERT INTO t SELECT g, 'd' FROM generate_series(9, 12) g"
 wait_for "a TLS error in recent_attempts" 30 cond "EXISTS (SELECT FROM pg_sync.recent_attempts WHERE endpoint = 'mtls' AND error LIKE 'TLS error%')"
 assert_eq "$(st mtls pending)" 4 "d: events pending while the CA is wrong"
-qp "SELECT pg_sync.alter_endpoint('mtls', tls_ca => :'ca')" >/dev/null
+qp "SELECT pg_sync.alter_endpoint('mtls', tls_ca => :'ca', tls_client_cert => :'cert', tls_client_key => :'key')" >/dev/null
 receiver_wait_events hook 12 30
 wait_status mtls 20 "pending = 0 AND dead = 0" "d: the backlog drained after the CA was fixed"
 echo "d) wrong CA: $(q -c "SELECT error FROM pg_sync.recent_attempts WHERE endpoint = 'mtls' AND error LIKE 'TLS error%' LIMIT 1")"
