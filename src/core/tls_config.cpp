@@ -2,6 +2,7 @@
 
 #include "core/signature.hpp"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -35,6 +36,7 @@ using X509Ptr = std::unique_ptr<X509, X509Free>;
 X509Ptr decode_certificate(const std::string &der) {
     const unsigned char *p = reinterpret_cast<const unsigned char *>(der.data());
     X509Ptr x(d2i_X509(nullptr, &p, long(der.size())));
+    ERR_clear_error(); // a failure leaves entries on the thread's queue: other OpenSSL users share it
     if (x && p != reinterpret_cast<const unsigned char *>(der.data()) + der.size())
         x.reset(); // trailing bytes
     return x;
@@ -47,7 +49,9 @@ std::unique_ptr<EVP_PKEY, KeyFree> decode_key(std::string_view pem) {
     std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), int(pem.size())));
     if (!bio)
         return nullptr;
-    return std::unique_ptr<EVP_PKEY, KeyFree>(PEM_read_bio_PrivateKey(bio.get(), nullptr, &no_passphrase, nullptr));
+    std::unique_ptr<EVP_PKEY, KeyFree> key(PEM_read_bio_PrivateKey(bio.get(), nullptr, &no_passphrase, nullptr));
+    ERR_clear_error();
+    return key;
 }
 
 // Certificates only, at least one, at most `max`: the decoded certificates, or a problem.
@@ -186,7 +190,9 @@ Problem check(std::string_view url, const std::optional<std::string> &client_cer
         std::unique_ptr<EVP_PKEY, KeyFree> key;
         if (Problem p = private_key(*client_key, &key); !p.ok())
             return p;
-        if (X509_check_private_key(chain.front().get(), key.get()) != 1)
+        const int matches = X509_check_private_key(chain.front().get(), key.get());
+        ERR_clear_error();
+        if (matches != 1)
             return problem("tls_client_key is not the key of tls_client_cert", {},
                            "The first certificate of tls_client_cert must be the one the key belongs to.");
     }
