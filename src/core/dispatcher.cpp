@@ -6,6 +6,7 @@
 #include "core/kafka_records.hpp"
 #include "core/scheduler.hpp"
 #include "core/signature.hpp"
+#include "core/validate.hpp"
 
 #include <algorithm>
 
@@ -324,7 +325,10 @@ std::vector<sink::Request> Dispatcher::plan(std::int32_t id, const Head &head, s
                  signature::headers(f.webhook_id, now_s, r.body, c.key, rotating ? c.previous_key : std::nullopt))
                 r.headers.push_back(h.line());
             // Every event of a request is of one trace (scheduler.hpp, "Traces").
-            if (!body_events.empty() && body_events.front().traceparent)
+            // The stored value was checked at SET; checked again here (a restore or the table's
+            // owner could have written anything), so that no header is built from a bad one.
+            if (!body_events.empty() && body_events.front().traceparent &&
+                validate::traceparent(*body_events.front().traceparent).ok())
                 r.headers.push_back("traceparent: " + std::string(*body_events.front().traceparent));
             f.body_bytes = r.body.size();
         }

@@ -664,3 +664,22 @@ TEST(Dispatcher, ADayLongOutageDeadLettersNothingAndDoesNotSpin) {
     std::printf("24-hour outage: %d requests, %d plans, delivered %d after %.1f h\n", requests, plans, delivered,
                 double(now - kNow) / 3600000.0);
 }
+
+// A traceparent stored in the queue becomes a header only when it is valid (the queue's owner or a
+// restore could have written anything, a line break included).
+TEST(Dispatcher, AStoredTraceparentIsAHeaderOnlyWhenValid) {
+    Dispatcher d("scope", 1, 5);
+    d.configure({endpoint(1, 10, 2)});
+    QueuedEvent good = row(1, "1");
+    good.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    auto reqs = d.plan(1, {good}, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    EXPECT_TRUE(std::count(reqs[0].headers.begin(), reqs[0].headers.end(),
+                           "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+    QueuedEvent bad = row(2, "2");
+    bad.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Injected: 1";
+    reqs = d.plan(1, {bad}, kNow);
+    ASSERT_EQ(reqs.size(), 1u);
+    for (const std::string &h : reqs[0].headers)
+        EXPECT_EQ(h.rfind("traceparent", 0), std::string::npos) << h;
+}
