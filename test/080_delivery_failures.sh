@@ -235,17 +235,20 @@ assert_eq "$(cond "(SELECT consecutive_failures >= 5 FROM pg_sync.endpoint_statu
 # only probes go.
 wait_status i 10 "in_flight <= 1" "i: requests from before the circuit opened answered"
 t_open=$("$RECEIVER_PYTHON" -c 'import time; print(time.time())')
-# Sample the status for 3 s: while the circuit is open, at most one probe (of one event) is out.
+# Sample the status while the worker sends three probes (the window is counted in probes, not
+# seconds, so a slow machine lengthens it): while the circuit is open, at most one probe (of one
+# event) is out.
 samples=0 open_samples=0 max_in_flight=0
-deadline=$((SECONDS + 3))
-while [ $SECONDS -lt $deadline ]; do
+deadline=$((SECONDS + 60))
+until [ "$(rq ri "sum(1 for r in recs if r['t'] > $t_open)")" -ge 3 ]; do
+    [ $SECONDS -lt $deadline ] || fail "i: no three probes within 60 s ($(status_line i))"
     IFS='|' read -r s_state s_in_flight < <(q -c "SELECT state, in_flight FROM pg_sync.endpoint_status WHERE endpoint = 'i'")
     samples=$((samples + 1))
     if [ "$s_state" == circuit_open ]; then
         open_samples=$((open_samples + 1))
         [ "$s_in_flight" -le "$max_in_flight" ] || max_in_flight=$s_in_flight
     fi
-    sleep 0.02 # sampling interval
+    sleep 0.02 # poll interval
 done
 [ "$open_samples" -gt 0 ] || fail "i: circuit never seen open while sampling"
 [ "$max_in_flight" -le 1 ] || fail "i: $max_in_flight events in flight while circuit_open"
@@ -266,13 +269,16 @@ q -c "INSERT INTO t_i2 SELECT g FROM generate_series(1, 20) g"
 wait_status i2 20 "state = 'circuit_open' AND consecutive_failures >= 5 AND last_error LIKE 'timeout%'" "i2 circuit open"
 # Requests sent before it opened time out within timeout_ms (300 ms).
 wait_for "i2: requests from before the circuit opened timed out" 5 test_in_flight_le ri2 1
+# Sampled while the worker sends three more requests (probes), however long that takes.
+t_open2=$("$RECEIVER_PYTHON" -c 'import time; print(time.time())')
 held_max=0 held_samples=0
-deadline=$((SECONDS + 3))
-while [ $SECONDS -lt $deadline ]; do
+deadline=$((SECONDS + 60))
+until [ "$(rq ri2 "sum(1 for r in recs if r['t'] > $t_open2)")" -ge 3 ]; do
+    [ $SECONDS -lt $deadline ] || fail "i2: no three probes within 60 s ($(status_line i2))"
     h=$(receiver_in_flight ri2)
     [ "$h" -le "$held_max" ] || held_max=$h
     held_samples=$((held_samples + 1))
-    sleep 0.02 # sampling interval
+    sleep 0.02 # poll interval
 done
 [ "$held_max" -le 1 ] || fail "i2: $held_max requests held at once while the circuit is open ($(status_line i2))"
 [ "$(rq ri2 'max(len(ids(r)) for r in recs)')" == 1 ] || fail "i2: a request with more than one event"
