@@ -85,6 +85,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 -include $(OBJS:.o=.d)
+# An object built by an older Makefile (other flags, or from before the .d files: a stale object
+# with an old struct layout crashed a benchmark's backend) is built again.
+$(OBJS): Makefile
 
 # (after PGXS: the first target is the default goal, all)
 .PHONY: check-temp

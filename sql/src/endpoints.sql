@@ -21,7 +21,7 @@ RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF create_endpoint.max_in_flight IS NULL THEN
-        create_endpoint.max_in_flight := CASE WHEN create_endpoint.url ILIKE 'kafka://%'
+        create_endpoint.max_in_flight := CASE WHEN pg_sync._is_kafka_url(create_endpoint.url)
                                               THEN @default:kafka_max_in_flight@ ELSE @default:max_in_flight@ END;
     END IF;
     PERFORM pg_sync._require(create_endpoint.name, 'name');
@@ -248,7 +248,7 @@ BEGIN
     END IF;
     SELECT * INTO ep FROM pg_sync._endpoints e
      WHERE e.id = pg_sync._endpoint_id(rotate_secret.endpoint, 'no key update');
-    IF pg_sync._url_origin(ep.url) LIKE 'kafka://%' THEN
+    IF pg_sync._is_kafka_url(ep.url) THEN
         RAISE EXCEPTION 'endpoint % delivers to Kafka: it has no secret to rotate', pg_sync._quote(rotate_secret.endpoint)
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'Kafka records are not signed.';

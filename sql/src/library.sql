@@ -110,6 +110,13 @@ COMMENT ON FUNCTION pg_sync._url_origin(text) IS
     'when none is given), e.g. https://example.com:443; of a kafka URL every broker. NULL for a URL '
     'that is not valid.';
 
+-- Whether a URL names a Kafka topic (kafka://, any case): the same rule as the worker's.
+CREATE OR REPLACE FUNCTION pg_sync._is_kafka_url(url text) RETURNS boolean
+    LANGUAGE c IMMUTABLE STRICT AS 'MODULE_PATHNAME', 'pg_sync_is_kafka_url';
+COMMENT ON FUNCTION pg_sync._is_kafka_url(text) IS
+    'Internal: whether a URL names a Kafka topic (kafka://, in any case), by the rule the delivery '
+    'worker uses.';
+
 -- Whether the calling role (current_user) may see row data and full URLs: members of
 -- pgsync_admin (and superusers). The views use it to show monitors metadata only.
 -- These three are C (src/pg/shown_data.cpp): the views call them once per row.

@@ -287,6 +287,17 @@ extern "C" Datum pg_sync_url_origin(PG_FUNCTION_ARGS) {
     PG_RETURN_TEXT_P(cstring_to_text(origin));
 }
 
+extern "C" {
+PG_FUNCTION_INFO_V1(pg_sync_is_kafka_url);
+}
+// Whether a URL names a Kafka topic (kafka://): the one rule the worker's sink router and the
+// validation use (core/kafka_config), for the SQL functions that decide by URL too.
+extern "C" Datum pg_sync_is_kafka_url(PG_FUNCTION_ARGS) {
+    text *url = PG_GETARG_TEXT_PP(0);
+    // No C++ object lives across a PostgreSQL call here; is_kafka_url does not throw.
+    PG_RETURN_BOOL(pg_sync::kafka::is_kafka_url(std::string_view(VARDATA_ANY(url), VARSIZE_ANY_EXHDR(url))));
+}
+
 // pg_sync.<name>(args) declared LANGUAGE c with this symbol: runs pg_sync._<name>(args, caller
 // regrole) as the extension's owner, where caller is the role calling (current_user). For the
 // configuration functions whose rights depend on the caller's rights on tables (alter_endpoint's
