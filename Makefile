@@ -85,8 +85,9 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 -include $(OBJS:.o=.d)
-# An object built by an older Makefile (other flags, or from before the .d files: a stale object
-# with an old struct layout crashed a benchmark's backend) is built again.
+# An object built by an older Makefile (from before the .d files: a stale object with an old
+# struct layout crashed a benchmark's backend) is built again. Flags given on the command line
+# (WERROR, SANITIZE) or another PG_CONFIG are not tracked: `make clean` first.
 $(OBJS): Makefile
 
 # (after PGXS: the first target is the default goal, all)

@@ -139,8 +139,15 @@ const Allowed *find_allowed(std::string_view name) {
 
 } // namespace
 
-bool is_kafka_url(std::string_view url) {
-    return url.size() >= kScheme.size() && lower(url.substr(0, kScheme.size())) == kScheme;
+bool is_kafka_url(std::string_view url) noexcept {
+    if (url.size() < kScheme.size())
+        return false;
+    for (std::size_t i = 0; i < kScheme.size(); ++i) {
+        const char c = url[i] >= 'A' && url[i] <= 'Z' ? char(url[i] - 'A' + 'a') : url[i];
+        if (c != kScheme[i])
+            return false;
+    }
+    return true;
 }
 
 std::string Target::bootstrap() const {

@@ -20,8 +20,9 @@ inline constexpr int kDefaultPort = 9092;
 inline constexpr std::size_t kMaxSettings = 64;
 inline constexpr std::size_t kMaxSettingValueLength = 65536; // room for PEM certificate chains
 
-// Whether the URL selects the Kafka sink (scheme "kafka", any case).
-bool is_kafka_url(std::string_view url);
+// Whether the URL selects the Kafka sink (scheme "kafka", any case). Allocates nothing and never
+// throws: pg_sync._is_kafka_url calls it straight from SQL.
+bool is_kafka_url(std::string_view url) noexcept;
 
 struct Target {
     std::vector<std::string> brokers; // "host:port" (IPv6 hosts in brackets), as librdkafka takes them

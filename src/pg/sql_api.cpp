@@ -294,7 +294,8 @@ PG_FUNCTION_INFO_V1(pg_sync_is_kafka_url);
 // validation use (core/kafka_config), for the SQL functions that decide by URL too.
 extern "C" Datum pg_sync_is_kafka_url(PG_FUNCTION_ARGS) {
     text *url = PG_GETARG_TEXT_PP(0);
-    // No C++ object lives across a PostgreSQL call here; is_kafka_url does not throw.
+    // A border without a guard: is_kafka_url is noexcept and allocates nothing, and no C++ object
+    // lives across a PostgreSQL call here.
     PG_RETURN_BOOL(pg_sync::kafka::is_kafka_url(std::string_view(VARDATA_ANY(url), VARSIZE_ANY_EXHDR(url))));
 }
 

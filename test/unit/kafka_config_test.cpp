@@ -30,6 +30,12 @@ TEST(KafkaUrl, BrokersAndTopic) {
     EXPECT_EQ(t->bootstrap(), "[2001:db8::1]:9094");
     EXPECT_TRUE(kafka::is_kafka_url("Kafka://h/t"));
     EXPECT_FALSE(kafka::is_kafka_url("https://h/t"));
+    EXPECT_TRUE(kafka::is_kafka_url("KAFKA://"));
+    EXPECT_FALSE(kafka::is_kafka_url("kafka:/"));
+    EXPECT_FALSE(kafka::is_kafka_url(""));
+    EXPECT_FALSE(kafka::is_kafka_url("kafkA:/h/t"));
+    EXPECT_FALSE(kafka::is_kafka_url(" kafka://h/t"));
+    static_assert(noexcept(kafka::is_kafka_url("")), "called straight from SQL (pg_sync._is_kafka_url)");
     // A broker given twice counts once.
     EXPECT_EQ(parse("kafka://h:1,h:1/t")->brokers.size(), 1u);
 }
