@@ -159,6 +159,9 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
             w.pass_retry.may_run(now_ms)) {
             // After a failure the pass looks at every endpoint: what woke the failed one is gone.
             const PassRequest request{full, first, sweep || retry_due || config || first || retry_pass};
+            // Commits wake the worker again before the pass reads the queue (a commit that
+            // skipped its wake-up is visible to that read); the pass's end decides again.
+            set_events_wake(slot, true);
             ErrorReport error;
             if (!run_pass(w, slot, extension_oid, request, &error)) {
                 pass_failed(w, slot, error);
@@ -174,6 +177,7 @@ void run_delivery_loop(DeliveryWorker &w, WorkerSlot *slot, Oid extension_oid, S
                 // (http::next_group_to_start): a slow endpoint cannot take them all.
                 w.transport.set_groups(w.dispatcher.sending_endpoints());
                 set_worker_state(slot, w.dispatcher.in_flight_requests() ? "delivering" : "idle");
+                set_events_wake(slot, worker::events_wake_worker(w.dispatcher.sending_endpoints(), w.configured));
             }
         }
 

@@ -398,7 +398,8 @@ void queue_counters_add(int32 endpoint_id, int64 n) {
 
 void queue_counters_recount_at_commit() {
     recount_requested = true;
-    wake_at_commit(false); // the worker recounts at its next pass: let it come now
+    wake_at_commit(false, true); // the worker recounts at its next pass: let it come now, also when
+                                 // every endpoint is paused
 }
 
 // --- transaction events --------------------------------------------------------------------------

@@ -133,7 +133,7 @@ DatabaseOccupancy database_occupancy(Oid dboid, TimestampTz now) {
 
 // --- commit-time wake-ups ------------------------------------------------------------------------
 
-void notify_at_commit(bool config_changed, bool launch) {
+void notify_at_commit(bool config_changed, bool launch, bool force) {
     if (!shared)
         return;
     Latch *worker_latch = nullptr;
@@ -144,7 +144,8 @@ void notify_at_commit(bool config_changed, bool launch) {
         if (s->dboid == MyDatabaseId && s->pid != 0) {
             if (config_changed)
                 s->config_generation++; // under the exclusive lock: no increment is lost
-            worker_latch = s->latch;
+            if (config_changed || force || !s->events_wake_off)
+                worker_latch = s->latch;
         }
     }
     if (launch) {
@@ -190,6 +191,7 @@ WorkerSlot *claim_slot(Oid dboid) {
         mine->latch = MyLatch;
         mine->started_at = mine->last_active_at = GetCurrentTimestamp();
         mine->no_extension = false;
+        mine->events_wake_off = false;
         strlcpy(mine->state, "starting", sizeof mine->state);
         mine->last_error[0] = '\0';
     }
@@ -247,6 +249,14 @@ void set_worker_state(WorkerSlot *slot, const char *state) {
         strlcpy(slot->state, state, sizeof slot->state);
         LWLockRelease(shared->lock);
     }
+}
+
+void set_events_wake(WorkerSlot *slot, bool on) {
+    if (slot->events_wake_off == !on)
+        return; // only the worker writes it
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    slot->events_wake_off = !on;
+    LWLockRelease(shared->lock);
 }
 
 // The last failed pass of this worker, for pg_sync.workers ("" clears it).

@@ -42,7 +42,8 @@ DatabaseOccupancy database_occupancy(Oid dboid, TimestampTz now);
 
 // --- commit-time wake-ups (wakeups.cpp) ---
 // Sets the latch of this database's worker (bumping its configuration generation when
-// config_changed) and, when launch, queues this database for the launcher and sets its latch.
-void notify_at_commit(bool config_changed, bool launch);
+// config_changed; for events alone only while it wants them: WorkerSlot::events_wake_off, unless
+// force) and, when launch, queues this database for the launcher and sets its latch.
+void notify_at_commit(bool config_changed, bool launch, bool force);
 
 } // namespace pg_sync::pg

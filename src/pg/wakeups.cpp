@@ -20,24 +20,26 @@ namespace {
 
 bool wake_pending = false;
 bool config_pending = false;
+bool force_pending = false;
 bool launch_pending = false;
 
 } // namespace
 
-void wake_at_commit(bool config_changed) {
+void wake_at_commit(bool config_changed, bool even_if_paused) {
     wake_pending = true;
     config_pending |= config_changed;
+    force_pending |= even_if_paused;
 }
 
 void launch_at_commit() { launch_pending = true; }
 
 void wakeups_at_commit() {
     if (wake_pending || config_pending || launch_pending)
-        notify_at_commit(config_pending, launch_pending);
+        notify_at_commit(config_pending, launch_pending, force_pending);
     wakeups_forget();
 }
 
-void wakeups_forget() { wake_pending = config_pending = launch_pending = false; }
+void wakeups_forget() { wake_pending = config_pending = launch_pending = force_pending = false; }
 
 } // namespace pg_sync::pg
 

@@ -18,6 +18,10 @@ struct WorkerSlot {
     TimestampTz last_active_at;
     uint32 config_generation; // bumped at commit of a configuration change
     bool no_extension;        // the worker found no pg_sync in its database and left
+    // Every endpoint is paused: commits that only queued events do not set the latch (each one
+    // would start a pass with nothing to send). Written by the worker under the exclusive lock,
+    // read by committers under the shared one; cleared before every pass (set_events_wake).
+    bool events_wake_off;
     char state[24];
     char last_error[256];     // the last failed pass of this worker ("": none)
 };
@@ -27,8 +31,10 @@ void launcher_init();
 
 // Called from a backend: remember to wake this database's worker (events queued, or the
 // configuration changed) or the launcher (extension created) when the transaction commits
-// (wakeups.cpp; hooks.cpp calls wakeups_at_commit() / wakeups_forget()).
-void wake_at_commit(bool config_changed);
+// (wakeups.cpp; hooks.cpp calls wakeups_at_commit() / wakeups_forget()). A wake-up for events
+// alone is skipped while the worker has every endpoint paused (WorkerSlot::events_wake_off);
+// even_if_paused: wake it anyway (the queue's counts must be recounted).
+void wake_at_commit(bool config_changed, bool even_if_paused = false);
 void launch_at_commit();
 void wakeups_at_commit();
 void wakeups_forget();
@@ -61,6 +67,10 @@ bool publish_queue_part(Oid dboid, int part);
 WorkerSlot *claim_slot(Oid dboid);
 void set_worker_state(WorkerSlot *slot, const char *state);
 void set_worker_error(WorkerSlot *slot, const char *error);
+// Whether commits that only queued events wake this worker (core/worker_policy
+// commit_wake_needs_pass); changes take the exclusive lock, so a committer that skipped the
+// wake-up did so before the worker's next read of the queue.
+void set_events_wake(WorkerSlot *slot, bool on);
 
 } // namespace pg_sync::pg
 

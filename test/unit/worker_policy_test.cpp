@@ -110,6 +110,13 @@ TEST(PassRetry, DoublesToTheCapAndResets) {
     EXPECT_TRUE(p.may_run(0));
 }
 
+TEST(CommitWake, EventsWakeTheWorkerUnlessEveryEndpointIsPaused) {
+    EXPECT_TRUE(events_wake_worker(1, true));
+    EXPECT_TRUE(events_wake_worker(3, true));
+    EXPECT_FALSE(events_wake_worker(0, true));  // every endpoint paused (or none)
+    EXPECT_TRUE(events_wake_worker(0, false)); // endpoints not loaded yet
+}
+
 TEST(RestartDelay, LauncherScheduleUnchanged) {
     // The launcher's former arithmetic: 1000 * 2^(failures - 1), at most 60 s (failures <= 7).
     for (int f = 1; f <= 7; ++f)
