@@ -239,6 +239,37 @@ assert_eq "$(rq rb 'len(recs)')" 8 "b: requests after the idle period"
 took
 echo "ok b: 8 dead letters (5 x 500, then 3 timeouts with the circuit open); the idle worker then used ${cpu_ms} ms CPU and woke $wakeups times in ${wall_ms} ms ($took)"
 
+# --- g) every endpoint paused: commits do not wake the worker -----------------------------------------
+# A commit that queued events wakes the worker (its latch), and every wake-up starts a pass; with
+# every endpoint paused nothing could be sent, so those commits leave it asleep
+# (docs/delivery.md, "Wake-ups"): 500 single-row commits, each its own transaction, must not wake
+# it 500 times. It still sweeps (pg_sync.sweep_interval, 1 s) and wakes for resume_endpoint.
+receiver_start rg
+new_case g "$rg_URL"
+q -c "SELECT count(pg_sync.pause_endpoint(name)) FROM pg_sync.endpoints" >/dev/null
+pid_g=$(worker_pid)
+[ -n "$pid_g" ] || fail "g: no worker"
+# The pause's own wake-up: wait for the pass it started (last_active_at moves), then measure.
+before_g=$(q -c "SELECT last_active_at FROM pg_sync.workers WHERE pid = $pid_g")
+moved_g() { [ "$(q -c "SELECT last_active_at FROM pg_sync.workers WHERE pid = $pid_g")" != "$before_g" ]; }
+wait_for "g: a pass after the pause" 10 moved_g
+s0=$(sleeps "$pid_g") w0=$(date +%s%N)
+for i in $(seq 1 500); do echo "INSERT INTO t_g VALUES ($i);"; done | q >/dev/null
+s1=$(sleeps "$pid_g") w1=$(date +%s%N)
+wall_ms=$(((w1 - w0) / 1000000)) wakeups=$((s1 - s0))
+assert_eq "$(st g pending)" 500 "g: events queued while paused"
+# Sweeps (one a second) and what each wake-up's loop blocks on: a few per second at most. A
+# worker woken by each commit blocks at least once per commit (500).
+limit=$((20 + 10 * wall_ms / 1000))
+[ "$wakeups" -lt "$limit" ] ||
+    fail "g: 500 commits with every endpoint paused woke the worker $wakeups times in ${wall_ms} ms (limit $limit)"
+assert_eq "$(rq rg 'len(recs)')" 0 "g: nothing sent while paused"
+q -c "SELECT pg_sync.resume_endpoint('g')" >/dev/null
+wait_status g 20 "pending = 0 AND in_flight = 0" "g: delivered after resume_endpoint"
+assert_eq "$(rq rg 'len({e["key"]["id"] for r in ok for e in (r["events"] or [])})')" 500 "g: every event delivered after resume_endpoint"
+took
+echo "ok g: 500 commits with every endpoint paused woke the worker $wakeups times in ${wall_ms} ms; all 500 delivered after resume_endpoint ($took)"
+
 # --- c) DROP + CREATE EXTENSION in one transaction, while delivering -----------------------------------
 receiver_start rc
 new_case c "$rc_URL" "retry_base_ms => 50, retry_max_ms => 500"
