@@ -243,7 +243,12 @@ echo "ok b: 8 dead letters (5 x 500, then 3 timeouts with the circuit open); the
 # A commit that queued events wakes the worker (its latch), and every wake-up starts a pass; with
 # every endpoint paused nothing could be sent, so those commits leave it asleep
 # (docs/delivery.md, "Wake-ups"): 500 single-row commits, each its own transaction, must not wake
-# it 500 times. It still sweeps (pg_sync.sweep_interval, 1 s) and wakes for resume_endpoint.
+# it 500 times. With pg_sync.sweep_interval = 1 h for this case, only wake-ups can then make it
+# deliver: a new endpoint (a configuration change) gets its events at once while the paused one
+# waits, resume_endpoint brings the paused one's events, and a commit after that wakes it again.
+# (A new worker: its first pass schedules the next sweep an hour on.)
+q -c "ALTER SYSTEM SET pg_sync.sweep_interval = '1h'" -c "SELECT pg_reload_conf()" >/dev/null
+restart_worker
 receiver_start rg
 new_case g "$rg_URL"
 q -c "SELECT count(pg_sync.pause_endpoint(name)) FROM pg_sync.endpoints" >/dev/null
@@ -256,19 +261,32 @@ wait_for "g: a pass after the pause" 10 moved_g
 s0=$(sleeps "$pid_g") w0=$(date +%s%N)
 for i in $(seq 1 500); do echo "INSERT INTO t_g VALUES ($i);"; done | q >/dev/null
 s1=$(sleeps "$pid_g") w1=$(date +%s%N)
+assert_eq "$(worker_pid)" "$pid_g" "g: worker pid across the measurement"
 wall_ms=$(((w1 - w0) / 1000000)) wakeups=$((s1 - s0))
 assert_eq "$(st g pending)" 500 "g: events queued while paused"
-# Sweeps (one a second) and what each wake-up's loop blocks on: a few per second at most. A
+# What each wake-up's loop blocks on, and a sweep already scheduled: a few per second at most. A
 # worker woken by each commit blocks at least once per commit (500).
 limit=$((20 + 10 * wall_ms / 1000))
 [ "$wakeups" -lt "$limit" ] ||
     fail "g: 500 commits with every endpoint paused woke the worker $wakeups times in ${wall_ms} ms (limit $limit)"
 assert_eq "$(rq rg 'len(recs)')" 0 "g: nothing sent while paused"
+# An endpoint that may send, beside the paused one: its commits wake the worker again.
+receiver_start rg2
+new_case g2 "$rg2_URL"
+q -c "INSERT INTO t_g2 VALUES (1)"
+receiver_wait_events rg2 1 10
+q -c "INSERT INTO t_g2 VALUES (2)"
+receiver_wait_events rg2 2 10
+assert_eq "$(rq rg 'len(recs)')" 0 "g: still nothing sent for the paused endpoint"
 q -c "SELECT pg_sync.resume_endpoint('g')" >/dev/null
-wait_status g 20 "pending = 0 AND in_flight = 0" "g: delivered after resume_endpoint"
-assert_eq "$(rq rg 'len({e["key"]["id"] for r in ok for e in (r["events"] or [])})')" 500 "g: every event delivered after resume_endpoint"
+wait_status g 10 "pending = 0 AND in_flight = 0" "g: delivered after resume_endpoint (no sweep: its wake-up)"
+q -c "INSERT INTO t_g VALUES (501)"
+wait_status g 10 "pending = 0 AND in_flight = 0" "g: a commit after resume_endpoint delivered (no sweep: its wake-up)"
+assert_eq "$(rq rg 'len({e["key"]["id"] for r in ok for e in (r["events"] or [])})')" 501 "g: every event delivered"
+q -c "ALTER SYSTEM RESET pg_sync.sweep_interval" -c "SELECT pg_reload_conf()" >/dev/null
+restart_worker
 took
-echo "ok g: 500 commits with every endpoint paused woke the worker $wakeups times in ${wall_ms} ms; all 500 delivered after resume_endpoint ($took)"
+echo "ok g: 500 commits with every endpoint paused woke the worker $wakeups times in ${wall_ms} ms; an endpoint created meanwhile, resume_endpoint and a later commit were each served by their wake-up alone ($took)"
 
 # --- c) DROP + CREATE EXTENSION in one transaction, while delivering -----------------------------------
 receiver_start rc

@@ -393,7 +393,7 @@ void queue_counters_add(int32 endpoint_id, int64 n) {
     if (n == 0)
         return;
     if (!local.add(endpoint_id, GetCurrentSubTransactionId(), n))
-        recount_requested = true; // more (endpoint, subtransaction) pairs than it holds
+        queue_counters_recount_at_commit(); // more (endpoint, subtransaction) pairs than it holds
 }
 
 void queue_counters_recount_at_commit() {

@@ -68,7 +68,7 @@ WorkerSlot *claim_slot(Oid dboid);
 void set_worker_state(WorkerSlot *slot, const char *state);
 void set_worker_error(WorkerSlot *slot, const char *error);
 // Whether commits that only queued events wake this worker (core/worker_policy
-// commit_wake_needs_pass); changes take the exclusive lock, so a committer that skipped the
+// events_wake_worker); changes take the exclusive lock, so a committer that skipped the
 // wake-up did so before the worker's next read of the queue.
 void set_events_wake(WorkerSlot *slot, bool on);
 
