@@ -251,11 +251,12 @@ q -c "ALTER SYSTEM SET pg_sync.sweep_interval = '1h'" -c "SELECT pg_reload_conf(
 restart_worker
 receiver_start rg
 new_case g "$rg_URL"
-q -c "SELECT count(pg_sync.pause_endpoint(name)) FROM pg_sync.endpoints" >/dev/null
 pid_g=$(worker_pid)
 [ -n "$pid_g" ] || fail "g: no worker"
-# The pause's own wake-up: wait for the pass it started (last_active_at moves), then measure.
+# The pause's own wake-up: wait for a pass after it (last_active_at, read before the pause, moves;
+# with no sweep for an hour, nothing else moves it), then measure.
 before_g=$(q -c "SELECT last_active_at FROM pg_sync.workers WHERE pid = $pid_g")
+q -c "SELECT count(pg_sync.pause_endpoint(name)) FROM pg_sync.endpoints" >/dev/null
 moved_g() { [ "$(q -c "SELECT last_active_at FROM pg_sync.workers WHERE pid = $pid_g")" != "$before_g" ]; }
 wait_for "g: a pass after the pause" 10 moved_g
 s0=$(sleeps "$pid_g") w0=$(date +%s%N)
