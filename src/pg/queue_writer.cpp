@@ -253,13 +253,25 @@ void writer_open() {
         ResourceOwner saved = CurrentResourceOwner;
         CurrentResourceOwner = TopTransactionResourceOwner;
         writer.rel = table_open(queue_relid, RowExclusiveLock);
-        for (int i = 0; i < queue_nindexes; ++i)
-            writer.indexes[i] = index_open(queue_index_oids[i], RowExclusiveLock);
-        writer.nindexes = queue_nindexes;
+        // An index of the list may be dropped before its lock is granted (REINDEX CONCURRENTLY
+        // drops the old index while writers hold the table): try_relation_open then returns
+        // NULL where index_open would fail with "could not open relation", and the queue is
+        // looked up again.
+        bool index_gone = false;
+        writer.nindexes = 0;
+        for (int i = 0; i < queue_nindexes && !index_gone; ++i) {
+            Relation irel = try_relation_open(queue_index_oids[i], RowExclusiveLock);
+            if (irel)
+                writer.indexes[writer.nindexes++] = irel;
+            else
+                index_gone = true;
+        }
         CurrentResourceOwner = saved;
         writer.bistate.strategy = nullptr;
         writer.bistate.current_buf = InvalidBuffer;
         writer.open = true;
+        if (index_gone)
+            queue_relid = InvalidOid;
         if (OidIsValid(queue_relid))
             return; // no invalidation of the queue arrived while it was being opened
         writer_close();
